@@ -1,0 +1,80 @@
+"""Mixer cost per 10 ms period, for 1-64 stereo sources.
+
+Four figures per row, all measured in this run:
+  cpp     the C++ SinkAudioMixer alone (no Python), ns per period
+  memcpy  memcpy of the same source bytes, in C++, ns per period
+  render  AudioManager.render() from Python (lookups, GIL release, ndarray), ns per period
+  numpy   numpy doing the same mix: clip(volume * sum(gain * x), -1, 1), ns per period
+and the ratios the goals are stated in: cpp/memcpy (goal <= 2) and numpy/render
+(goal >= 10 at 8 sources).
+
+Run: ./run python benchmarks/bench_mixer.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import sinkcast
+from sinkcast import _sinkcast
+
+FRAMES = 480
+COUNTS = [1, 2, 4, 8, 16, 32, 64]
+
+
+def best_ns(fn, repeats: int = 7, number: int = 200) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter_ns() - t0) / number)
+    return best
+
+
+def render_ns(n: int) -> float:
+    rng = np.random.default_rng(1)
+    blocks = [rng.uniform(-0.5, 0.5, (FRAMES, 2)).astype(np.float32) for _ in range(n)]
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i in range(n):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=10000)
+            eng.connect(f"s{i}", "out", gain=0.5)
+        periods = 7 * 200 + 10
+        for i, block in enumerate(blocks):  # queue every period up front: render() alone is timed
+            eng.push(f"s{i}", np.tile(block, (periods, 1)))
+        return best_ns(lambda: eng.render("out", FRAMES))
+
+
+def numpy_ns(n: int) -> float:
+    rng = np.random.default_rng(1)
+    blocks = [rng.uniform(-0.5, 0.5, (FRAMES, 2)).astype(np.float32) for _ in range(n)]
+    gains = [np.float32(0.5)] * n
+    volume = np.float32(1.0)
+
+    def mix() -> np.ndarray:
+        acc = gains[0] * blocks[0]
+        for g, x in zip(gains[1:], blocks[1:]):
+            acc += g * x
+        return np.clip(volume * acc, -1.0, 1.0)
+
+    return best_ns(mix)
+
+
+def main() -> None:
+    print(f"mixer benchmark: {FRAMES}-frame (10 ms) periods, stereo float32 sources, best of 7 runs")
+    print(f"{'sources':>7} {'cpp ns':>9} {'memcpy ns':>10} {'cpp/memcpy':>10} {'render ns':>10} {'numpy ns':>9} {'numpy/render':>12}")
+    for n in COUNTS:
+        cpp = _sinkcast._benchmark_mixer(n, 2, 200, 7)
+        r = render_ns(n)
+        npy = numpy_ns(n)
+        print(
+            f"{n:7d} {cpp['mixer_ns_per_period']:9.0f} {cpp['memcpy_ns_per_period']:10.0f} "
+            f"{cpp['mixer_ns_per_period'] / cpp['memcpy_ns_per_period']:10.2f} {r:10.0f} {npy:9.0f} {npy / r:12.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+#include "audio/push_source.h"
+
+#include <cstring>
+
+namespace sinkcast {
+
+PushSource::PushSource(int sample_rate, int channels, size_t capacity_frames, size_t prebuffer_frames)
+    : Source(channels),
+      sample_rate_(sample_rate),
+      prebuffer_frames_(std::min(prebuffer_frames, capacity_frames)),
+      ring_(capacity_frames, channels) {
+    if (sample_rate != kEngineRate) resampler_ = std::make_unique<Resampler>(sample_rate, kEngineRate, channels);
+}
+
+void PushSource::push(const void* data, SampleFormat format, size_t frames) {
+    const size_t ch = static_cast<size_t>(channels());
+    const size_t frame_bytes = sample_format_bytes(format) * ch;
+    const char* bytes = static_cast<const char*>(data);
+    frames_in_.fetch_add(frames, std::memory_order_relaxed);
+    if (!resampler_) {
+        // The one copy: straight from the caller's buffer into the ring, converting.
+        ring_.write(frames, [&](float* dst, size_t offset, size_t n) {
+            convert_to_float(bytes + offset * frame_bytes, format, n * ch, dst);
+        });
+        return;
+    }
+    std::lock_guard<std::mutex> lock(push_mutex_);
+    // Resample outside the ring lock so the mixer never waits for libsoxr.
+    scratch_.resize(frames * ch);
+    convert_to_float(data, format, frames * ch, scratch_.data());
+    resampler_->process(scratch_.data(), frames, [&](const float* out, size_t n) {
+        ring_.write(n, [&](float* dst, size_t offset, size_t run) {
+            std::memcpy(dst, out + offset * ch, run * ch * sizeof(float));
+        });
+    });
+}
+
+size_t PushSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
+                            double* acc) {
+    const size_t out_ch = static_cast<size_t>(matrix.sink_channels);
+    // Accumulates straight from the ring: no intermediate copy on the mixer path.
+    return ring_.read(&cursor.ring, frames, prebuffer_frames_, [&](const float* src, size_t offset, size_t n) {
+        accumulate(src, n, matrix, gain, acc + offset * out_ch);
+    });
+}
+
+SourceCounters PushSource::counters() const {
+    SourceCounters c = Source::counters();
+    c.frames_in = frames_in_.load(std::memory_order_relaxed);
+    c.overruns = ring_.total_overruns();
+    c.dropped_frames = ring_.total_dropped_frames();
+    return c;
+}
+
+}  // namespace sinkcast

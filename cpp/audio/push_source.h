@@ -1,0 +1,45 @@
+// A source fed by push(): PCM from Python (or any caller) at 8-192 kHz with
+// 1-8 channels, converted to float, resampled to 48 kHz and kept in a ring.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "audio/frame_ring.h"
+#include "audio/resampler.h"
+#include "audio/sample_format.h"
+#include "audio/source.h"
+
+namespace sinkcast {
+
+class PushSource final : public Source {
+public:
+    // capacity_frames and prebuffer_frames count 48 kHz frames.
+    PushSource(int sample_rate, int channels, size_t capacity_frames, size_t prebuffer_frames);
+
+    const char* kind() const override { return "push"; }
+    int sample_rate() const override { return sample_rate_; }
+
+    // Never blocks on the mixer for longer than a copy; safe from any thread.
+    // The caller has validated format, channel count and finiteness.
+    void push(const void* data, SampleFormat format, size_t frames);
+
+    void attach(RouteCursor& cursor) override { ring_.attach(&cursor.ring); }
+    void detach(RouteCursor& cursor) override { ring_.detach(&cursor.ring); }
+    size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
+                    double* acc) override;
+    size_t buffered_frames(const RouteCursor& cursor) const override { return ring_.buffered_frames(&cursor.ring); }
+    SourceCounters counters() const override;
+
+private:
+    int sample_rate_;
+    size_t prebuffer_frames_;
+    FrameRing ring_;
+    std::mutex push_mutex_;  // one pusher at a time through the resampler and scratch
+    std::unique_ptr<Resampler> resampler_;  // null at 48 kHz
+    std::vector<float> scratch_;
+    std::atomic<uint64_t> frames_in_{0};
+};
+
+}  // namespace sinkcast

@@ -1,0 +1,55 @@
+#include "audio/sample_format.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace sinkcast {
+
+const char* sample_format_name(SampleFormat format) {
+    switch (format) {
+        case SampleFormat::Int16: return "int16";
+        case SampleFormat::Int32: return "int32";
+        case SampleFormat::Float32: return "float32";
+    }
+    return "unknown";
+}
+
+size_t sample_format_bytes(SampleFormat format) {
+    switch (format) {
+        case SampleFormat::Int16: return 2;
+        case SampleFormat::Int32: return 4;
+        case SampleFormat::Float32: return 4;
+    }
+    return 0;
+}
+
+void convert_to_float(const void* input, SampleFormat format, size_t samples, float* output) {
+    switch (format) {
+        case SampleFormat::Int16: {
+            const auto* in = static_cast<const int16_t*>(input);
+            for (size_t i = 0; i < samples; ++i) output[i] = static_cast<float>(in[i]) * (1.0f / 32768.0f);
+            break;
+        }
+        case SampleFormat::Int32: {
+            const auto* in = static_cast<const int32_t*>(input);
+            // Through double: float has only 24 bits of mantissa, the scale itself is exact.
+            for (size_t i = 0; i < samples; ++i)
+                output[i] = static_cast<float>(static_cast<double>(in[i]) * (1.0 / 2147483648.0));
+            break;
+        }
+        case SampleFormat::Float32:
+            std::memcpy(output, input, samples * sizeof(float));
+            break;
+    }
+}
+
+bool all_samples_finite(const void* input, SampleFormat format, size_t samples) {
+    if (format != SampleFormat::Float32) return true;
+    const auto* in = static_cast<const float*>(input);
+    // Branch-free accumulation so the compiler can vectorize: x - x is NaN for NaN and Inf.
+    float probe = 0.0f;
+    for (size_t i = 0; i < samples; ++i) probe += in[i] - in[i];
+    return probe == 0.0f;
+}
+
+}  // namespace sinkcast

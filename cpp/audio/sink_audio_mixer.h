@@ -1,0 +1,80 @@
+// The mix of one sink: clip(volume * sum_i gain_i * map_i(source_i), -1, 1),
+// at 48 kHz, 1 or 2 channels. The caller drives it (a real-time thread or
+// render()); the mixer itself has no thread and no clock.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "audio/channel_mix.h"
+#include "audio/source.h"
+
+namespace sinkcast {
+
+struct RouteStats {
+    std::string source_id;
+    double gain = 1.0;
+    uint64_t underruns = 0;
+    uint64_t overruns = 0;
+    uint64_t dropped_frames = 0;
+    size_t buffered_frames = 0;
+};
+
+struct MixerStats {
+    uint64_t frames_mixed = 0;
+    uint64_t clipped_samples = 0;
+    float peak = 0.0f;  // largest |sample| of the most recent mix call
+    std::vector<RouteStats> routes;
+};
+
+class SinkAudioMixer {
+public:
+    // max_block_frames bounds the internal accumulator; mix() splits larger requests.
+    SinkAudioMixer(int channels, size_t max_block_frames);
+    ~SinkAudioMixer();
+
+    int channels() const { return channels_; }
+
+    // Route management; called from control threads. Each takes the mixer lock
+    // only for the swap, never while a source is being resampled.
+    bool has_route(const std::string& source_id) const;
+    void add_route(const std::string& source_id, std::shared_ptr<Source> source, double gain);
+    bool remove_route(const std::string& source_id);
+    bool set_gain(const std::string& source_id, double gain);
+    std::vector<std::string> route_sources() const;
+
+    void set_volume(double volume) { volume_.store(volume, std::memory_order_relaxed); }
+    double volume() const { return volume_.load(std::memory_order_relaxed); }
+
+    // Mixes the next `frames` frames into `out` (interleaved float32). No allocation.
+    void mix(float* out, size_t frames);
+
+    MixerStats stats() const;
+
+private:
+    struct Route {
+        std::string source_id;
+        std::shared_ptr<Source> source;
+        RouteCursor cursor;  // address must stay stable: the source's ring points at it
+        ChannelMatrix matrix;
+        std::atomic<double> gain{1.0};
+        uint64_t underruns = 0;
+    };
+
+    void mix_block(float* out, size_t frames);
+
+    int channels_;
+    size_t max_block_frames_;
+    std::vector<double> acc_;
+    std::atomic<double> volume_{1.0};
+    mutable std::mutex mutex_;  // guards routes_ and the counters below
+    std::vector<std::unique_ptr<Route>> routes_;
+    uint64_t frames_mixed_ = 0;
+    uint64_t clipped_samples_ = 0;
+    float peak_ = 0.0f;
+};
+
+}  // namespace sinkcast

@@ -1,0 +1,69 @@
+// A source of audio at the engine rate (48 kHz), read by any number of
+// routes. Each route keeps its own RouteCursor, so one source can feed many
+// sinks without the sinks stealing frames from each other.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "audio/channel_mix.h"
+#include "audio/frame_ring.h"
+
+namespace sinkcast {
+
+constexpr int kEngineRate = 48000;
+
+struct RouteCursor {
+    ReadCursor ring;          // pushed sources: position in the source's ring
+    double phase = 0.0;       // tone: phase in cycles, [0, 1)
+    uint64_t noise_state = 0; // noise: generator state
+};
+
+struct SourceCounters {
+    uint64_t frames_in = 0;       // frames received (at the source's own rate)
+    uint64_t underruns = 0;       // mix calls in which a route got less than it asked for
+    uint64_t overruns = 0;        // times a full ring overwrote unread audio
+    uint64_t dropped_frames = 0;  // frames lost that way (48 kHz frames)
+};
+
+class Source {
+public:
+    explicit Source(int channels) : channels_(channels) {}
+    virtual ~Source() = default;
+    Source(const Source&) = delete;
+    Source& operator=(const Source&) = delete;
+
+    // Channels of the 48 kHz stream the mixer reads.
+    int channels() const { return channels_; }
+    virtual const char* kind() const = 0;
+    virtual int sample_rate() const { return kEngineRate; }
+
+    virtual void attach(RouteCursor& cursor) = 0;
+    virtual void detach(RouteCursor&) {}
+
+    // Adds `gain * matrix * audio` for up to `frames` frames into `acc`
+    // (interleaved, sink channels). Returns the frames that had audio; the
+    // rest is silence and the caller counts an underrun.
+    virtual size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
+                            double* acc) = 0;
+
+    // Frames queued for this route (0 for generators).
+    virtual size_t buffered_frames(const RouteCursor&) const { return 0; }
+
+    virtual SourceCounters counters() const {
+        SourceCounters c;
+        c.underruns = underruns_.load(std::memory_order_relaxed);
+        return c;
+    }
+    void count_underrun() { underruns_.fetch_add(1, std::memory_order_relaxed); }
+
+protected:
+    std::atomic<uint64_t> underruns_{0};
+
+private:
+    int channels_;
+};
+
+}  // namespace sinkcast

@@ -1,0 +1,291 @@
+// nanobind definitions of AudioManager and PcmTap. Every call that may wait on
+// an engine lock or thread runs with the GIL released (DESIGN.md: the GIL
+// first, engine locks second; never the other way round).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include "bindings/py_audio_manager.h"
+#include "bindings/stats_dict.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace sinkcast::bindings {
+
+namespace {
+
+using AnyCpuArray = nb::ndarray<nb::ro, nb::device::cpu>;
+using FloatFrames = nb::ndarray<nb::numpy, float, nb::ndim<2>>;
+
+constexpr size_t kMaxRenderFrames = 48000 * 600;  // ten minutes per call
+
+std::optional<SampleFormat> format_of(const AnyCpuArray& a) {
+    if (a.dtype() == nb::dtype<int16_t>()) return SampleFormat::Int16;
+    if (a.dtype() == nb::dtype<int32_t>()) return SampleFormat::Int32;
+    if (a.dtype() == nb::dtype<float>()) return SampleFormat::Float32;
+    return std::nullopt;
+}
+
+std::string dtype_name(nb::handle samples) {
+    try {
+        return nb::cast<std::string>(samples.attr("dtype").attr("name"));
+    } catch (...) {
+        return nb::cast<std::string>(samples.type().attr("__name__"));
+    }
+}
+
+bool is_c_contiguous(const AnyCpuArray& a) {
+    if (a.ndim() == 1) return a.shape(0) <= 1 || a.stride(0) == 1;
+    return (a.shape(1) <= 1 || a.stride(1) == 1) && (a.shape(0) <= 1 || a.stride(0) == (int64_t)a.shape(1));
+}
+
+// Validates the array's type and shape and pushes it; the samples are read in
+// place (no copy before the one into the source's ring) with the GIL released.
+void push_samples(PyAudioManager& engine, const std::string& source_id, nb::handle samples) {
+    AnyCpuArray array;
+    if (!nb::try_cast(samples, array, false))
+        throw nb::type_error("push() takes a numpy array of int16, int32 or float32 samples");
+    auto format = format_of(array);
+    if (!format)
+        throw nb::type_error(("push() takes int16, int32 or float32 samples, got " + dtype_name(samples) +
+                              "; convert with samples.astype(numpy.float32)")
+                                 .c_str());
+    nb::object contiguous;
+    if (!is_c_contiguous(array)) {
+        // A strided view (a slice, a transposed array) is copied once into C order.
+        contiguous = nb::module_::import_("numpy").attr("ascontiguousarray")(samples);
+        if (!nb::try_cast(contiguous, array, false)) throw nb::type_error("could not make the samples contiguous");
+    }
+    int channels;
+    {
+        nb::gil_scoped_release released;
+        channels = engine.source_channels(source_id);
+    }
+    size_t frames;
+    int given_channels;
+    if (array.ndim() == 1) {
+        // 1-D is interleaved: frame-major, `channels` samples per frame.
+        if (array.shape(0) % static_cast<size_t>(channels) != 0)
+            throw nb::value_error(("a 1-D push to source '" + source_id + "' is read as interleaved " +
+                                   std::to_string(channels) + "-channel frames, but its length " +
+                                   std::to_string(array.shape(0)) + " is not a multiple of " +
+                                   std::to_string(channels))
+                                      .c_str());
+        frames = array.shape(0) / static_cast<size_t>(channels);
+        given_channels = channels;
+    } else if (array.ndim() == 2) {
+        frames = array.shape(0);
+        given_channels = static_cast<int>(array.shape(1));
+    } else {
+        throw nb::value_error(("push() takes samples shaped (frames, channels) or 1-D, got " +
+                               std::to_string(array.ndim()) + " dimensions")
+                                  .c_str());
+    }
+    nb::gil_scoped_release released;
+    engine.push(source_id, array.data(), *format, frames, given_channels);
+}
+
+FloatFrames render_frames(PyAudioManager& engine, const std::string& sink_id, int64_t frames) {
+    if (frames < 0 || static_cast<size_t>(frames) > kMaxRenderFrames)
+        throw nb::value_error(("render() frames must be from 0 to " + std::to_string(kMaxRenderFrames) +
+                               ", got " + std::to_string(frames))
+                                  .c_str());
+    size_t channels;
+    std::unique_ptr<float[]> buffer;
+    {
+        nb::gil_scoped_release released;
+        channels = static_cast<size_t>(engine.sink_channels(sink_id));
+        buffer.reset(new float[static_cast<size_t>(frames) * channels + 1]);
+        engine.render(sink_id, buffer.get(), static_cast<size_t>(frames));
+    }
+    float* data = buffer.release();
+    nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    return FloatFrames(data, {static_cast<size_t>(frames), channels}, owner);
+}
+
+FloatFrames read_tap(PcmTap& tap, std::optional<int64_t> max_frames) {
+    size_t limit;
+    size_t channels = static_cast<size_t>(tap.channels());
+    if (max_frames) {
+        if (*max_frames < 0) throw nb::value_error("max_frames must not be negative");
+        limit = static_cast<size_t>(*max_frames);
+    } else {
+        limit = tap.available();
+    }
+    limit = std::min(limit, tap.capacity_frames());
+    std::unique_ptr<float[]> buffer(new float[limit * channels + 1]);
+    size_t got;
+    {
+        nb::gil_scoped_release released;
+        got = tap.read(buffer.get(), limit);
+    }
+    float* data = buffer.release();
+    nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    return FloatFrames(data, {got, channels}, owner);
+}
+
+PyAudioManager* default_instance = nullptr;
+
+}  // namespace
+
+PyAudioManager::~PyAudioManager() {
+    // Runs from Python's deallocator with the GIL held: let engine threads that
+    // wait for the GIL finish while we join them.
+    if (!closed()) shutdown_from_python();
+}
+
+void PyAudioManager::shutdown_from_python() {
+    if (!closed()) {
+        nb::gil_scoped_release released;
+        shutdown();
+    }
+}
+
+void shutdown_all_managers() {
+    for (AudioManager* manager : AudioManager::live_managers()) {
+        if (auto* py = dynamic_cast<PyAudioManager*>(manager)) py->shutdown_from_python();
+    }
+}
+
+void bind_audio_manager(nb::module_& m) {
+    nb::class_<PyAudioManager>(m, "AudioManager",
+                               "The sinkcast engine: sources mixed into named sinks, each streamed to its "
+                               "listeners. realtime=False gives a manual clock driven by render().")
+        .def(
+            "__init__",
+            [](PyAudioManager* self, bool realtime, std::string bind_address,
+               std::optional<std::pair<int, int>> port_range, std::vector<std::string> ice_servers) {
+                ManagerConfig config;
+                config.realtime = realtime;
+                config.bind_address = std::move(bind_address);
+                if (port_range) {
+                    auto [first, last] = *port_range;
+                    if (first < 1 || last > 65535 || first > last)
+                        throw nb::value_error("port_range must be (first, last) with 1 <= first <= last <= 65535");
+                    config.port_range_begin = static_cast<uint16_t>(first);
+                    config.port_range_end = static_cast<uint16_t>(last);
+                }
+                config.ice_servers = std::move(ice_servers);
+                new (self) PyAudioManager(std::move(config));
+            },
+            nb::kw_only(), "realtime"_a = true, "bind_address"_a = "127.0.0.1", "port_range"_a = nb::none(),
+            "ice_servers"_a = std::vector<std::string>{})
+        .def_static(
+            "get_instance",
+            []() -> PyAudioManager* {
+                // The process-wide default (the seed's singleton). Never freed: Python
+                // wrappers may still point at it; it is shut down at exit.
+                if (!default_instance || default_instance->closed()) default_instance = new PyAudioManager({});
+                return default_instance;
+            },
+            nb::rv_policy::reference, "The process-wide default AudioManager (real time, ICE on 127.0.0.1).")
+        .def_prop_ro("realtime", &PyAudioManager::realtime)
+        .def_prop_ro("closed", &PyAudioManager::closed)
+        .def(
+            "add_sink",
+            [](PyAudioManager& self, const std::string& sink_id, int channels, int frame_ms, double volume,
+               std::optional<int> bitrate, int complexity, bool low_delay) {
+                SinkConfig c;
+                c.channels = channels;
+                c.frame_ms = frame_ms;
+                c.volume = volume;
+                c.bitrate_bps = bitrate.value_or(0);
+                c.complexity = complexity;
+                c.low_delay = low_delay;
+                self.add_sink(sink_id, c);
+            },
+            "sink_id"_a, "channels"_a = 2, "frame_ms"_a = 20, "volume"_a = 1.0, "bitrate"_a = nb::none(),
+            "complexity"_a = 9, "low_delay"_a = false, nb::call_guard<nb::gil_scoped_release>(),
+            "Adds a 48 kHz sink with 1 or 2 channels, Opus frames of 10 or 20 ms, and a volume (0-10).")
+        .def("remove_sink", &PyAudioManager::remove_sink, "sink_id"_a, nb::call_guard<nb::gil_scoped_release>())
+        .def("set_volume", &PyAudioManager::set_sink_volume, "sink_id"_a, "volume"_a,
+             nb::call_guard<nb::gil_scoped_release>())
+        .def("sinks", &PyAudioManager::sink_ids, nb::call_guard<nb::gil_scoped_release>(), "The sink ids, sorted.")
+        .def(
+            "add_source",
+            [](PyAudioManager& self, const std::string& source_id, int sample_rate, int channels, int buffer_ms,
+               int jitter_ms) {
+                SourceConfig c;
+                c.sample_rate = sample_rate;
+                c.channels = channels;
+                c.buffer_ms = buffer_ms;
+                c.jitter_ms = jitter_ms;
+                self.add_source(source_id, c);
+            },
+            "source_id"_a, "sample_rate"_a = 48000, "channels"_a = 1, "buffer_ms"_a = 500, "jitter_ms"_a = 20,
+            nb::call_guard<nb::gil_scoped_release>(),
+            "Adds a source fed by push(): 8-192 kHz, 1-8 channels, resampled to 48 kHz. buffer_ms bounds the "
+            "queue (older audio is dropped and counted); in real time a route starts playing once jitter_ms "
+            "of audio is queued.")
+        .def("add_tone_source", &PyAudioManager::add_tone_source, "source_id"_a, "frequency_hz"_a = 440.0,
+             "amplitude"_a = 0.25, nb::call_guard<nb::gil_scoped_release>(), "Adds a mono sine-tone source.")
+        .def("add_noise_source", &PyAudioManager::add_noise_source, "source_id"_a, "amplitude"_a = 0.1,
+             "seed"_a = 0, nb::call_guard<nb::gil_scoped_release>(), "Adds a mono white-noise source.")
+        .def("remove_source", &PyAudioManager::remove_source, "source_id"_a,
+             nb::call_guard<nb::gil_scoped_release>(), "Removes a source and every route from it.")
+        .def("sources", &PyAudioManager::source_ids, nb::call_guard<nb::gil_scoped_release>(),
+             "The source ids, sorted.")
+        .def("connect", &PyAudioManager::connect, "source_id"_a, "sink_id"_a, "gain"_a = 1.0,
+             nb::call_guard<nb::gil_scoped_release>(), "Routes a source into a sink with a gain (0-10).")
+        .def("disconnect", &PyAudioManager::disconnect, "source_id"_a, "sink_id"_a,
+             nb::call_guard<nb::gil_scoped_release>())
+        .def("set_gain", &PyAudioManager::set_gain, "source_id"_a, "sink_id"_a, "gain"_a,
+             nb::call_guard<nb::gil_scoped_release>())
+        .def("push", &push_samples, "source_id"_a, "samples"_a,
+             "Queues PCM for a source: a numpy array of int16 (x/32768), int32 (x/2^31) or float32, shaped "
+             "(frames, channels) or 1-D interleaved. Never blocks; a full queue drops its oldest audio.")
+        .def("render", &render_frames, "sink_id"_a, "frames"_a,
+             "Manual clock only: mixes and returns the sink's next frames as float32 (frames, channels).")
+        .def(
+            "open_tap",
+            [](PyAudioManager& self, const std::string& sink_id, double seconds) {
+                return self.open_tap(sink_id, seconds);
+            },
+            "sink_id"_a, "seconds"_a = 2.0, nb::call_guard<nb::gil_scoped_release>(),
+            "A PcmTap receiving the sink's mixed output from now on, holding up to `seconds` unread.")
+        .def(
+            "stats",
+            [](PyAudioManager& self) {
+                EngineStats stats;
+                {
+                    nb::gil_scoped_release released;
+                    stats = self.stats();
+                }
+                return stats_to_dict(stats);
+            },
+            "Counters of every sink, route and source, as a plain dict.")
+        .def("shutdown", &PyAudioManager::shutdown_from_python,
+             "Stops every clock and listener and joins the engine's threads. Idempotent.")
+        .def("__enter__", [](PyAudioManager& self) -> PyAudioManager& { return self; }, nb::rv_policy::reference)
+        .def(
+            "__exit__",
+            [](PyAudioManager& self, nb::handle, nb::handle, nb::handle) { self.shutdown_from_python(); },
+            "exc_type"_a.none(), "exc_value"_a.none(), "traceback"_a.none());
+}
+
+void bind_pcm_tap(nb::module_& m) {
+    nb::class_<PcmTap>(m, "PcmTap", "A sink's mixed output, as it is mixed. Read it before it fills up.")
+        .def("read", &read_tap, "max_frames"_a = nb::none(),
+             "Returns up to max_frames (default: all available) of the oldest unread frames as float32 "
+             "(frames, channels).")
+        .def_prop_ro("available", &PcmTap::available, "Unread frames.")
+        .def_prop_ro("dropped_frames", &PcmTap::dropped_frames, "Frames lost because the tap was full.")
+        .def_prop_ro("channels", &PcmTap::channels)
+        .def_prop_ro("closed", &PcmTap::closed)
+        .def("close", &PcmTap::close, "Stops receiving audio.")
+        .def("__enter__", [](PcmTap& self) -> PcmTap& { return self; }, nb::rv_policy::reference)
+        .def(
+            "__exit__", [](PcmTap& self, nb::handle, nb::handle, nb::handle) { self.close(); },
+            "exc_type"_a.none(), "exc_value"_a.none(), "traceback"_a.none());
+}
+
+}  // namespace sinkcast::bindings

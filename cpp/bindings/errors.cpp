@@ -1,0 +1,71 @@
+#include "bindings/errors.h"
+
+#include <cstring>
+
+#include "engine/errors.h"
+#include "webrtc/signaling_message.h"
+
+namespace nb = nanobind;
+
+namespace sinkcast::bindings {
+
+namespace {
+
+// The classes live in python/sinkcast/_errors.py. The reference is kept for
+// the life of the process on purpose: releasing it after the interpreter is
+// gone would crash.
+PyObject* error_class(const char* name) {
+    nb::object cls = nb::module_::import_("sinkcast._errors").attr(name);
+    return cls.release().ptr();
+}
+
+void raise(const char* class_name, const char* message) {
+    static PyObject* cache[8] = {};
+    static const char* names[8] = {};
+    for (int i = 0; i < 8; ++i) {
+        if (names[i] && std::strcmp(names[i], class_name) == 0) {
+            PyErr_SetString(cache[i], message);
+            return;
+        }
+        if (!names[i]) {
+            PyObject* cls = nullptr;
+            try {
+                cls = error_class(class_name);
+            } catch (nb::python_error& e) {
+                e.restore();  // sinkcast._errors failed to import: report that instead
+                return;
+            }
+            names[i] = class_name;
+            cache[i] = cls;
+            PyErr_SetString(cls, message);
+            return;
+        }
+    }
+    PyErr_SetString(PyExc_RuntimeError, message);
+}
+
+}  // namespace
+
+void register_error_translator() {
+    nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+        try {
+            std::rethrow_exception(p);
+        } catch (const UnknownIdError& e) {
+            raise(e.kind() == "sink" ? "UnknownSinkError" : "UnknownSourceError", e.what());
+        } catch (const DuplicateIdError& e) {
+            raise("DuplicateIdError", e.what());
+        } catch (const RouteError& e) {
+            raise("RouteError", e.what());
+        } catch (const SignalingError& e) {
+            raise("SignalingError", e.what());
+        } catch (const EngineClosedError& e) {
+            raise("EngineClosedError", e.what());
+        } catch (const ClockModeError& e) {
+            raise("ClockModeError", e.what());
+        }
+        // Anything else falls through to nanobind's own translation
+        // (std::invalid_argument -> ValueError, ...).
+    });
+}
+
+}  // namespace sinkcast::bindings

@@ -1,0 +1,29 @@
+// The AudioManager as Python sees it: the engine plus what only the Python
+// side has (the signaling callback and its trampoline live here, not in the
+// core, which knows nothing of Python).
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include "engine/audio_manager.h"
+
+namespace sinkcast::bindings {
+
+class PyAudioManager : public AudioManager {
+public:
+    explicit PyAudioManager(ManagerConfig config) : AudioManager(std::move(config)) {}
+    ~PyAudioManager() override;
+
+    // Shuts the engine down with the GIL released (engine threads may need it
+    // to finish), then drops the Python objects the engine held. Idempotent.
+    void shutdown_from_python();
+};
+
+void bind_audio_manager(nanobind::module_& m);
+void bind_pcm_tap(nanobind::module_& m);
+
+// Shuts down every live manager; registered with atexit so no engine thread
+// outlives the interpreter.
+void shutdown_all_managers();
+
+}  // namespace sinkcast::bindings

@@ -1,0 +1,65 @@
+#include "bindings/stats_dict.h"
+
+#include <nanobind/stl/string.h>
+
+namespace nb = nanobind;
+
+namespace sinkcast::bindings {
+
+namespace {
+
+nb::dict sink_to_dict(const SinkStats& s) {
+    nb::dict d;
+    d["channels"] = s.config.channels;
+    d["frame_ms"] = s.config.frame_ms;
+    d["volume"] = s.config.volume;
+    d["periods"] = s.clock.periods;
+    d["late_periods"] = s.clock.late_periods;
+    d["clock_resyncs"] = s.clock.resyncs;
+    d["frames_mixed"] = s.mixer.frames_mixed;
+    d["clipped_samples"] = s.mixer.clipped_samples;
+    d["peak"] = s.mixer.peak;
+    d["taps"] = s.taps;
+    nb::dict routes;
+    for (const auto& r : s.mixer.routes) {
+        nb::dict rd;
+        rd["gain"] = r.gain;
+        rd["underruns"] = r.underruns;
+        rd["overruns"] = r.overruns;
+        rd["dropped_frames"] = r.dropped_frames;
+        rd["buffered_frames"] = r.buffered_frames;
+        routes[r.source_id.c_str()] = rd;
+    }
+    d["routes"] = routes;
+    return d;
+}
+
+nb::dict source_to_dict(const SourceStats& s) {
+    nb::dict d;
+    d["kind"] = s.kind;
+    d["sample_rate"] = s.sample_rate;
+    d["channels"] = s.channels;
+    d["frames_in"] = s.counters.frames_in;
+    d["underruns"] = s.counters.underruns;
+    d["overruns"] = s.counters.overruns;
+    d["dropped_frames"] = s.counters.dropped_frames;
+    nb::list sinks;
+    for (const auto& id : s.sinks) sinks.append(id);
+    d["sinks"] = sinks;
+    return d;
+}
+
+}  // namespace
+
+nb::dict stats_to_dict(const EngineStats& stats) {
+    nb::dict d;
+    d["realtime"] = stats.realtime;
+    nb::dict sinks, sources;
+    for (const auto& s : stats.sinks) sinks[s.id.c_str()] = sink_to_dict(s);
+    for (const auto& s : stats.sources) sources[s.id.c_str()] = source_to_dict(s);
+    d["sinks"] = sinks;
+    d["sources"] = sources;
+    return d;
+}
+
+}  // namespace sinkcast::bindings

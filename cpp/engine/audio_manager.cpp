@@ -1,0 +1,329 @@
+#include "engine/audio_manager.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "audio/generator_sources.h"
+#include "audio/push_source.h"
+
+namespace sinkcast {
+
+namespace {
+
+constexpr double kMaxGain = 10.0;  // +20 dB; beyond that it is a mistake, not a mix
+
+std::mutex& live_mutex() {
+    static std::mutex m;
+    return m;
+}
+std::set<AudioManager*>& live_set() {
+    static std::set<AudioManager*> s;
+    return s;
+}
+
+void check_gain(const char* what, double value) {
+    if (!std::isfinite(value) || value < 0.0 || value > kMaxGain)
+        throw std::invalid_argument(std::string(what) + " must be a finite number from 0 to 10, got " +
+                                    std::to_string(value));
+}
+
+size_t ms_to_frames(int ms) { return static_cast<size_t>(ms) * kEngineRate / 1000; }
+
+}  // namespace
+
+void validate_id(const std::string& kind, const std::string& id) {
+    if (id.empty()) throw std::invalid_argument(kind + " id must not be empty");
+    if (id.size() > 128) throw std::invalid_argument(kind + " id is longer than 128 characters");
+    if (id.find('/') != std::string::npos)
+        throw std::invalid_argument(kind + " id '" + id + "' must not contain '/' (it separates listener ids)");
+    for (unsigned char c : id)
+        if (c < 0x20 || c == 0x7f)
+            throw std::invalid_argument(kind + " id must not contain control characters");
+}
+
+AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
+    if (config_.port_range_begin > config_.port_range_end)
+        throw std::invalid_argument("port_range must be (first, last) with first <= last");
+    std::lock_guard<std::mutex> lock(live_mutex());
+    live_set().insert(this);
+}
+
+AudioManager::~AudioManager() {
+    shutdown();
+    std::lock_guard<std::mutex> lock(live_mutex());
+    live_set().erase(this);
+}
+
+std::vector<AudioManager*> AudioManager::live_managers() {
+    std::lock_guard<std::mutex> lock(live_mutex());
+    return {live_set().begin(), live_set().end()};
+}
+
+void AudioManager::ensure_open() const {
+    if (closed()) throw EngineClosedError();
+}
+
+std::shared_ptr<Sink> AudioManager::find_sink_locked(const std::string& id) const {
+    auto it = sinks_.find(id);
+    if (it == sinks_.end()) throw UnknownIdError("sink", id);
+    return it->second;
+}
+
+std::shared_ptr<Source> AudioManager::find_source_locked(const std::string& id) const {
+    auto it = sources_.find(id);
+    if (it == sources_.end()) throw UnknownIdError("source", id);
+    return it->second;
+}
+
+// ---- sinks ----
+
+void AudioManager::add_sink(const std::string& id, const SinkConfig& config) {
+    ensure_open();
+    validate_id("sink", id);
+    if (config.channels != 1 && config.channels != 2)
+        throw std::invalid_argument("sink channels must be 1 or 2, got " + std::to_string(config.channels));
+    if (config.frame_ms != 10 && config.frame_ms != 20)
+        throw std::invalid_argument("frame_ms must be 10 or 20, got " + std::to_string(config.frame_ms));
+    check_gain("volume", config.volume);
+    if (config.bitrate_bps != 0 && (config.bitrate_bps < 6000 || config.bitrate_bps > 510000))
+        throw std::invalid_argument("bitrate must be 6000 to 510000 bit/s, got " +
+                                    std::to_string(config.bitrate_bps));
+    if (config.complexity < 0 || config.complexity > 10)
+        throw std::invalid_argument("complexity must be 0 to 10, got " + std::to_string(config.complexity));
+    std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+    ensure_open();
+    if (sinks_.count(id)) throw DuplicateIdError("a sink named '" + id + "' already exists");
+    sinks_.emplace(id, std::make_shared<Sink>(id, config, config_.realtime));
+}
+
+void AudioManager::remove_sink(const std::string& id) {
+    ensure_open();
+    std::shared_ptr<Sink> sink;
+    {
+        std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+        sink = find_sink_locked(id);
+        sinks_.erase(id);
+    }
+    // Outside the registry lock: joining the clock must not hold up other calls.
+    sink->stop();
+}
+
+void AudioManager::set_sink_volume(const std::string& id, double volume) {
+    ensure_open();
+    check_gain("volume", volume);
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    find_sink_locked(id)->mixer().set_volume(volume);
+}
+
+std::vector<std::string> AudioManager::sink_ids() const {
+    ensure_open();
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    std::vector<std::string> ids;
+    for (const auto& [id, sink] : sinks_) ids.push_back(id);
+    return ids;
+}
+
+int AudioManager::sink_channels(const std::string& sink_id) const {
+    ensure_open();
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    return find_sink_locked(sink_id)->config().channels;
+}
+
+// ---- sources ----
+
+void AudioManager::add_source_object(const std::string& id, std::shared_ptr<Source> source) {
+    std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+    ensure_open();
+    if (sources_.count(id)) throw DuplicateIdError("a source named '" + id + "' already exists");
+    sources_.emplace(id, std::move(source));
+}
+
+void AudioManager::add_source(const std::string& id, const SourceConfig& config) {
+    ensure_open();
+    validate_id("source", id);
+    if (config.sample_rate < 8000 || config.sample_rate > 192000)
+        throw std::invalid_argument("sample_rate must be 8000 to 192000 Hz, got " +
+                                    std::to_string(config.sample_rate));
+    if (config.channels < 1 || config.channels > kMaxSourceChannels)
+        throw std::invalid_argument("source channels must be 1 to 8, got " + std::to_string(config.channels));
+    if (config.buffer_ms < 20 || config.buffer_ms > 60000)
+        throw std::invalid_argument("buffer_ms must be 20 to 60000, got " + std::to_string(config.buffer_ms));
+    if (config.jitter_ms < 0 || config.jitter_ms >= config.buffer_ms)
+        throw std::invalid_argument("jitter_ms must be from 0 to less than buffer_ms (" +
+                                    std::to_string(config.buffer_ms) + "), got " + std::to_string(config.jitter_ms));
+    {
+        std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+        if (sources_.count(id)) throw DuplicateIdError("a source named '" + id + "' already exists");
+    }
+    // The manual clock is deterministic: render() plays whatever has been pushed.
+    size_t prebuffer = config_.realtime ? ms_to_frames(config.jitter_ms) : 0;
+    add_source_object(id, std::make_shared<PushSource>(config.sample_rate, config.channels,
+                                                       ms_to_frames(config.buffer_ms), prebuffer));
+}
+
+void AudioManager::add_tone_source(const std::string& id, double frequency_hz, double amplitude) {
+    ensure_open();
+    validate_id("source", id);
+    if (!std::isfinite(frequency_hz) || frequency_hz <= 0.0 || frequency_hz >= kEngineRate / 2.0)
+        throw std::invalid_argument("frequency_hz must be above 0 and below 24000, got " +
+                                    std::to_string(frequency_hz));
+    if (!std::isfinite(amplitude) || amplitude < 0.0 || amplitude > 1.0)
+        throw std::invalid_argument("amplitude must be from 0 to 1, got " + std::to_string(amplitude));
+    add_source_object(id, std::make_shared<ToneSource>(frequency_hz, amplitude));
+}
+
+void AudioManager::add_noise_source(const std::string& id, double amplitude, uint64_t seed) {
+    ensure_open();
+    validate_id("source", id);
+    if (!std::isfinite(amplitude) || amplitude < 0.0 || amplitude > 1.0)
+        throw std::invalid_argument("amplitude must be from 0 to 1, got " + std::to_string(amplitude));
+    add_source_object(id, std::make_shared<NoiseSource>(amplitude, seed));
+}
+
+void AudioManager::remove_source(const std::string& id) {
+    ensure_open();
+    std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+    find_source_locked(id);
+    for (auto& [sink_id, sink] : sinks_) sink->mixer().remove_route(id);
+    sources_.erase(id);
+}
+
+std::vector<std::string> AudioManager::source_ids() const {
+    ensure_open();
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    std::vector<std::string> ids;
+    for (const auto& [id, source] : sources_) ids.push_back(id);
+    return ids;
+}
+
+int AudioManager::source_channels(const std::string& source_id) const {
+    ensure_open();
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    return find_source_locked(source_id)->channels();
+}
+
+// ---- routes ----
+
+void AudioManager::connect(const std::string& source_id, const std::string& sink_id, double gain) {
+    ensure_open();
+    check_gain("gain", gain);
+    std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+    auto source = find_source_locked(source_id);
+    auto sink = find_sink_locked(sink_id);
+    if (sink->mixer().has_route(source_id))
+        throw RouteError("source '" + source_id + "' is already connected to sink '" + sink_id + "'");
+    sink->mixer().add_route(source_id, std::move(source), gain);
+}
+
+void AudioManager::disconnect(const std::string& source_id, const std::string& sink_id) {
+    ensure_open();
+    std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+    find_source_locked(source_id);
+    auto sink = find_sink_locked(sink_id);
+    if (!sink->mixer().remove_route(source_id))
+        throw RouteError("source '" + source_id + "' is not connected to sink '" + sink_id + "'");
+}
+
+void AudioManager::set_gain(const std::string& source_id, const std::string& sink_id, double gain) {
+    ensure_open();
+    check_gain("gain", gain);
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    find_source_locked(source_id);
+    auto sink = find_sink_locked(sink_id);
+    if (!sink->mixer().set_gain(source_id, gain))
+        throw RouteError("source '" + source_id + "' is not connected to sink '" + sink_id + "'");
+}
+
+// ---- audio in and out ----
+
+void AudioManager::push(const std::string& source_id, const void* data, SampleFormat format, size_t frames,
+                        int channels) {
+    ensure_open();
+    std::shared_ptr<Source> source;
+    {
+        std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+        source = find_source_locked(source_id);
+    }
+    auto* pushable = dynamic_cast<PushSource*>(source.get());
+    if (!pushable)
+        throw std::invalid_argument("source '" + source_id + "' is a " + source->kind() +
+                                    " source; only sources made with add_source() take push()");
+    if (channels != source->channels())
+        throw std::invalid_argument("source '" + source_id + "' has " + std::to_string(source->channels()) +
+                                    " channel(s), the pushed audio has " + std::to_string(channels));
+    if (!all_samples_finite(data, format, frames * static_cast<size_t>(channels)))
+        throw std::invalid_argument("pushed audio for source '" + source_id +
+                                    "' contains NaN or infinite samples; nothing was queued");
+    if (frames == 0) return;
+    pushable->push(data, format, frames);
+}
+
+void AudioManager::render(const std::string& sink_id, float* out, size_t frames) {
+    ensure_open();
+    if (config_.realtime)
+        throw ClockModeError(
+            "render() needs a manual-clock engine (AudioManager(realtime=False)); a real-time sink is "
+            "mixed by its own thread, read it with open_tap()");
+    std::shared_ptr<Sink> sink;
+    {
+        std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+        sink = find_sink_locked(sink_id);
+    }
+    sink->render(out, frames);
+}
+
+std::shared_ptr<PcmTap> AudioManager::open_tap(const std::string& sink_id, double seconds) {
+    ensure_open();
+    if (!std::isfinite(seconds) || seconds < 0.01 || seconds > 600.0)
+        throw std::invalid_argument("tap seconds must be from 0.01 to 600, got " + std::to_string(seconds));
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    return find_sink_locked(sink_id)->open_tap(static_cast<size_t>(seconds * kEngineRate));
+}
+
+// ---- stats and lifetime ----
+
+EngineStats AudioManager::stats() const {
+    ensure_open();
+    EngineStats s;
+    s.realtime = config_.realtime;
+    s.closed = closed();
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    std::map<std::string, std::vector<std::string>> sinks_of_source;
+    for (const auto& [id, sink] : sinks_) {
+        SinkStats ss;
+        ss.id = id;
+        ss.config = sink->config();
+        ss.config.volume = sink->mixer().volume();
+        ss.clock = sink->clock_stats();
+        ss.mixer = sink->mixer().stats();
+        ss.taps = sink->tap_count();
+        for (const auto& r : ss.mixer.routes) sinks_of_source[r.source_id].push_back(id);
+        s.sinks.push_back(std::move(ss));
+    }
+    for (const auto& [id, source] : sources_) {
+        SourceStats src;
+        src.id = id;
+        src.kind = source->kind();
+        src.sample_rate = source->sample_rate();
+        src.channels = source->channels();
+        src.counters = source->counters();
+        src.sinks = sinks_of_source[id];
+        s.sources.push_back(std::move(src));
+    }
+    return s;
+}
+
+void AudioManager::shutdown() {
+    std::lock_guard<std::mutex> once(shutdown_mutex_);
+    if (closed_.exchange(true)) return;
+    std::map<std::string, std::shared_ptr<Sink>> sinks;
+    {
+        std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+        sinks.swap(sinks_);
+        sources_.clear();
+    }
+    for (auto& [id, sink] : sinks) sink->stop();
+}
+
+}  // namespace sinkcast

@@ -1,0 +1,130 @@
+// The engine: a registry of sources, sinks and the routes between them, the
+// clocks that drive the sinks, and (with the WebRTC layer) their listeners.
+//
+// Thread safety: every public method may be called from any thread. Control
+// calls take the registry lock briefly; push() only looks its source up under
+// a shared lock. Nothing here calls into Python.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "audio/pcm_tap.h"
+#include "audio/sample_format.h"
+#include "audio/source.h"
+#include "engine/errors.h"
+#include "engine/sink.h"
+
+namespace sinkcast {
+
+struct ManagerConfig {
+    bool realtime = true;
+    std::string bind_address = "127.0.0.1";
+    uint16_t port_range_begin = 0;
+    uint16_t port_range_end = 0;
+    std::vector<std::string> ice_servers;
+};
+
+struct SourceConfig {
+    int sample_rate = 48000;
+    int channels = 1;
+    int buffer_ms = 500;  // ring capacity: older audio is dropped (overrun) beyond this
+    int jitter_ms = 20;   // real time only: audio queued before a route starts/restarts playing
+};
+
+struct SourceStats {
+    std::string id;
+    std::string kind;
+    int sample_rate = 0;
+    int channels = 0;
+    SourceCounters counters;
+    std::vector<std::string> sinks;
+};
+
+struct SinkStats {
+    std::string id;
+    SinkConfig config;
+    SinkClockStats clock;
+    MixerStats mixer;
+    size_t taps = 0;
+};
+
+struct EngineStats {
+    bool realtime = true;
+    bool closed = false;
+    std::vector<SinkStats> sinks;
+    std::vector<SourceStats> sources;
+};
+
+class AudioManager {
+public:
+    explicit AudioManager(ManagerConfig config = {});
+    virtual ~AudioManager();
+    AudioManager(const AudioManager&) = delete;
+    AudioManager& operator=(const AudioManager&) = delete;
+
+    const ManagerConfig& config() const { return config_; }
+    bool realtime() const { return config_.realtime; }
+
+    void add_sink(const std::string& id, const SinkConfig& config);
+    void remove_sink(const std::string& id);
+    void set_sink_volume(const std::string& id, double volume);
+    std::vector<std::string> sink_ids() const;
+
+    void add_source(const std::string& id, const SourceConfig& config);
+    void add_tone_source(const std::string& id, double frequency_hz, double amplitude);
+    void add_noise_source(const std::string& id, double amplitude, uint64_t seed);
+    void remove_source(const std::string& id);
+    std::vector<std::string> source_ids() const;
+
+    void connect(const std::string& source_id, const std::string& sink_id, double gain);
+    void disconnect(const std::string& source_id, const std::string& sink_id);
+    void set_gain(const std::string& source_id, const std::string& sink_id, double gain);
+
+    // Throws std::invalid_argument for a wrong channel count or non-finite samples,
+    // before anything is queued. `samples` = frames * channels.
+    void push(const std::string& source_id, const void* data, SampleFormat format, size_t frames,
+              int channels);
+    int source_channels(const std::string& source_id) const;
+    int sink_channels(const std::string& sink_id) const;
+
+    // Manual clock only (realtime=false).
+    void render(const std::string& sink_id, float* out, size_t frames);
+
+    std::shared_ptr<PcmTap> open_tap(const std::string& sink_id, double seconds);
+
+    EngineStats stats() const;
+
+    // Stops every clock and releases every sink and source. Idempotent; after
+    // it returns no engine thread runs. Other calls then throw EngineClosedError.
+    void shutdown();
+    bool closed() const { return closed_.load(std::memory_order_acquire); }
+
+    // Every live manager, for the interpreter-exit hook.
+    static std::vector<AudioManager*> live_managers();
+
+protected:
+    void ensure_open() const;
+
+private:
+    std::shared_ptr<Sink> find_sink_locked(const std::string& id) const;
+    std::shared_ptr<Source> find_source_locked(const std::string& id) const;
+    void add_source_object(const std::string& id, std::shared_ptr<Source> source);
+
+    ManagerConfig config_;
+    std::atomic<bool> closed_{false};
+    mutable std::shared_mutex registry_mutex_;
+    std::map<std::string, std::shared_ptr<Sink>> sinks_;
+    std::map<std::string, std::shared_ptr<Source>> sources_;
+    std::mutex shutdown_mutex_;
+};
+
+// Checks an id for sinks and sources: 1-128 printable characters, no '/'.
+void validate_id(const std::string& kind, const std::string& id);
+
+}  // namespace sinkcast

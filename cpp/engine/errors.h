@@ -1,0 +1,48 @@
+// Exceptions the engine throws. The bindings map each to a Python exception
+// of sinkcast (see python/sinkcast/_errors.py); plain std::invalid_argument
+// becomes ValueError.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace sinkcast {
+
+// An id that names no sink / source (Python: UnknownSinkError / UnknownSourceError, both KeyError).
+class UnknownIdError : public std::out_of_range {
+public:
+    UnknownIdError(std::string kind, std::string id)
+        : std::out_of_range("unknown " + kind + " '" + id + "'"), kind_(std::move(kind)), id_(std::move(id)) {}
+    const std::string& kind() const { return kind_; }
+    const std::string& id() const { return id_; }
+
+private:
+    std::string kind_, id_;
+};
+
+// add_* with an id that is already taken (Python: DuplicateIdError, a ValueError).
+class DuplicateIdError : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
+};
+
+// connect() of an existing route, disconnect()/set_gain() of a missing one (Python: RouteError, a ValueError).
+class RouteError : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
+};
+
+// Any call after shutdown() (Python: EngineClosedError, a RuntimeError).
+class EngineClosedError : public std::runtime_error {
+public:
+    EngineClosedError() : std::runtime_error("the AudioManager has been shut down") {}
+};
+
+// A call that the engine's clock mode does not allow, e.g. render() in real time
+// (Python: ClockModeError, a RuntimeError).
+class ClockModeError : public std::logic_error {
+public:
+    using std::logic_error::logic_error;
+};
+
+}  // namespace sinkcast

@@ -1,0 +1,87 @@
+#include "engine/sink.h"
+
+#include <algorithm>
+
+namespace sinkcast {
+
+Sink::Sink(std::string id, const SinkConfig& config, bool realtime)
+    : id_(std::move(id)),
+      config_(config),
+      mixer_(config.channels, kPeriodFrames),
+      period_(kPeriodFrames * static_cast<size_t>(config.channels)) {
+    mixer_.set_volume(config.volume);
+    if (realtime) clock_thread_ = std::thread([this] { run_clock(); });
+}
+
+Sink::~Sink() { stop(); }
+
+void Sink::stop() {
+    {
+        std::lock_guard<std::mutex> lock(clock_mutex_);
+        stopping_ = true;
+    }
+    clock_wake_.notify_all();
+    if (clock_thread_.joinable() && clock_thread_.get_id() != std::this_thread::get_id()) clock_thread_.join();
+}
+
+void Sink::run_clock() {
+    using clock = std::chrono::steady_clock;
+    const auto period = std::chrono::milliseconds(kPeriodMs);
+    // Falling further behind than this (a suspended VM, a debugger) resets the
+    // clock instead of mixing a burst of catch-up periods.
+    const auto give_up = std::chrono::milliseconds(200);
+    auto deadline = clock::now();
+    std::unique_lock<std::mutex> lock(clock_mutex_);
+    while (!stopping_) {
+        deadline += period;  // absolute deadlines: sleep jitter never accumulates into drift
+        if (clock_wake_.wait_until(lock, deadline, [this] { return stopping_; })) break;
+        lock.unlock();
+        mixer_.mix(period_.data(), kPeriodFrames);
+        periods_.fetch_add(1, std::memory_order_relaxed);
+        deliver(period_.data(), kPeriodFrames);
+        const auto now = clock::now();
+        if (now - deadline > period) late_periods_.fetch_add(1, std::memory_order_relaxed);
+        if (now - deadline > give_up) {
+            resyncs_.fetch_add(1, std::memory_order_relaxed);
+            deadline = now;
+        }
+        lock.lock();
+    }
+}
+
+void Sink::render(float* out, size_t frames) {
+    mixer_.mix(out, frames);
+    periods_.fetch_add((frames + kPeriodFrames - 1) / kPeriodFrames, std::memory_order_relaxed);
+    deliver(out, frames);
+}
+
+void Sink::deliver(const float* frames, size_t count) {
+    std::lock_guard<std::mutex> lock(taps_mutex_);
+    // Closed taps leave here; erase() only moves pointers, it never allocates.
+    taps_.erase(std::remove_if(taps_.begin(), taps_.end(), [](const auto& t) { return t->closed(); }), taps_.end());
+    for (auto& tap : taps_) tap->write(frames, count);
+}
+
+std::shared_ptr<PcmTap> Sink::open_tap(size_t capacity_frames) {
+    auto tap = std::make_shared<PcmTap>(config_.channels, capacity_frames);
+    std::lock_guard<std::mutex> lock(taps_mutex_);
+    taps_.push_back(tap);
+    return tap;
+}
+
+size_t Sink::tap_count() const {
+    std::lock_guard<std::mutex> lock(taps_mutex_);
+    size_t n = 0;
+    for (const auto& t : taps_) n += t->closed() ? 0 : 1;
+    return n;
+}
+
+SinkClockStats Sink::clock_stats() const {
+    SinkClockStats s;
+    s.periods = periods_.load(std::memory_order_relaxed);
+    s.late_periods = late_periods_.load(std::memory_order_relaxed);
+    s.resyncs = resyncs_.load(std::memory_order_relaxed);
+    return s;
+}
+
+}  // namespace sinkcast

@@ -1,0 +1,79 @@
+// One named sink: its mixer, its clock (a real-time thread on absolute
+// deadlines, or none in manual mode) and the consumers of each mixed period
+// (PCM taps now; the Opus encoder and the WebRTC listeners hang off here too).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "audio/pcm_tap.h"
+#include "audio/sink_audio_mixer.h"
+
+namespace sinkcast {
+
+struct SinkConfig {
+    int channels = 2;
+    int frame_ms = 20;          // Opus frame: 10 or 20
+    double volume = 1.0;
+    int bitrate_bps = 0;        // 0: 128 kbit/s stereo, 64 kbit/s mono
+    int complexity = 9;         // 0-10
+    bool low_delay = false;     // Opus RESTRICTED_LOWDELAY instead of AUDIO
+};
+
+struct SinkClockStats {
+    uint64_t periods = 0;       // periods mixed by the clock (real time) or render()
+    uint64_t late_periods = 0;  // real time: periods mixed after their deadline by more than one period
+    uint64_t resyncs = 0;       // real time: times the clock fell so far behind it skipped ahead
+};
+
+class Sink {
+public:
+    static constexpr int kPeriodMs = 10;
+    static constexpr size_t kPeriodFrames = 480;  // 10 ms at 48 kHz
+
+    Sink(std::string id, const SinkConfig& config, bool realtime);
+    ~Sink();
+
+    const std::string& id() const { return id_; }
+    const SinkConfig& config() const { return config_; }
+    SinkAudioMixer& mixer() { return mixer_; }
+    const SinkAudioMixer& mixer() const { return mixer_; }
+
+    // Manual clock: mixes the next `frames` frames into out and feeds the taps.
+    void render(float* out, size_t frames);
+
+    std::shared_ptr<PcmTap> open_tap(size_t capacity_frames);
+
+    // Stops the real-time thread (joins it). Idempotent.
+    void stop();
+
+    SinkClockStats clock_stats() const;
+    size_t tap_count() const;
+
+private:
+    void run_clock();
+    void deliver(const float* frames, size_t count);
+
+    std::string id_;
+    SinkConfig config_;
+    SinkAudioMixer mixer_;
+    std::vector<float> period_;  // the real-time thread's output buffer
+
+    mutable std::mutex taps_mutex_;
+    std::vector<std::shared_ptr<PcmTap>> taps_;
+
+    std::atomic<uint64_t> periods_{0}, late_periods_{0}, resyncs_{0};
+
+    std::mutex clock_mutex_;
+    std::condition_variable clock_wake_;
+    bool stopping_ = false;
+    std::thread clock_thread_;
+};
+
+}  // namespace sinkcast

@@ -1,0 +1,62 @@
+// Signaling message parsing and validation (pure functions: no network, no
+// libdatachannel threads; rtc::Description / rtc::Candidate are used only as
+// parsers). Every rejection is a SignalingError carrying a human reason.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+namespace sinkcast {
+
+// Malformed, unsupported, oversized or out-of-state signaling input.
+// The engine maps it to Python's sinkcast.SignalingError (a ValueError).
+class SignalingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Any incoming signaling message larger than this is rejected.
+inline constexpr size_t kMaxSignalingMessageBytes = 64 * 1024;
+
+struct ParsedCandidate {
+  std::string candidate;           // "candidate:..." (never with "a="); empty at end of candidates
+  std::string mid;                 // sdpMid, empty when not given
+  bool end_of_candidates = false;  // {"candidate": ""}, null, "" or "a=end-of-candidates"
+  int mline_index = -1;            // sdpMLineIndex, -1 when not given
+};
+
+// Accepts the JSON of a browser's RTCIceCandidate ({"candidate", "sdpMid",
+// "sdpMLineIndex", "usernameFragment"}), JSON null, or a bare
+// "candidate:..." / "a=candidate:..." line. Throws SignalingError.
+ParsedCandidate parse_candidate_message(const std::string& message);
+
+// What JSON.stringify(event.candidate) gives in a browser:
+// {"candidate":"candidate:...","sdpMid":"0","sdpMLineIndex":0}
+// (plus "usernameFragment" when ufrag is not empty). A candidate without the
+// "candidate:" prefix gets it; an empty candidate means end of candidates.
+std::string candidate_to_json(const std::string& candidate, const std::string& mid);
+std::string candidate_to_json(const std::string& candidate, const std::string& mid,
+                              int mline_index, const std::string& ufrag = std::string());
+
+struct OfferAudioInfo {
+  std::string mid;            // the audio m-line's mid
+  int opus_payload_type = -1; // the first Opus/48000 payload type of that m-line
+  int mline_index = -1;       // index of the audio m-line in the SDP
+  bool stereo = false;        // the Opus fmtp carries stereo=1
+};
+
+// Validates a remote offer for a listener session: an SDP document with ICE
+// credentials, a DTLS fingerprint, and a non-rejected DTLS-SRTP audio m-line
+// able to receive (recvonly/sendrecv) that offers Opus/48000. Returns the first
+// such audio m-line. Throws SignalingError ("offer has no audio m-line",
+// "offer does not offer Opus", "malformed SDP: ...", ...).
+OfferAudioInfo inspect_remote_offer(const std::string& sdp);
+
+// Validates the listener's answer to an engine offer whose audio m-line had
+// mid `expected_mid`: it must accept that m-line (port != 0), be able to
+// receive, and accept Opus/48000 (the returned payload type is the one the
+// answer lists, which the sender then uses). Throws SignalingError.
+OfferAudioInfo inspect_remote_answer(const std::string& sdp, const std::string& expected_mid);
+
+}  // namespace sinkcast

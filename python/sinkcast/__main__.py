@@ -1,0 +1,5 @@
+import sys
+
+from sinkcast.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The exceptions sinkcast raises.
+
+The native module raises these classes (it imports this module), so they can
+inherit from the built-in exceptions a caller expects: an unknown id is a
+``KeyError``, bad input a ``ValueError``, a call on a closed engine a
+``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+
+class SinkcastError(Exception):
+    """Base class of every sinkcast error."""
+
+
+class _MessageKeyError(KeyError):
+    # KeyError's str() is the repr of its argument ("'unknown sink'"); show the message itself.
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownSinkError(SinkcastError, _MessageKeyError):
+    """No sink has this id."""
+
+
+class UnknownSourceError(SinkcastError, _MessageKeyError):
+    """No source has this id."""
+
+
+class DuplicateIdError(SinkcastError, ValueError):
+    """A sink or source with this id already exists."""
+
+
+class RouteError(SinkcastError, ValueError):
+    """The route is already connected, or is not connected."""
+
+
+class SignalingError(SinkcastError, ValueError):
+    """A WebRTC signaling message was malformed, unsupported, too large or out of state."""
+
+
+class ClockModeError(SinkcastError, RuntimeError):
+    """The call needs the other clock (for example render() on a real-time engine)."""
+
+
+class EngineClosedError(SinkcastError, RuntimeError):
+    """The AudioManager has been shut down."""
+
+
+__all__ = [
+    "SinkcastError",
+    "UnknownSinkError",
+    "UnknownSourceError",
+    "DuplicateIdError",
+    "RouteError",
+    "SignalingError",
+    "ClockModeError",
+    "EngineClosedError",
+]

@@ -1,0 +1,136 @@
+"""Bad input gets an exception that names the problem, and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import sinkcast
+
+
+@pytest.fixture
+def eng() -> Any:
+    e = sinkcast.AudioManager(realtime=False)
+    e.add_sink("out", channels=2)
+    e.add_source("mic", sample_rate=44100, channels=2)
+    e.add_tone_source("tone")
+    e.connect("mic", "out")
+    yield e
+    e.shutdown()
+
+
+def snapshot(e: sinkcast.AudioManager) -> Any:
+    s = e.stats()
+    return s, e.sinks(), e.sources()
+
+
+CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
+    ("unknown sink", lambda e: e.connect("mic", "nope"), sinkcast.UnknownSinkError, "unknown sink 'nope'"),
+    ("unknown sink render", lambda e: e.render("nope", 10), sinkcast.UnknownSinkError, "nope"),
+    ("unknown sink remove", lambda e: e.remove_sink("nope"), sinkcast.UnknownSinkError, "nope"),
+    ("unknown sink volume", lambda e: e.set_volume("nope", 1.0), sinkcast.UnknownSinkError, "nope"),
+    ("unknown sink tap", lambda e: e.open_tap("nope"), sinkcast.UnknownSinkError, "nope"),
+    ("unknown source", lambda e: e.connect("nope", "out"), sinkcast.UnknownSourceError, "unknown source 'nope'"),
+    ("unknown source push", lambda e: e.push("nope", np.zeros(4, np.float32)), sinkcast.UnknownSourceError, "nope"),
+    ("unknown source remove", lambda e: e.remove_source("nope"), sinkcast.UnknownSourceError, "nope"),
+    ("duplicate sink", lambda e: e.add_sink("out"), sinkcast.DuplicateIdError, "sink named 'out' already exists"),
+    ("duplicate source", lambda e: e.add_source("mic"), sinkcast.DuplicateIdError, "source named 'mic'"),
+    ("duplicate tone", lambda e: e.add_tone_source("mic"), sinkcast.DuplicateIdError, "source named 'mic'"),
+    ("route twice", lambda e: e.connect("mic", "out"), sinkcast.RouteError, "already connected"),
+    ("disconnect missing", lambda e: e.disconnect("tone", "out"), sinkcast.RouteError, "not connected"),
+    ("gain of missing route", lambda e: e.set_gain("tone", "out", 0.5), sinkcast.RouteError, "not connected"),
+    ("float64", lambda e: e.push("mic", np.zeros((4, 2))), TypeError, "got float64"),
+    ("uint8", lambda e: e.push("mic", np.zeros((4, 2), np.uint8)), TypeError, "int16, int32 or float32"),
+    ("not an array", lambda e: e.push("mic", [0.0, 0.0]), TypeError, "numpy array"),
+    ("wrong channels", lambda e: e.push("mic", np.zeros((4, 3), np.int16)), ValueError, "has 2 channel(s), the pushed audio has 3"),
+    ("3-D", lambda e: e.push("mic", np.zeros((4, 2, 1), np.int16)), ValueError, "3 dimensions"),
+    ("1-D not interleavable", lambda e: e.push("mic", np.zeros(5, np.int16)), ValueError, "not a multiple of 2"),
+    ("NaN", lambda e: e.push("mic", np.array([[0.0, np.nan]], np.float32)), ValueError, "NaN or infinite"),
+    ("Inf", lambda e: e.push("mic", np.array([[np.inf, 0.0]], np.float32)), ValueError, "NaN or infinite"),
+    ("push to tone", lambda e: e.push("tone", np.zeros(4, np.float32)), ValueError, "only sources made with add_source"),
+    ("rate low", lambda e: e.add_source("x", sample_rate=7999), ValueError, "sample_rate must be 8000 to 192000"),
+    ("rate high", lambda e: e.add_source("x", sample_rate=192001), ValueError, "sample_rate"),
+    ("source channels 0", lambda e: e.add_source("x", channels=0), ValueError, "source channels must be 1 to 8"),
+    ("source channels 9", lambda e: e.add_source("x", channels=9), ValueError, "source channels must be 1 to 8"),
+    ("sink channels 3", lambda e: e.add_sink("x", channels=3), ValueError, "sink channels must be 1 or 2"),
+    ("frame_ms", lambda e: e.add_sink("x", frame_ms=15), ValueError, "frame_ms must be 10 or 20"),
+    ("volume NaN", lambda e: e.add_sink("x", volume=float("nan")), ValueError, "volume"),
+    ("volume negative", lambda e: e.set_volume("out", -1.0), ValueError, "volume"),
+    ("gain too big", lambda e: e.connect("tone", "out", gain=11.0), ValueError, "gain"),
+    ("gain inf", lambda e: e.set_gain("mic", "out", float("inf")), ValueError, "gain"),
+    ("bitrate", lambda e: e.add_sink("x", bitrate=100), ValueError, "bitrate"),
+    ("complexity", lambda e: e.add_sink("x", complexity=11), ValueError, "complexity"),
+    ("slash in sink id", lambda e: e.add_sink("a/b"), ValueError, "must not contain '/'"),
+    ("empty source id", lambda e: e.add_source(""), ValueError, "must not be empty"),
+    ("long id", lambda e: e.add_sink("x" * 200), ValueError, "longer than 128"),
+    ("tone frequency", lambda e: e.add_tone_source("x", frequency_hz=30000.0), ValueError, "frequency_hz"),
+    ("tone amplitude", lambda e: e.add_tone_source("x", amplitude=2.0), ValueError, "amplitude"),
+    ("noise amplitude", lambda e: e.add_noise_source("x", amplitude=-0.1), ValueError, "amplitude"),
+    ("buffer_ms", lambda e: e.add_source("x", buffer_ms=5), ValueError, "buffer_ms"),
+    ("jitter_ms", lambda e: e.add_source("x", buffer_ms=100, jitter_ms=100), ValueError, "jitter_ms"),
+    ("render negative", lambda e: e.render("out", -1), ValueError, "frames"),
+    ("tap seconds", lambda e: e.open_tap("out", seconds=0.0), ValueError, "seconds"),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "error", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_raises_and_changes_nothing(
+    eng: Any, name: str, call: Callable[[Any], object], error: type[BaseException], message: str
+) -> None:
+    before = snapshot(eng)
+    with pytest.raises(error) as info:
+        call(eng)
+    assert message in str(info.value)
+    assert snapshot(eng) == before
+
+
+def test_error_hierarchy() -> None:
+    assert issubclass(sinkcast.UnknownSinkError, KeyError)
+    assert issubclass(sinkcast.UnknownSourceError, KeyError)
+    assert issubclass(sinkcast.SignalingError, ValueError)
+    assert issubclass(sinkcast.DuplicateIdError, ValueError)
+    assert issubclass(sinkcast.EngineClosedError, RuntimeError)
+    for cls in (sinkcast.UnknownSinkError, sinkcast.SignalingError, sinkcast.RouteError):
+        assert issubclass(cls, sinkcast.SinkcastError)
+
+
+def test_unknown_sink_message_is_readable(eng: Any) -> None:
+    with pytest.raises(KeyError) as info:
+        eng.render("missing", 1)
+    assert str(info.value) == "unknown sink 'missing'"
+
+
+def test_port_range_is_checked() -> None:
+    with pytest.raises(ValueError, match="port_range"):
+        sinkcast.AudioManager(port_range=(5000, 4000))
+
+
+AFTER_SHUTDOWN: list[Callable[[Any], object]] = [
+    lambda e: e.add_sink("y"),
+    lambda e: e.remove_sink("out"),
+    lambda e: e.add_source("y"),
+    lambda e: e.add_tone_source("y"),
+    lambda e: e.add_noise_source("y"),
+    lambda e: e.remove_source("mic"),
+    lambda e: e.connect("tone", "out"),
+    lambda e: e.disconnect("mic", "out"),
+    lambda e: e.set_gain("mic", "out", 1.0),
+    lambda e: e.set_volume("out", 1.0),
+    lambda e: e.push("mic", np.zeros((4, 2), np.int16)),
+    lambda e: e.render("out", 10),
+    lambda e: e.open_tap("out"),
+    lambda e: e.stats(),
+    lambda e: e.sinks(),
+    lambda e: e.sources(),
+]
+
+
+@pytest.mark.parametrize("call", AFTER_SHUTDOWN)
+def test_every_call_after_shutdown_raises(eng: Any, call: Callable[[Any], object]) -> None:
+    eng.shutdown()
+    with pytest.raises(sinkcast.EngineClosedError, match="shut down"):
+        call(eng)
+    eng.shutdown()  # still idempotent

@@ -1,0 +1,166 @@
+"""The mix is exactly clip(volume * sum(gain_i * map_i(src_i)), -1, 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sinkcast
+from reference_mix import channel_matrix, mix
+
+
+@st.composite
+def mixes(draw: st.DrawFn) -> tuple[int, float, int, list[tuple[int, float, int]]]:
+    sink_channels = draw(st.sampled_from([1, 2]))
+    volume = draw(st.floats(0.0, 4.0))
+    frames = draw(st.integers(0, 3000))
+    n = draw(st.integers(0, 8))
+    sources = [
+        (draw(st.integers(1, 8)), draw(st.floats(0.0, 4.0)), draw(st.integers(0, 2**31 - 1)))
+        for _ in range(n)
+    ]
+    return sink_channels, volume, frames, sources
+
+
+@settings(max_examples=150, deadline=None)
+@given(mixes())
+def test_mix_matches_numpy_reference(case: tuple[int, float, int, list[tuple[int, float, int]]]) -> None:
+    sink_channels, volume, frames, sources = case
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=sink_channels, volume=volume)
+        reference = []
+        for i, (channels, gain, seed) in enumerate(sources):
+            samples = np.random.default_rng(seed).uniform(-1, 1, (frames, channels)).astype(np.float32)
+            eng.add_source(f"s{i}", channels=channels)
+            eng.connect(f"s{i}", "out", gain=gain)
+            eng.push(f"s{i}", samples)
+            reference.append((samples, gain))
+        got = eng.render("out", frames)
+    assert got.dtype == np.float32 and got.shape == (frames, sink_channels)
+    expected = mix(reference, sink_channels, volume) if reference else np.zeros((frames, sink_channels))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 1500), min_size=1, max_size=8), st.integers(0, 2**31 - 1))
+def test_render_in_pieces_equals_render_at_once(pieces: list[int], seed: int) -> None:
+    total = sum(pieces)
+    samples = np.random.default_rng(seed).uniform(-1, 1, (total, 2)).astype(np.float32)
+    outputs = []
+    for split in (pieces, [total]):
+        with sinkcast.AudioManager(realtime=False) as eng:
+            eng.add_sink("out", channels=2)
+            eng.add_source("s", channels=2, buffer_ms=1000)
+            eng.add_tone_source("t", frequency_hz=997.0, amplitude=0.3)
+            eng.connect("s", "out", gain=0.5)
+            eng.connect("t", "out", gain=0.7)
+            eng.push("s", samples)
+            outputs.append(np.concatenate([eng.render("out", n) for n in split]))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_render_is_deterministic() -> None:
+    results = []
+    for _ in range(2):
+        with sinkcast.AudioManager(realtime=False) as eng:
+            eng.add_sink("out", channels=2)
+            eng.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)
+            eng.add_noise_source("n", amplitude=0.2, seed=7)
+            eng.connect("t", "out")
+            eng.connect("n", "out", gain=0.5)
+            results.append(eng.render("out", 4800))
+    np.testing.assert_array_equal(results[0], results[1])
+    assert np.abs(results[0]).max() > 0.3
+
+
+def test_clipping_is_exact_and_counted(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("out", channels=1, volume=2.0)
+    manual.add_source("s")
+    manual.connect("s", "out")
+    x = np.array([0.25, 0.5, 0.75, -0.75, 1.0], dtype=np.float32)
+    manual.push("s", x)
+    np.testing.assert_array_equal(manual.render("out", 5)[:, 0], np.array([0.5, 1.0, 1.0, -1.0, 1.0], np.float32))
+    assert manual.stats()["sinks"]["out"]["clipped_samples"] == 3
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(np.int16, 32768.0), (np.int32, 2.0**31), (np.float32, 1.0)],
+)
+def test_sample_formats_scale_as_documented(manual: sinkcast.AudioManager, dtype: type, scale: float) -> None:
+    manual.add_sink("out", channels=1)
+    manual.add_source("s")
+    manual.connect("s", "out")
+    if dtype is np.float32:
+        raw = np.array([0.5, -0.25, 0.0, -1.0], dtype=np.float32)
+    else:
+        info = np.iinfo(dtype)
+        raw = np.array([info.max, info.min, 1, -12345], dtype=dtype)
+    manual.push("s", raw)
+    got = manual.render("out", 4)[:, 0]
+    np.testing.assert_allclose(got, raw.astype(np.float64) / scale, rtol=0, atol=1e-7)
+
+
+def test_one_d_push_is_interleaved(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("out", channels=2)
+    manual.add_source("s", channels=2)
+    manual.connect("s", "out")
+    manual.push("s", np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32))
+    np.testing.assert_allclose(manual.render("out", 2), [[0.1, 0.2], [0.3, 0.4]], atol=1e-7)
+
+
+def test_strided_input_is_accepted(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("out", channels=2)
+    manual.add_source("s", channels=2)
+    manual.connect("s", "out")
+    base = np.arange(40, dtype=np.float32).reshape(20, 2) / 100
+    manual.push("s", base[::2])  # every other frame: a strided view
+    np.testing.assert_allclose(manual.render("out", 10), base[::2], atol=1e-7)
+
+
+@pytest.mark.parametrize("source_channels", range(1, 9))
+@pytest.mark.parametrize("sink_channels", [1, 2])
+def test_each_channel_map(manual: sinkcast.AudioManager, source_channels: int, sink_channels: int) -> None:
+    # One impulse per source channel, at frame index == channel: each output frame
+    # is then one column of the mapping matrix.
+    manual.add_sink("out", channels=sink_channels)
+    manual.add_source("s", channels=source_channels)
+    manual.connect("s", "out")
+    manual.push("s", np.eye(source_channels, dtype=np.float32) * 0.5)
+    got = manual.render("out", source_channels)
+    expected = 0.5 * channel_matrix(source_channels, sink_channels).T
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+
+
+def test_stereo_to_mono_is_the_average(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("out", channels=1)
+    manual.add_source("s", channels=2)
+    manual.connect("s", "out")
+    manual.push("s", np.array([[0.2, 0.6]], dtype=np.float32))
+    assert manual.render("out", 1)[0, 0] == pytest.approx(0.4, abs=1e-7)
+
+
+def test_gain_and_volume_changes_apply(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("out", channels=1)
+    manual.add_source("s")
+    manual.connect("s", "out", gain=1.0)
+    manual.push("s", np.full(2, 0.5, dtype=np.float32))
+    manual.set_gain("s", "out", 0.5)
+    manual.set_volume("out", 0.5)
+    assert manual.render("out", 1)[0, 0] == pytest.approx(0.125)
+    manual.disconnect("s", "out")
+    assert manual.render("out", 1)[0, 0] == 0.0
+
+
+def test_one_source_feeds_two_sinks_independently(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("a", channels=1)
+    manual.add_sink("b", channels=1)
+    manual.add_source("s")
+    manual.connect("s", "a")
+    manual.connect("s", "b", gain=0.5)
+    x = np.linspace(-0.5, 0.5, 100, dtype=np.float32)
+    manual.push("s", x)
+    np.testing.assert_allclose(manual.render("a", 100)[:, 0], x, atol=1e-7)
+    np.testing.assert_allclose(manual.render("b", 100)[:, 0], 0.5 * x, atol=1e-7)

@@ -1,0 +1,112 @@
+"""The real-time clock: one thread per sink on absolute deadlines, and the PCM tap."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import sinkcast
+
+
+def test_ten_seconds_of_tone_is_ten_seconds_of_frames(realtime: sinkcast.AudioManager) -> None:
+    realtime.add_sink("out", channels=2)
+    realtime.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)
+    realtime.connect("t", "out")
+    tap = realtime.open_tap("out", seconds=15.0)
+    time.sleep(0.2)  # let the clock start
+    tap.read()
+    start_frames = realtime.stats()["sinks"]["out"]["frames_mixed"]
+    t0 = time.monotonic()
+    time.sleep(10.0)
+    elapsed = time.monotonic() - t0
+    frames = realtime.stats()["sinks"]["out"]["frames_mixed"] - start_frames
+    audio = tap.read()
+    assert frames / 48000 == pytest.approx(elapsed, rel=0.01)
+    assert audio.shape[0] / 48000 == pytest.approx(elapsed, rel=0.01)
+    # What came out of the tap is the tone, unbroken.
+    spectrum = np.abs(np.fft.rfft(audio[:, 0] * np.hanning(len(audio))))
+    assert np.argmax(spectrum) * 48000 / len(audio) == pytest.approx(440.0, abs=0.5)
+
+
+def test_pushed_source_plays_in_real_time(realtime: sinkcast.AudioManager) -> None:
+    realtime.add_sink("out", channels=1)
+    realtime.add_source("mic", sample_rate=16000, jitter_ms=40)
+    realtime.connect("mic", "out")
+    tap = realtime.open_tap("out", seconds=5.0)
+    t = np.arange(16000) / 16000
+    x = (0.5 * np.sin(2 * np.pi * 500.0 * t)).astype(np.float32)
+    stop = threading.Event()
+
+    def producer() -> None:
+        i = 0
+        next_t = time.monotonic()
+        while not stop.is_set() and i < len(x):
+            realtime.push("mic", x[i : i + 160])
+            i += 160
+            next_t += 0.01
+            time.sleep(max(0.0, next_t - time.monotonic()))
+
+    th = threading.Thread(target=producer)
+    th.start()
+    th.join(timeout=5)
+    stop.set()
+    time.sleep(0.2)
+    out = tap.read()[:, 0]
+    loud = out[np.abs(out) > 0.01]
+    assert len(loud) > 0.8 * 48000
+    spectrum = np.abs(np.fft.rfft(out))
+    assert np.argmax(spectrum) * 48000 / len(out) == pytest.approx(500.0, abs=2.0)
+
+
+def test_tap_counts_what_it_drops(realtime: sinkcast.AudioManager) -> None:
+    realtime.add_sink("out", channels=1)
+    tap = realtime.open_tap("out", seconds=0.05)
+    time.sleep(0.3)
+    assert tap.dropped_frames > 0
+    assert tap.read().shape[0] <= 2400
+    tap.close()
+    assert tap.closed
+    time.sleep(0.05)
+    assert realtime.stats()["sinks"]["out"]["taps"] == 0
+
+
+def test_render_is_refused_in_real_time(realtime: sinkcast.AudioManager) -> None:
+    realtime.add_sink("out")
+    with pytest.raises(sinkcast.ClockModeError, match="manual-clock"):
+        realtime.render("out", 480)
+
+
+def test_remove_sink_stops_its_clock(realtime: sinkcast.AudioManager) -> None:
+    before = threading.active_count()  # Python threads only; the C++ check is the join itself
+    realtime.add_sink("out")
+    realtime.remove_sink("out")
+    assert realtime.sinks() == []
+    assert threading.active_count() == before
+
+
+def test_shutdown_is_idempotent_and_closes_everything() -> None:
+    eng = sinkcast.AudioManager()
+    eng.add_sink("out")
+    eng.add_tone_source("t")
+    eng.connect("t", "out")
+    eng.shutdown()
+    eng.shutdown()
+    assert eng.closed
+    with pytest.raises(sinkcast.EngineClosedError):
+        eng.stats()
+
+
+def test_context_manager_shuts_down() -> None:
+    with sinkcast.AudioManager() as eng:
+        eng.add_sink("out")
+    assert eng.closed
+
+
+def test_get_instance_is_shared() -> None:
+    a = sinkcast.AudioManager.get_instance()
+    b = sinkcast.AudioManager.get_instance()
+    assert a is b
+    assert a.realtime
