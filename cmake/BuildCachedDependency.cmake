@@ -216,3 +216,15 @@ function(sinkcast_build_cached_dependency)
     set(${A_OUT_STATUS} "built in ${dt} s" PARENT_SCOPE)
   endif()
 endfunction()
+
+# Bundled dependencies are static archives linked into the Python extension;
+# keep their symbols out of its dynamic symbol table so they never clash with
+# another copy (aiortc's libsrtp, PyAV's libopus, ...) in the same process.
+# --exclude-libs only affects symbols that come from archives: the module's
+# own PyInit_* (compiled into the module target) stays exported.
+function(sinkcast_hide_archive_symbols target)
+  if(CMAKE_SYSTEM_NAME MATCHES "Linux|BSD|GNU" AND NOT APPLE)
+    set_property(TARGET ${target} APPEND PROPERTY
+                 INTERFACE_LINK_OPTIONS "LINKER:--exclude-libs,ALL")
+  endif()
+endfunction()

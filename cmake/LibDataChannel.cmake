@@ -128,6 +128,7 @@ function(_sinkcast_provide_libdatachannel)
     LibDataChannel::LibDataChannel OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
   target_compile_definitions(sinkcast::datachannel INTERFACE
     RTC_STATIC RTC_ENABLE_WEBSOCKET=0 RTC_ENABLE_MEDIA=1)
+  sinkcast_hide_archive_symbols(sinkcast::datachannel)
   message(STATUS "sinkcast: libdatachannel: ${status} (${SINKCAST_LDC_VERSION} from ${SINKCAST_LDC_SDIST_NAME}==${SINKCAST_LDC_SDIST_VERSION}, sdist ${sdist_dir_STATUS}) -> ${prefix}")
 
   _sinkcast_json_from_sdist("${sdist_dir}")

@@ -55,6 +55,7 @@ function(_sinkcast_provide_opus)
   find_package(Opus CONFIG REQUIRED PATHS "${prefix}" NO_DEFAULT_PATH)
   set_target_properties(Opus::opus PROPERTIES IMPORTED_GLOBAL TRUE)
   target_link_libraries(sinkcast::opus INTERFACE Opus::opus)
+  sinkcast_hide_archive_symbols(sinkcast::opus)
   set_property(TARGET sinkcast::opus APPEND PROPERTY
                INTERFACE_INCLUDE_DIRECTORIES "${prefix}/include/opus")
   message(STATUS "sinkcast: opus: ${status} (${SINKCAST_OPUS_SDIST_NAME}==${SINKCAST_OPUS_SDIST_VERSION}, sdist ${sdist_dir_STATUS}) -> ${prefix}")

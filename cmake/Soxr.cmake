@@ -59,6 +59,7 @@ function(_sinkcast_provide_soxr)
   if(UNIX AND NOT APPLE)
     set_property(TARGET sinkcast::soxr APPEND PROPERTY INTERFACE_LINK_LIBRARIES m)
   endif()
+  sinkcast_hide_archive_symbols(sinkcast::soxr)
   message(STATUS "sinkcast: soxr: ${status} (${SINKCAST_SOXR_SDIST_NAME}==${SINKCAST_SOXR_SDIST_VERSION}, sdist ${sdist_dir_STATUS}) -> ${prefix}")
 endfunction()
 

@@ -53,24 +53,47 @@ ChannelMatrix standard_channel_matrix(int source_channels, int sink_channels) {
     return m;
 }
 
+namespace {
+
+SINKCAST_HOT_LOOP void add_scaled(const float* in, size_t n, double g, double* acc) {
+    for (size_t i = 0; i < n; ++i) acc[i] += g * static_cast<double>(in[i]);
+}
+
+SINKCAST_HOT_LOOP void add_mono_to_stereo(const float* in, size_t frames, double gl, double gr, double* acc) {
+    for (size_t f = 0; f < frames; ++f) {
+        const double s = in[f];
+        acc[2 * f] += gl * s;
+        acc[2 * f + 1] += gr * s;
+    }
+}
+
+}  // namespace
+
+SINKCAST_HOT_LOOP double finish_mix(const double* acc, size_t samples, double volume, float* out) {
+    double peak = 0.0;
+    for (size_t i = 0; i < samples; ++i) {
+        double v = volume * acc[i];
+        double a = v < 0 ? -v : v;
+        peak = peak > a ? peak : a;
+        v = v < -1.0 ? -1.0 : v;
+        v = v > 1.0 ? 1.0 : v;
+        out[i] = static_cast<float>(v);
+    }
+    return peak;
+}
+
 void accumulate(const float* in, size_t frames, const ChannelMatrix& matrix, double gain, double* acc) {
     const int in_ch = matrix.source_channels;
     const int out_ch = matrix.sink_channels;
     // The common layouts get loops the compiler vectorizes.
     if (in_ch == out_ch && (in_ch == 1 || (matrix.coefficient[0][0] == 1.0 && matrix.coefficient[0][1] == 0.0 &&
                                            matrix.coefficient[1][0] == 0.0 && matrix.coefficient[1][1] == 1.0))) {
-        const size_t n = frames * static_cast<size_t>(in_ch);
-        const double g = gain * (in_ch == 1 ? matrix.coefficient[0][0] : 1.0);
-        for (size_t i = 0; i < n; ++i) acc[i] += g * static_cast<double>(in[i]);
+        add_scaled(in, frames * static_cast<size_t>(in_ch), gain * (in_ch == 1 ? matrix.coefficient[0][0] : 1.0),
+                   acc);
         return;
     }
     if (in_ch == 1 && out_ch == 2) {
-        const double gl = gain * matrix.coefficient[0][0], gr = gain * matrix.coefficient[1][0];
-        for (size_t f = 0; f < frames; ++f) {
-            const double s = in[f];
-            acc[2 * f] += gl * s;
-            acc[2 * f + 1] += gr * s;
-        }
+        add_mono_to_stereo(in, frames, gain * matrix.coefficient[0][0], gain * matrix.coefficient[1][0], acc);
         return;
     }
     double c[kMaxSinkChannels][kMaxSourceChannels];

@@ -31,4 +31,16 @@ ChannelMatrix standard_channel_matrix(int source_channels, int sink_channels);
 // clip(volume * sum) has no rounding of its own).
 void accumulate(const float* in, size_t frames, const ChannelMatrix& matrix, double gain, double* acc);
 
+// out[i] = float(clip(volume * acc[i], -1, 1)). Returns the largest |volume * acc[i]|
+// before clipping (> 1 means something clipped).
+double finish_mix(const double* acc, size_t samples, double volume, float* out);
+
+// Hot loops are compiled twice on x86-64 (baseline SSE2 and AVX2+FMA) and
+// picked at load time, so one wheel is fast on every CPU.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define SINKCAST_HOT_LOOP __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define SINKCAST_HOT_LOOP
+#endif
+
 }  // namespace sinkcast

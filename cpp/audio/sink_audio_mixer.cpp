@@ -88,19 +88,14 @@ void SinkAudioMixer::mix_block(float* out, size_t frames) {
         }
     }
     const double volume = volume_.load(std::memory_order_relaxed);
+    const double peak = finish_mix(acc, samples, volume, out);
     uint64_t clipped = 0;
-    float peak = 0.0f;
-    for (size_t i = 0; i < samples; ++i) {
-        double v = volume * acc[i];
-        clipped += (v > 1.0) | (v < -1.0);
-        v = std::min(1.0, std::max(-1.0, v));
-        float f = static_cast<float>(v);
-        out[i] = f;
-        peak = std::max(peak, std::fabs(f));
+    if (peak > 1.0) {  // rare: count only when something clipped
+        for (size_t i = 0; i < samples; ++i) clipped += std::fabs(volume * acc[i]) > 1.0;
     }
     frames_mixed_ += frames;
     clipped_samples_ += clipped;
-    peak_ = peak;
+    peak_ = static_cast<float>(std::min(peak, 1.0));
 }
 
 MixerStats SinkAudioMixer::stats() const {

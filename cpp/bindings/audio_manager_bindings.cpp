@@ -157,7 +157,7 @@ void shutdown_all_managers() {
 }
 
 void bind_audio_manager(nb::module_& m) {
-    nb::class_<PyAudioManager>(m, "AudioManager",
+    auto cls = nb::class_<PyAudioManager>(m, "AudioManager",
                                "The sinkcast engine: sources mixed into named sinks, each streamed to its "
                                "listeners. realtime=False gives a manual clock driven by render().")
         .def(
@@ -270,6 +270,7 @@ void bind_audio_manager(nb::module_& m) {
             "__exit__",
             [](PyAudioManager& self, nb::handle, nb::handle, nb::handle) { self.shutdown_from_python(); },
             "exc_type"_a.none(), "exc_value"_a.none(), "traceback"_a.none());
+    bind_signaling(cls);
 }
 
 void bind_pcm_tap(nb::module_& m) {

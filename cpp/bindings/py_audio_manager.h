@@ -17,7 +17,10 @@ public:
     // Shuts the engine down with the GIL released (engine threads may need it
     // to finish), then drops the Python objects the engine held. Idempotent.
     void shutdown_from_python();
+    void ensure_open_public() const { ensure_open(); }
 };
+
+void bind_signaling(nanobind::class_<PyAudioManager>& cls);
 
 void bind_audio_manager(nanobind::module_& m);
 void bind_pcm_tap(nanobind::module_& m);

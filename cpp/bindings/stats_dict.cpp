@@ -31,6 +31,22 @@ nb::dict sink_to_dict(const SinkStats& s) {
         routes[r.source_id.c_str()] = rd;
     }
     d["routes"] = routes;
+    d["frames_encoded"] = s.streamer.frames_encoded;
+    d["bytes_encoded"] = s.streamer.bytes_encoded;
+    nb::dict listeners;
+    for (const auto& l : s.listeners) {
+        nb::dict ld;
+        ld["state"] = l.sender.state;
+        ld["track_open"] = l.sender.track_open;
+        ld["packets_sent"] = l.sender.packets_sent;
+        ld["bytes_sent"] = l.sender.bytes_sent;
+        if (l.sender.rtt_ms >= 0)
+            ld["rtt_ms"] = l.sender.rtt_ms;
+        else
+            ld["rtt_ms"] = nb::none();
+        listeners[l.target.c_str()] = ld;
+    }
+    d["listeners"] = listeners;
     return d;
 }
 
@@ -59,6 +75,8 @@ nb::dict stats_to_dict(const EngineStats& stats) {
     for (const auto& s : stats.sources) sources[s.id.c_str()] = source_to_dict(s);
     d["sinks"] = sinks;
     d["sources"] = sources;
+    d["listeners"] = stats.listeners;
+    d["live_peers"] = stats.live_senders;
     return d;
 }
 

@@ -45,6 +45,9 @@ void validate_id(const std::string& kind, const std::string& id) {
 AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
     if (config_.port_range_begin > config_.port_range_end)
         throw std::invalid_argument("port_range must be (first, last) with first <= last");
+    // Sized before the first peer connection exists (the 2-core setRemoteDescription deadlock).
+    configure_libdatachannel_once();
+    dispatcher_ = std::make_unique<SignalingDispatcher>([this](const SignalingMessage& m) { deliver_to_handler(m); });
     std::lock_guard<std::mutex> lock(live_mutex());
     live_set().insert(this);
 }
@@ -101,9 +104,14 @@ void AudioManager::remove_sink(const std::string& id) {
     ensure_open();
     std::shared_ptr<Sink> sink;
     {
-        std::unique_lock<std::shared_mutex> lock(registry_mutex_);
-        sink = find_sink_locked(id);
-        sinks_.erase(id);
+        std::lock_guard<std::mutex> signaling(signaling_mutex_);
+        {
+            std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+            sink = find_sink_locked(id);
+            sinks_.erase(id);
+        }
+        // Its listeners are told: each gets a bye.
+        close_sessions_of_sink_locked(id);
     }
     // Outside the registry lock: joining the clock must not hold up other calls.
     sink->stop();
@@ -298,9 +306,23 @@ EngineStats AudioManager::stats() const {
         ss.clock = sink->clock_stats();
         ss.mixer = sink->mixer().stats();
         ss.taps = sink->tap_count();
+        ss.streamer = sink->streamer().stats();
         for (const auto& r : ss.mixer.routes) sinks_of_source[r.source_id].push_back(id);
         s.sinks.push_back(std::move(ss));
     }
+    lock.unlock();
+    {
+        // Listener stats without the registry lock: signaling_mutex_ comes first in the lock order.
+        std::lock_guard<std::mutex> signaling(signaling_mutex_);
+        for (const auto& [target, session] : sessions_) {
+            for (auto& ss : s.sinks) {
+                if (ss.id == session.sink_id) ss.listeners.push_back({target, session.sender->stats()});
+            }
+        }
+        s.listeners = sessions_.size();
+    }
+    s.live_senders = live_sender_count();
+    lock.lock();
     for (const auto& [id, source] : sources_) {
         SourceStats src;
         src.id = id;
@@ -319,11 +341,20 @@ void AudioManager::shutdown() {
     if (closed_.exchange(true)) return;
     std::map<std::string, std::shared_ptr<Sink>> sinks;
     {
+        std::lock_guard<std::mutex> signaling(signaling_mutex_);
+        // Every listener gets a bye, delivered while the dispatcher drains below.
+        while (!sessions_.empty()) close_session_locked(sessions_.begin()->first, true, "shutdown");
         std::unique_lock<std::shared_mutex> lock(registry_mutex_);
         sinks.swap(sinks_);
         sources_.clear();
     }
     for (auto& [id, sink] : sinks) sink->stop();
+    dispatcher_->stop();  // delivers what is queued, then joins: no callback runs after this
+    std::shared_ptr<SignalingHandler> handler;
+    {
+        std::lock_guard<std::mutex> lock(handler_mutex_);
+        handler.swap(handler_);
+    }
 }
 
 }  // namespace sinkcast

@@ -18,7 +18,9 @@
 #include "audio/sample_format.h"
 #include "audio/source.h"
 #include "engine/errors.h"
+#include "engine/signaling_dispatcher.h"
 #include "engine/sink.h"
+#include "webrtc/webrtc_sender.h"
 
 namespace sinkcast {
 
@@ -46,12 +48,19 @@ struct SourceStats {
     std::vector<std::string> sinks;
 };
 
+struct ListenerStats {
+    std::string target;  // "sink" (the default session) or "sink/listener"
+    SenderStats sender;
+};
+
 struct SinkStats {
     std::string id;
     SinkConfig config;
     SinkClockStats clock;
     MixerStats mixer;
+    StreamerStats streamer;
     size_t taps = 0;
+    std::vector<ListenerStats> listeners;
 };
 
 struct EngineStats {
@@ -59,6 +68,8 @@ struct EngineStats {
     bool closed = false;
     std::vector<SinkStats> sinks;
     std::vector<SourceStats> sources;
+    size_t listeners = 0;        // sessions open in this engine
+    uint64_t live_senders = 0;   // WebRTC peers alive in the process (all engines)
 };
 
 class AudioManager {
@@ -100,6 +111,20 @@ public:
 
     EngineStats stats() const;
 
+    // ---- WebRTC signaling (DESIGN.md, "Signaling contract") ----
+
+    // The receiver of outgoing messages, called on the engine's dispatcher
+    // thread. Once this returns, the previous handler is never called again
+    // (unless this is called from inside the handler itself). nullptr clears.
+    void set_signaling_handler(std::shared_ptr<SignalingHandler> handler);
+
+    // Routes one incoming message to its session. Throws UnknownIdError for an
+    // unknown sink and SignalingError for anything malformed, unsupported,
+    // oversized or out of state; then nothing has changed.
+    void handle_incoming_signaling(const std::string& target, const std::string& type, const std::string& message);
+
+    std::vector<std::string> listener_targets() const;
+
     // Stops every clock and releases every sink and source. Idempotent; after
     // it returns no engine thread runs. Other calls then throw EngineClosedError.
     void shutdown();
@@ -122,7 +147,37 @@ private:
     std::map<std::string, std::shared_ptr<Sink>> sinks_;
     std::map<std::string, std::shared_ptr<Source>> sources_;
     std::mutex shutdown_mutex_;
+
+    // ---- signaling state (audio_manager_signaling.cpp) ----
+    struct Session {
+        std::string sink_id;
+        std::shared_ptr<Sink> sink;
+        std::shared_ptr<WebRTCSender> sender;
+    };
+    std::shared_ptr<WebRTCSender> open_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink,
+                                                      const std::string& sink_id);
+    void close_session_locked(const std::string& target, bool send_bye, const std::string& reason);
+    void close_sessions_of_sink_locked(const std::string& sink_id);
+    void reap_session(const std::string& target, const WebRTCSender* sender, const std::string& reason);
+    void deliver_to_handler(const SignalingMessage& message);
+    IceConfig ice_config() const;
+
+    std::unique_ptr<SignalingDispatcher> dispatcher_;
+    // Serializes signaling (incoming messages, reaping, sink removal) and guards sessions_.
+    // Lock order: signaling_mutex_, then registry_mutex_.
+    mutable std::mutex signaling_mutex_;
+    std::map<std::string, Session> sessions_;
+
+    std::mutex handler_mutex_;
+    std::condition_variable handler_idle_;
+    std::shared_ptr<SignalingHandler> handler_;
+    uint64_t handler_generation_ = 0;
+    bool handler_in_flight_ = false;
+    uint64_t in_flight_generation_ = 0;
 };
+
+// WebRTC peers alive in the process, across all engines (for leak checks).
+uint64_t live_sender_count();
 
 // Checks an id for sinks and sources: 1-128 printable characters, no '/'.
 void validate_id(const std::string& kind, const std::string& id);

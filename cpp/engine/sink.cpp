@@ -4,10 +4,21 @@
 
 namespace sinkcast {
 
+OpusSettings opus_settings_for(const SinkConfig& config) {
+    OpusSettings o;
+    o.channels = config.channels;
+    o.bitrate_bps = config.bitrate_bps ? config.bitrate_bps : (config.channels == 2 ? 128000 : 64000);
+    o.complexity = config.complexity;
+    o.frame_ms = config.frame_ms;
+    o.low_delay = config.low_delay;
+    return o;
+}
+
 Sink::Sink(std::string id, const SinkConfig& config, bool realtime)
     : id_(std::move(id)),
       config_(config),
       mixer_(config.channels, kPeriodFrames),
+      streamer_(opus_settings_for(config)),
       period_(kPeriodFrames * static_cast<size_t>(config.channels)) {
     mixer_.set_volume(config.volume);
     if (realtime) clock_thread_ = std::thread([this] { run_clock(); });
@@ -56,10 +67,14 @@ void Sink::render(float* out, size_t frames) {
 }
 
 void Sink::deliver(const float* frames, size_t count) {
-    std::lock_guard<std::mutex> lock(taps_mutex_);
-    // Closed taps leave here; erase() only moves pointers, it never allocates.
-    taps_.erase(std::remove_if(taps_.begin(), taps_.end(), [](const auto& t) { return t->closed(); }), taps_.end());
-    for (auto& tap : taps_) tap->write(frames, count);
+    {
+        std::lock_guard<std::mutex> lock(taps_mutex_);
+        // Closed taps leave here; erase() only moves pointers, it never allocates.
+        taps_.erase(std::remove_if(taps_.begin(), taps_.end(), [](const auto& t) { return t->closed(); }),
+                    taps_.end());
+        for (auto& tap : taps_) tap->write(frames, count);
+    }
+    streamer_.on_pcm(frames, count);
 }
 
 std::shared_ptr<PcmTap> Sink::open_tap(size_t capacity_frames) {

@@ -14,6 +14,7 @@
 
 #include "audio/pcm_tap.h"
 #include "audio/sink_audio_mixer.h"
+#include "engine/sink_streamer.h"
 
 namespace sinkcast {
 
@@ -25,6 +26,8 @@ struct SinkConfig {
     int complexity = 9;         // 0-10
     bool low_delay = false;     // Opus RESTRICTED_LOWDELAY instead of AUDIO
 };
+
+OpusSettings opus_settings_for(const SinkConfig& config);
 
 struct SinkClockStats {
     uint64_t periods = 0;       // periods mixed by the clock (real time) or render()
@@ -43,6 +46,8 @@ public:
     const std::string& id() const { return id_; }
     const SinkConfig& config() const { return config_; }
     SinkAudioMixer& mixer() { return mixer_; }
+    SinkStreamer& streamer() { return streamer_; }
+    const SinkStreamer& streamer() const { return streamer_; }
     const SinkAudioMixer& mixer() const { return mixer_; }
 
     // Manual clock: mixes the next `frames` frames into out and feeds the taps.
@@ -63,6 +68,7 @@ private:
     std::string id_;
     SinkConfig config_;
     SinkAudioMixer mixer_;
+    SinkStreamer streamer_;
     std::vector<float> period_;  // the real-time thread's output buffer
 
     mutable std::mutex taps_mutex_;

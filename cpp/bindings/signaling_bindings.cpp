@@ -1,0 +1,90 @@
+// The seed's two signaling methods and the trampoline that carries engine
+// messages into Python: on the engine's dispatcher thread it acquires the
+// GIL, calls the callback, and hands any Python error to sys.unraisablehook;
+// nothing ever propagates back into the engine or libdatachannel.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "bindings/py_audio_manager.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace sinkcast::bindings {
+
+namespace {
+
+bool interpreter_is_usable() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsInitialized() && !Py_IsFinalizing();
+#else
+    return Py_IsInitialized() && !_Py_IsFinalizing();
+#endif
+}
+
+class PythonSignalingHandler final : public SignalingHandler {
+public:
+    explicit PythonSignalingHandler(nb::object callback) : callback_(std::move(callback)) {}
+
+    ~PythonSignalingHandler() override {
+        if (!interpreter_is_usable()) {
+            (void)callback_.release();  // too late to decref safely; the process is ending
+            return;
+        }
+        nb::gil_scoped_acquire gil;
+        callback_.reset();
+    }
+
+    void deliver(const SignalingMessage& m) override {
+        if (!interpreter_is_usable()) return;
+        nb::gil_scoped_acquire gil;
+        try {
+            callback_(m.target, m.type, m.message);
+        } catch (nb::python_error& e) {
+            e.discard_as_unraisable("sinkcast: exception in the WebRTC signaling callback");
+        } catch (const std::exception& e) {
+            // e.g. a message that is not valid UTF-8 could not become a str
+            PyErr_SetString(PyExc_RuntimeError, e.what());
+            PyErr_WriteUnraisable(callback_.ptr());
+        }
+    }
+
+private:
+    nb::object callback_;
+};
+
+}  // namespace
+
+void bind_signaling(nb::class_<PyAudioManager>& cls) {
+    cls.def(
+           "set_python_webrtc_signaling_callback",
+           [](PyAudioManager& self, nb::object callback) {
+               std::shared_ptr<SignalingHandler> handler;
+               if (!callback.is_none()) {
+                   if (!PyCallable_Check(callback.ptr()))
+                       throw nb::type_error("the signaling callback must be callable(target, type, message) or None");
+                   handler = std::make_shared<PythonSignalingHandler>(std::move(callback));
+               } else if (self.closed()) {
+                   return;  // clearing the callback of a closed engine is harmless
+               }
+               nb::gil_scoped_release released;  // may wait for a callback in flight, which needs the GIL
+               self.ensure_open_public();
+               self.set_signaling_handler(std::move(handler));
+           },
+           "callback"_a.none(),
+           nb::sig("def set_python_webrtc_signaling_callback(self, callback: "
+                   "collections.abc.Callable[[str, str, str], object] | None) -> None"),
+           "Sets the function that receives the engine's signaling messages, callback(target, type, message), "
+           "called on an engine thread. None clears it. Once this returns the previous callback never runs "
+           "again. Exceptions it raises go to sys.unraisablehook.")
+        .def("handle_incoming_webrtc_signaling_message", &PyAudioManager::handle_incoming_signaling, "target"_a,
+             "type"_a, "message"_a, nb::call_guard<nb::gil_scoped_release>(),
+             "Routes a signaling message from a listener to its session. target is '<sink_id>' (the sink's "
+             "default session) or '<sink_id>/<listener_id>'; type is offer, answer, candidate, bye or "
+             "request_offer. Raises UnknownSinkError or SignalingError; then nothing has changed.")
+        .def("listeners", &PyAudioManager::listener_targets, nb::call_guard<nb::gil_scoped_release>(),
+             "The targets of the open WebRTC sessions, sorted.");
+}
+
+}  // namespace sinkcast::bindings

@@ -1,0 +1,215 @@
+// The signaling half of AudioManager: sessions (one WebRTCSender each) keyed
+// by target, the routing of incoming messages, and the delivery of outgoing
+// ones through the dispatcher to the application's handler.
+#include <atomic>
+
+#include "engine/audio_manager.h"
+#include "webrtc/signaling_message.h"
+
+namespace sinkcast {
+
+namespace {
+
+std::atomic<uint64_t> g_live_senders{0};
+
+struct ParsedTarget {
+    std::string sink_id;
+    std::string listener_id;  // empty: the sink's default session
+};
+
+ParsedTarget parse_target(const std::string& target) {
+    if (target.empty()) throw SignalingError("empty target: expected '<sink_id>' or '<sink_id>/<listener_id>'");
+    if (target.size() > 256) throw SignalingError("target is longer than 256 characters");
+    for (unsigned char c : target)
+        if (c < 0x20 || c == 0x7f) throw SignalingError("target contains control characters");
+    ParsedTarget t;
+    auto slash = target.find('/');
+    if (slash == std::string::npos) {
+        t.sink_id = target;
+        return t;
+    }
+    t.sink_id = target.substr(0, slash);
+    t.listener_id = target.substr(slash + 1);
+    if (t.sink_id.empty()) throw SignalingError("target '" + target + "' has an empty sink id");
+    if (t.listener_id.empty()) throw SignalingError("target '" + target + "' has an empty listener id after '/'");
+    return t;
+}
+
+bool is_known_type(const std::string& type) {
+    return type == "offer" || type == "answer" || type == "candidate" || type == "bye" || type == "request_offer";
+}
+
+}  // namespace
+
+uint64_t live_sender_count() { return g_live_senders.load(std::memory_order_relaxed); }
+
+IceConfig AudioManager::ice_config() const {
+    IceConfig ice;
+    ice.bind_address = config_.bind_address;
+    ice.port_range_begin = config_.port_range_begin;
+    ice.port_range_end = config_.port_range_end;
+    ice.ice_servers = config_.ice_servers;
+    return ice;
+}
+
+void AudioManager::set_signaling_handler(std::shared_ptr<SignalingHandler> handler) {
+    std::shared_ptr<SignalingHandler> old;
+    {
+        std::unique_lock<std::mutex> lock(handler_mutex_);
+        old = std::move(handler_);
+        handler_ = std::move(handler);
+        ++handler_generation_;
+        // Wait out a delivery still running with the old handler, so it never
+        // runs after we return -- unless we are that delivery.
+        if (!dispatcher_->on_dispatcher_thread()) {
+            handler_idle_.wait(lock, [this] {
+                return !handler_in_flight_ || in_flight_generation_ == handler_generation_;
+            });
+        }
+    }
+    // `old` is released here, with no engine lock held.
+}
+
+void AudioManager::deliver_to_handler(const SignalingMessage& message) {
+    std::shared_ptr<SignalingHandler> handler;
+    {
+        std::lock_guard<std::mutex> lock(handler_mutex_);
+        handler = handler_;
+        handler_in_flight_ = true;
+        in_flight_generation_ = handler_generation_;
+    }
+    if (handler) handler->deliver(message);  // the handler never throws (the trampoline catches)
+    {
+        std::lock_guard<std::mutex> lock(handler_mutex_);
+        handler_in_flight_ = false;
+    }
+    handler_idle_.notify_all();
+}
+
+std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::string& target,
+                                                                const std::shared_ptr<Sink>& sink,
+                                                                const std::string& sink_id) {
+    SenderCallbacks callbacks;
+    SignalingDispatcher* dispatcher = dispatcher_.get();
+    callbacks.on_signal = [dispatcher, target](const std::string& type, const std::string& message) {
+        dispatcher->post({target, type, message});
+    };
+    // Filled in once the sender exists; the callbacks only hold a plain pointer
+    // for identity (is the session still this sender?), never to call it.
+    auto identity = std::make_shared<std::atomic<const WebRTCSender*>>(nullptr);
+    callbacks.on_closed = [this, dispatcher, target, identity](const std::string& reason) {
+        const WebRTCSender* self = identity->load();
+        // Reaped on the dispatcher thread: closing a peer from one of its own callbacks could deadlock.
+        dispatcher->post_task([this, target, self, reason] { reap_session(target, self, reason); });
+    };
+    callbacks.on_gathering_complete = [dispatcher, target](const std::string&, const std::string& sdp) {
+        // End of candidates, as a browser signals it: an empty candidate for the audio mid.
+        std::string mid = "0";
+        auto at = sdp.find("a=mid:");
+        if (at != std::string::npos) {
+            auto end = sdp.find_first_of("\r\n", at);
+            mid = sdp.substr(at + 6, end == std::string::npos ? std::string::npos : end - at - 6);
+        }
+        dispatcher->post({target, "candidate", candidate_to_json("", mid, 0)});
+    };
+    std::shared_ptr<WebRTCSender> sender(new WebRTCSender(ice_config(), sink->config().channels, std::move(callbacks)),
+                                         [](WebRTCSender* s) {
+                                             delete s;
+                                             g_live_senders.fetch_sub(1, std::memory_order_relaxed);
+                                         });
+    g_live_senders.fetch_add(1, std::memory_order_relaxed);
+    identity->store(sender.get());
+    sessions_[target] = Session{sink_id, sink, sender};
+    sink->streamer().add_listener(sender);
+    return sender;
+}
+
+void AudioManager::close_session_locked(const std::string& target, bool send_bye, const std::string& reason) {
+    auto it = sessions_.find(target);
+    if (it == sessions_.end()) return;
+    Session session = std::move(it->second);
+    sessions_.erase(it);
+    session.sink->streamer().remove_listener(session.sender.get());
+    // Blocking, but safe here: the sender's callbacks only enqueue, they never take signaling_mutex_.
+    session.sender->close();
+    if (send_bye) dispatcher_->post({target, "bye", reason});
+}
+
+void AudioManager::close_sessions_of_sink_locked(const std::string& sink_id) {
+    std::vector<std::string> targets;
+    for (const auto& [target, session] : sessions_)
+        if (session.sink_id == sink_id) targets.push_back(target);
+    for (const auto& target : targets) close_session_locked(target, true, "sink removed");
+}
+
+void AudioManager::reap_session(const std::string& target, const WebRTCSender* sender, const std::string& reason) {
+    std::lock_guard<std::mutex> lock(signaling_mutex_);
+    auto it = sessions_.find(target);
+    // A newer session may have taken the target since the peer failed: leave that one alone.
+    if (it == sessions_.end() || it->second.sender.get() != sender) return;
+    close_session_locked(target, true, reason);
+}
+
+void AudioManager::handle_incoming_signaling(const std::string& target, const std::string& type,
+                                             const std::string& message) {
+    ensure_open();
+    if (!is_known_type(type))
+        throw SignalingError("unknown signaling type '" + type.substr(0, 64) +
+                             "' (expected offer, answer, candidate, bye or request_offer)");
+    if (message.size() > kMaxSignalingMessageBytes)
+        throw SignalingError("message of " + std::to_string(message.size()) + " bytes is larger than the " +
+                             std::to_string(kMaxSignalingMessageBytes) + "-byte limit");
+    ParsedTarget parsed = parse_target(target);
+
+    std::lock_guard<std::mutex> lock(signaling_mutex_);
+    ensure_open();
+    std::shared_ptr<Sink> sink;
+    {
+        std::shared_lock<std::shared_mutex> registry(registry_mutex_);
+        sink = find_sink_locked(parsed.sink_id);
+    }
+    auto session = sessions_.find(target);
+
+    if (type == "offer") {
+        // Validate before anything is torn down: a bad offer changes nothing.
+        inspect_remote_offer(message);
+        close_session_locked(target, false, "");  // a new offer replaces the old session
+        auto sender = open_session_locked(target, sink, parsed.sink_id);
+        try {
+            sender->accept_offer(message);
+        } catch (...) {
+            close_session_locked(target, false, "");  // no half-made session is left behind
+            throw;
+        }
+    } else if (type == "request_offer") {
+        close_session_locked(target, false, "");
+        auto sender = open_session_locked(target, sink, parsed.sink_id);
+        try {
+            sender->create_offer();
+        } catch (...) {
+            close_session_locked(target, false, "");
+            throw;
+        }
+    } else if (type == "answer") {
+        if (session == sessions_.end())
+            throw SignalingError("answer for '" + target + "', but no session is open there (send request_offer first)");
+        session->second.sender->accept_answer(message);
+    } else if (type == "candidate") {
+        if (session == sessions_.end())
+            throw SignalingError("candidate for '" + target + "' before any offer");
+        session->second.sender->add_remote_candidate(message);
+    } else if (type == "bye") {
+        // The listener left; closing an already-closed session is not an error.
+        close_session_locked(target, false, "");
+    }
+}
+
+std::vector<std::string> AudioManager::listener_targets() const {
+    ensure_open();
+    std::lock_guard<std::mutex> lock(signaling_mutex_);
+    std::vector<std::string> targets;
+    for (const auto& [target, session] : sessions_) targets.push_back(target);
+    return targets;
+}
+
+}  // namespace sinkcast

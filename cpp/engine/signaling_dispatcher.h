@@ -1,0 +1,61 @@
+// The one engine thread that delivers signaling messages to the application
+// (Python) and runs the engine's own deferred signaling work (reaping a
+// listener whose peer failed). libdatachannel's threads only ever enqueue
+// here, so they never wait on the application, and messages keep the order
+// in which they were posted (so per listener, too).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <variant>
+
+namespace sinkcast {
+
+struct SignalingMessage {
+    std::string target;  // "sink" or "sink/listener", exactly as the session was opened
+    std::string type;    // offer | answer | candidate | bye
+    std::string message;
+};
+
+// Receives the engine's outgoing signaling messages on the dispatcher thread.
+class SignalingHandler {
+public:
+    virtual ~SignalingHandler() = default;
+    virtual void deliver(const SignalingMessage& message) = 0;
+};
+
+class SignalingDispatcher {
+public:
+    using Task = std::function<void()>;
+    // `deliver` is called on the dispatcher thread for every posted message.
+    explicit SignalingDispatcher(std::function<void(const SignalingMessage&)> deliver);
+    ~SignalingDispatcher();
+
+    void post(SignalingMessage message);  // never blocks for long; after stop() it is dropped
+    void post_task(Task task);
+
+    // Runs everything already queued, then joins the thread. Idempotent.
+    // Called on the dispatcher thread itself (from inside a callback) it drops
+    // what is queued and lets the thread finish after the current item.
+    void stop();
+
+    bool on_dispatcher_thread() const { return std::this_thread::get_id() == thread_id_; }
+    size_t queued() const;
+
+private:
+    void run();
+
+    std::function<void(const SignalingMessage&)> deliver_;
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::variant<SignalingMessage, Task>> queue_;
+    bool stopping_ = false;
+    std::thread thread_;
+    std::thread::id thread_id_;
+};
+
+}  // namespace sinkcast

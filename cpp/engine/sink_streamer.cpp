@@ -1,0 +1,83 @@
+#include "engine/sink_streamer.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace sinkcast {
+
+SinkStreamer::SinkStreamer(const OpusSettings& settings)
+    : settings_(settings),
+      encoder_(settings),
+      frame_(static_cast<size_t>(encoder_.frame_samples() * settings.channels)),
+      packet_(OpusEncoder::kMaxPacketBytes),
+      listeners_(std::make_shared<ListenerList>()) {}
+
+void SinkStreamer::add_listener(std::shared_ptr<WebRTCSender> sender) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto next = std::make_shared<ListenerList>(*listeners_);
+    next->push_back(std::move(sender));
+    listeners_ = std::move(next);
+}
+
+void SinkStreamer::remove_listener(const WebRTCSender* sender) {
+    std::shared_ptr<const ListenerList> old;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto next = std::make_shared<ListenerList>(*listeners_);
+        next->erase(std::remove_if(next->begin(), next->end(), [&](const auto& s) { return s.get() == sender; }),
+                    next->end());
+        old = std::move(listeners_);
+        listeners_ = std::move(next);
+    }
+    // `old` is released here, outside the lock.
+}
+
+size_t SinkStreamer::listener_count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return listeners_->size();
+}
+
+void SinkStreamer::on_pcm(const float* frames, size_t count) {
+    std::shared_ptr<const ListenerList> listeners;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        listeners = listeners_;
+    }
+    bool anyone_open = false;
+    for (const auto& l : *listeners) anyone_open = anyone_open || l->track_open();
+    if (!anyone_open) {
+        filled_ = 0;  // nobody to send to: skip the encoder entirely
+        return;
+    }
+    const size_t ch = static_cast<size_t>(settings_.channels);
+    const size_t frame_frames = static_cast<size_t>(encoder_.frame_samples());
+    const auto duration = std::chrono::microseconds(settings_.frame_ms * 1000);
+    while (count > 0) {
+        size_t take = std::min(count, frame_frames - filled_);
+        std::memcpy(frame_.data() + filled_ * ch, frames, take * ch * sizeof(float));
+        filled_ += take;
+        frames += take * ch;
+        count -= take;
+        if (filled_ < frame_frames) break;
+        filled_ = 0;
+        size_t bytes = encoder_.encode(frame_.data(), packet_.data(), packet_.size());
+        frames_encoded_.fetch_add(1, std::memory_order_relaxed);
+        bytes_encoded_.fetch_add(bytes, std::memory_order_relaxed);
+        // The same packet for everyone: per listener it is only packetizing, SRTP and the send.
+        for (const auto& l : *listeners) {
+            if (!l->track_open()) continue;
+            l->send_frame(packet_.data(), bytes, duration);
+            packets_fanned_out_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+}
+
+StreamerStats SinkStreamer::stats() const {
+    StreamerStats s;
+    s.frames_encoded = frames_encoded_.load(std::memory_order_relaxed);
+    s.bytes_encoded = bytes_encoded_.load(std::memory_order_relaxed);
+    s.packets_fanned_out = packets_fanned_out_.load(std::memory_order_relaxed);
+    return s;
+}
+
+}  // namespace sinkcast

@@ -1,0 +1,567 @@
+#include "webrtc_sender.h"
+
+#include <rtc/rtc.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+namespace sinkcast {
+
+// ---- libdatachannel global setup ---------------------------------------------
+
+namespace {
+
+const char* level_name(rtc::LogLevel level) {
+  switch (level) {
+    case rtc::LogLevel::Fatal: return "fatal";
+    case rtc::LogLevel::Error: return "error";
+    case rtc::LogLevel::Warning: return "warning";
+    case rtc::LogLevel::Info: return "info";
+    case rtc::LogLevel::Debug: return "debug";
+    case rtc::LogLevel::Verbose: return "verbose";
+    default: return "log";
+  }
+}
+
+rtc::LogLevel level_from_env() {
+  const char* env = std::getenv("SINKCAST_LIBDATACHANNEL_LOG");
+  if (env == nullptr || *env == '\0') return rtc::LogLevel::Warning;
+  std::string v(env);
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (v == "none" || v == "off" || v == "0") return rtc::LogLevel::None;
+  if (v == "fatal") return rtc::LogLevel::Fatal;
+  if (v == "error") return rtc::LogLevel::Error;
+  if (v == "info") return rtc::LogLevel::Info;
+  if (v == "debug") return rtc::LogLevel::Debug;
+  if (v == "verbose") return rtc::LogLevel::Verbose;
+  return rtc::LogLevel::Warning;
+}
+
+}  // namespace
+
+void configure_libdatachannel_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    rtc::InitLogger(level_from_env(), [](rtc::LogLevel level, std::string message) {
+      std::fprintf(stderr, "[libdatachannel %s] %s\n", level_name(level), message.c_str());
+    });
+    // The answerer's setRemoteDescription() blocks on certificate generation,
+    // which runs on the same global pool as transport processing; with the
+    // default size (= cores, min 2) a 2-core host can starve it forever.
+    const unsigned cores = std::thread::hardware_concurrency();
+    rtc::SetThreadPoolSize(std::max(4u, cores));
+  });
+}
+
+// ---- shared state ------------------------------------------------------------
+
+namespace detail {
+
+// Everything libdatachannel callbacks touch. They hold it by shared_ptr, so it
+// outlives the WebRTCSender if libdatachannel keeps callbacks around; after
+// deactivate() it is inert (alive == false, user callbacks released).
+//
+// Lock order: WebRTCSender::mutex_ is never held while taking `mutex` (close()
+// and failures release it first), so a callback may call close(). `data_mutex`
+// is a leaf: nothing is called while holding it.
+struct SenderShared {
+  std::recursive_mutex mutex;  // held while a user callback runs; recursive so close() may be
+                               // called from inside one
+  bool alive = true;           // guarded by mutex
+  SenderCallbacks callbacks;   // guarded by mutex
+  rtc::PeerConnection* pc = nullptr;  // guarded by mutex; valid while alive
+  std::string ufrag;                  // guarded by mutex (local ICE ufrag)
+
+  std::mutex data_mutex;
+  std::string mid;      // guarded by data_mutex
+  int mline_index = 0;  // guarded by data_mutex
+
+  std::pair<std::string, int> media() {
+    std::lock_guard<std::mutex> lock(data_mutex);
+    return {mid, mline_index};
+  }
+
+  std::atomic<bool> track_open{false};
+  std::atomic<bool> closed{false};  // locally closed or remote end notified
+  std::atomic<bool> remote_closed_notified{false};
+  std::atomic<uint64_t> packets{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<double> rtt_ms{-1.0};
+  uint32_t ssrc = 0;  // constant after construction
+
+  // Runs f() under the mutex if still alive; swallows exceptions so that none
+  // reaches libdatachannel.
+  template <class F>
+  void guarded(F&& f) {
+    std::lock_guard<std::recursive_mutex> lock(mutex);
+    if (!alive) return;
+    try {
+      f();
+    } catch (...) {
+    }
+  }
+
+  // After this returns no user callback is running (except a caller's own
+  // frame) and none will start. Returns the callbacks so the caller destroys
+  // them outside the lock, on its own thread.
+  SenderCallbacks deactivate() {
+    std::lock_guard<std::recursive_mutex> lock(mutex);
+    alive = false;
+    pc = nullptr;
+    closed.store(true);
+    track_open.store(false, std::memory_order_release);
+    return std::exchange(callbacks, SenderCallbacks{});
+  }
+};
+
+struct SenderRtc {
+  std::shared_ptr<rtc::PeerConnection> pc;
+  std::shared_ptr<rtc::Track> track;  // set once (under WebRTCSender::mutex_), before it can open
+  std::shared_ptr<rtc::RtpPacketizationConfig> rtp_config;
+  std::vector<rtc::Candidate> pending_candidates;  // remote candidates received before the answer
+  std::string cname;
+  uint32_t rtp_start = 0;
+};
+
+}  // namespace detail
+
+namespace {
+
+constexpr size_t kMaxPendingCandidates = 64;
+constexpr int kDefaultOpusPayloadType = 111;
+constexpr const char* kDefaultMid = "0";
+
+uint32_t random_u32() {
+  static std::mutex m;
+  static std::mt19937 gen{std::random_device{}()};
+  std::lock_guard<std::mutex> lock(m);
+  return std::uniform_int_distribution<uint32_t>{}(gen);
+}
+
+uint32_t ntp_now_middle32() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const double secs = std::chrono::duration<double>(now).count() + 2208988800.0;
+  const auto ntp = static_cast<uint64_t>(secs * 4294967296.0);
+  return static_cast<uint32_t>(ntp >> 16);
+}
+
+uint32_t be32(const std::byte* p) {
+  return (uint32_t(std::to_integer<uint8_t>(p[0])) << 24) |
+         (uint32_t(std::to_integer<uint8_t>(p[1])) << 16) |
+         (uint32_t(std::to_integer<uint8_t>(p[2])) << 8) | uint32_t(std::to_integer<uint8_t>(p[3]));
+}
+
+const char* state_name(rtc::PeerConnection::State s) {
+  using S = rtc::PeerConnection::State;
+  switch (s) {
+    case S::New: return "new";
+    case S::Connecting: return "connecting";
+    case S::Connected: return "connected";
+    case S::Disconnected: return "disconnected";
+    case S::Failed: return "failed";
+    case S::Closed: return "closed";
+  }
+  return "unknown";
+}
+
+// Last handler of the chain: counts outgoing RTP packets and computes the
+// round-trip time from report blocks about our SSRC in incoming RTCP
+// (RFC 3550 6.4.1: RTT = now - LSR - DLSR, in 1/65536 s). RtcpSrReporter
+// stamps its SRs with the system clock in NTP format, which we reuse.
+class StatsHandler final : public rtc::MediaHandler {
+ public:
+  explicit StatsHandler(std::shared_ptr<detail::SenderShared> shared) : shared_(std::move(shared)) {}
+
+  void outgoing(rtc::message_vector& messages, const rtc::message_callback&) override {
+    for (const auto& m : messages) {
+      if (!m || m->type == rtc::Message::Control) continue;
+      shared_->packets.fetch_add(1, std::memory_order_relaxed);
+      shared_->bytes.fetch_add(m->size(), std::memory_order_relaxed);
+    }
+  }
+
+  void incoming(rtc::message_vector& messages, const rtc::message_callback&) override {
+    for (const auto& m : messages) {
+      if (m && m->type == rtc::Message::Control) parse_rtcp(m->data(), m->size());
+    }
+  }
+
+ private:
+  void parse_rtcp(const std::byte* p, size_t n) {
+    size_t off = 0;
+    while (off + 8 <= n) {
+      const uint8_t b0 = std::to_integer<uint8_t>(p[off]);
+      if ((b0 >> 6) != 2) return;
+      const int count = b0 & 0x1f;
+      const uint8_t pt = std::to_integer<uint8_t>(p[off + 1]);
+      const size_t len =
+          ((size_t(std::to_integer<uint8_t>(p[off + 2])) << 8) | std::to_integer<uint8_t>(p[off + 3])) *
+              4 + 4;
+      if (off + len > n) return;
+      size_t blocks = 0;
+      if (pt == 201) blocks = off + 8;        // RR: header, sender SSRC
+      else if (pt == 200) blocks = off + 28;  // SR: header, sender SSRC, 20-byte sender info
+      if (blocks != 0) {
+        for (int i = 0; i < count; ++i) {
+          const size_t b = blocks + size_t(i) * 24;
+          if (b + 24 > off + len) break;
+          if (be32(p + b) != shared_->ssrc) continue;
+          const uint32_t lsr = be32(p + b + 16);
+          const uint32_t dlsr = be32(p + b + 20);
+          if (lsr == 0) continue;  // no SR received yet
+          const uint32_t elapsed = ntp_now_middle32() - lsr;
+          if (elapsed < dlsr) continue;  // clock oddity
+          const double rtt = double(elapsed - dlsr) * 1000.0 / 65536.0;
+          if (rtt < 60000.0) shared_->rtt_ms.store(rtt, std::memory_order_relaxed);
+        }
+      }
+      off += len;
+    }
+  }
+
+  std::shared_ptr<detail::SenderShared> shared_;
+};
+
+}  // namespace
+
+// ---- WebRTCSender ------------------------------------------------------------
+
+WebRTCSender::WebRTCSender(const IceConfig& ice, int channels, SenderCallbacks callbacks)
+    : channels_(channels),
+      shared_(std::make_shared<detail::SenderShared>()),
+      rtc_(std::make_unique<detail::SenderRtc>()) {
+  if (channels != 1 && channels != 2) {
+    throw std::invalid_argument("WebRTCSender: channels must be 1 or 2, got " +
+                                std::to_string(channels));
+  }
+  configure_libdatachannel_once();
+
+  rtc::Configuration config;
+  if (!ice.bind_address.empty()) config.bindAddress = ice.bind_address;
+  if (ice.port_range_begin != 0 || ice.port_range_end != 0) {
+    const uint16_t begin = ice.port_range_begin != 0 ? ice.port_range_begin : 1024;
+    const uint16_t end = ice.port_range_end != 0 ? ice.port_range_end : 65535;
+    if (begin > end) {
+      throw std::invalid_argument("WebRTCSender: ICE port range begin " + std::to_string(begin) +
+                                  " is greater than end " + std::to_string(end));
+    }
+    config.portRangeBegin = begin;
+    config.portRangeEnd = end;
+  }
+  for (const auto& url : ice.ice_servers) {
+    try {
+      config.iceServers.emplace_back(url);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument("WebRTCSender: invalid ICE server \"" + url + "\": " + e.what());
+    }
+  }
+
+  shared_->ssrc = 0;
+  while (shared_->ssrc == 0) shared_->ssrc = random_u32();
+  char cname[32];
+  std::snprintf(cname, sizeof cname, "sinkcast-%08x", random_u32());
+  rtc_->cname = cname;
+  shared_->callbacks = std::move(callbacks);
+
+  try {
+    rtc_->pc = std::make_shared<rtc::PeerConnection>(std::move(config));
+  } catch (const std::invalid_argument&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("WebRTCSender: cannot create peer connection: ") +
+                             e.what());
+  }
+  shared_->pc = rtc_->pc.get();
+
+  // Callbacks capture only the shared state. Each copies its capture to a
+  // local first: libdatachannel may reset (destroy) the std::function while
+  // it runs when close() is called from inside it.
+  auto shared = shared_;
+  rtc_->pc->onLocalDescription([shared](rtc::Description description) {
+    auto s = shared;
+    s->guarded([&] {
+      if (auto ufrag = description.iceUfrag()) s->ufrag = *ufrag;
+      if (s->callbacks.on_signal) s->callbacks.on_signal(description.typeString(), std::string(description));
+    });
+  });
+  rtc_->pc->onLocalCandidate([shared](rtc::Candidate candidate) {
+    auto s = shared;
+    s->guarded([&] {
+      if (!s->callbacks.on_signal) return;
+      const auto [mid, mline_index] = s->media();
+      s->callbacks.on_signal("candidate",
+                             candidate_to_json(candidate.candidate(), mid, mline_index, s->ufrag));
+    });
+  });
+  rtc_->pc->onGatheringStateChange([shared](rtc::PeerConnection::GatheringState state) {
+    if (state != rtc::PeerConnection::GatheringState::Complete) return;
+    auto s = shared;
+    s->guarded([&] {
+      if (!s->callbacks.on_gathering_complete || s->pc == nullptr) return;
+      if (auto local = s->pc->localDescription())
+        s->callbacks.on_gathering_complete(local->typeString(), std::string(*local));
+    });
+  });
+  rtc_->pc->onStateChange([shared](rtc::PeerConnection::State state) {
+    using S = rtc::PeerConnection::State;
+    if (state != S::Failed && state != S::Disconnected && state != S::Closed) return;
+    auto s = shared;
+    s->guarded([&] {
+      s->track_open.store(false, std::memory_order_release);
+      if (s->remote_closed_notified.exchange(true)) return;
+      s->closed.store(true);
+      if (s->callbacks.on_closed) s->callbacks.on_closed(state_name(state));
+    });
+  });
+  // Media sections of a remote offer other than the one we answer (video,
+  // a second audio) are rejected (port 0) rather than silently accepted.
+  rtc_->pc->onTrack([](std::shared_ptr<rtc::Track> track) {
+    try {
+      auto description = track->description();
+      description.markRemoved();
+      track->setDescription(std::move(description));
+    } catch (...) {
+    }
+  });
+}
+
+WebRTCSender::~WebRTCSender() {
+  close();
+  // Track first, then the peer connection (its destructor closes it again, no-op).
+  rtc_->track.reset();
+  rtc_->pc.reset();
+}
+
+void WebRTCSender::setup_track_locked(const std::string& mid, int payload_type, int mline_index) {
+  rtc::Description::Audio audio(mid, rtc::Description::Direction::SendOnly);
+  const char* fmtp = channels_ == 2 ? "minptime=10;useinbandfec=1;stereo=1;sprop-stereo=1"
+                                    : "minptime=10;useinbandfec=1";
+  audio.addOpusCodec(payload_type, std::string(fmtp));
+  audio.addSSRC(shared_->ssrc, rtc_->cname, std::string("sinkcast"), std::string("sinkcast-audio"));
+
+  auto track = rtc_->pc->addTrack(std::move(audio));
+
+  auto config = std::make_shared<rtc::RtpPacketizationConfig>(
+      shared_->ssrc, rtc_->cname, static_cast<uint8_t>(payload_type),
+      rtc::OpusRtpPacketizer::DefaultClockRate);
+  auto packetizer = std::make_shared<rtc::OpusRtpPacketizer>(config);
+  packetizer->addToChain(std::make_shared<rtc::RtcpSrReporter>(config));
+  packetizer->addToChain(std::make_shared<rtc::RtcpNackResponder>());
+  packetizer->addToChain(std::make_shared<StatsHandler>(shared_));
+  track->setMediaHandler(packetizer);
+
+  auto shared = shared_;
+  track->onOpen([shared] {
+    auto s = shared;
+    s->guarded([&] { s->track_open.store(true, std::memory_order_release); });
+  });
+  track->onClosed([shared] {
+    auto s = shared;
+    s->guarded([&] { s->track_open.store(false, std::memory_order_release); });
+  });
+
+  {
+    std::lock_guard<std::mutex> lock(shared_->data_mutex);
+    shared_->mid = mid;
+    shared_->mline_index = mline_index < 0 ? 0 : mline_index;
+  }
+  rtc_->rtp_config = config;
+  payload_type_.store(payload_type);
+  rtc_->rtp_start = config->startTimestamp;
+  rtc_->track = std::move(track);
+}
+
+void WebRTCSender::teardown() {
+  // Not under mutex_ (a callback holding the guard may be waiting for it).
+  SenderCallbacks released = shared_->deactivate();  // waits for a running callback
+  try {
+    rtc_->pc->close();  // idempotent in libdatachannel
+  } catch (...) {
+  }
+  // `released` (the user's functors) is destroyed here, on the caller's thread.
+}
+
+void WebRTCSender::accept_offer(const std::string& sdp) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (phase_ == Phase::Closed) throw SignalingError("offer received but the session is closed");
+  if (phase_ == Phase::OfferSent)
+    throw SignalingError("offer received but an offer was already sent to this listener");
+  if (phase_ == Phase::Negotiated)
+    throw SignalingError("offer received but the session is already negotiated "
+                         "(renegotiation is not supported; open a new session)");
+
+  const OfferAudioInfo info = inspect_remote_offer(sdp);  // throws; nothing changed yet
+  rtc::Description description = [&] {
+    try {
+      return rtc::Description(sdp, rtc::Description::Type::Offer);
+    } catch (const std::exception& e) {
+      throw SignalingError(std::string("malformed SDP: offer: ") + e.what());
+    }
+  }();
+
+  try {
+    setup_track_locked(info.mid, info.opus_payload_type, info.mline_index);
+    rtc_->pc->setRemoteDescription(std::move(description));  // answers synchronously
+  } catch (const std::exception& e) {
+    SignalingError error(std::string("offer rejected: ") + e.what());
+    fail_and_unlock(lock);
+    throw error;
+  }
+  phase_ = Phase::Negotiated;
+}
+
+void WebRTCSender::create_offer() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (phase_ == Phase::Closed) throw SignalingError("cannot offer: the session is closed");
+  if (phase_ != Phase::Idle)
+    throw SignalingError("cannot offer: the session already has an offer or is negotiated");
+  try {
+    setup_track_locked(kDefaultMid, kDefaultOpusPayloadType, 0);
+    rtc_->pc->setLocalDescription(rtc::Description::Type::Offer);
+  } catch (const std::exception& e) {
+    SignalingError error(std::string("could not create an offer: ") + e.what());
+    fail_and_unlock(lock);
+    throw error;
+  }
+  phase_ = Phase::OfferSent;
+}
+
+void WebRTCSender::accept_answer(const std::string& sdp) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  switch (phase_) {
+    case Phase::Idle: throw SignalingError("answer received but no offer was sent");
+    case Phase::Negotiated: throw SignalingError("answer received but the session is already negotiated");
+    case Phase::Closed: throw SignalingError("answer received but the session is closed");
+    case Phase::OfferSent: break;
+  }
+  const std::string our_mid = shared_->media().first;
+  const OfferAudioInfo info = inspect_remote_answer(sdp, our_mid);  // throws; nothing changed
+  rtc::Description description = [&] {
+    try {
+      return rtc::Description(sdp, rtc::Description::Type::Answer);
+    } catch (const std::exception& e) {
+      throw SignalingError(std::string("malformed SDP: answer: ") + e.what());
+    }
+  }();
+
+  // The track cannot be open before the remote description is set, so the
+  // mixer thread does not read the config yet.
+  rtc_->rtp_config->payloadType = static_cast<uint8_t>(info.opus_payload_type);
+  payload_type_.store(info.opus_payload_type);
+  try {
+    rtc_->pc->setRemoteDescription(std::move(description));
+  } catch (const std::exception& e) {
+    SignalingError error(std::string("answer rejected: ") + e.what());
+    fail_and_unlock(lock);
+    throw error;
+  }
+  phase_ = Phase::Negotiated;
+
+  auto pending = std::move(rtc_->pending_candidates);
+  rtc_->pending_candidates.clear();
+  for (auto& candidate : pending) {
+    try {
+      rtc_->pc->addRemoteCandidate(std::move(candidate));
+    } catch (...) {
+      // A bad early candidate does not invalidate the answer.
+    }
+  }
+}
+
+void WebRTCSender::add_remote_candidate(const std::string& message) {
+  const ParsedCandidate parsed = parse_candidate_message(message);  // throws
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (phase_ == Phase::Closed) throw SignalingError("candidate received but the session is closed");
+  if (phase_ == Phase::Idle) throw SignalingError("candidate before any offer");
+  if (parsed.end_of_candidates) return;
+
+  rtc::Candidate candidate = [&] {
+    try {
+      return rtc::Candidate(parsed.candidate, parsed.mid);
+    } catch (const std::exception& e) {
+      throw SignalingError(std::string("malformed candidate: ") + e.what());
+    }
+  }();
+  if (phase_ == Phase::OfferSent) {
+    if (rtc_->pending_candidates.size() >= kMaxPendingCandidates)
+      throw SignalingError("too many candidates received before the answer");
+    rtc_->pending_candidates.push_back(std::move(candidate));
+    return;
+  }
+  try {
+    rtc_->pc->addRemoteCandidate(std::move(candidate));
+  } catch (const std::exception& e) {
+    throw SignalingError(std::string("candidate rejected: ") + e.what());
+  }
+}
+
+bool WebRTCSender::track_open() const {
+  return shared_->track_open.load(std::memory_order_acquire);
+}
+
+void WebRTCSender::send_frame(const uint8_t* data, size_t size,
+                              std::chrono::microseconds frame_duration) {
+  if (!shared_->track_open.load(std::memory_order_acquire)) return;
+  // rtc_->track was set before the track could open (happens-before via the
+  // acquire above), and is never reset before the destructor.
+  const uint32_t timestamp = rtc_->rtp_start + rtp_timestamp_;
+  rtp_timestamp_ += static_cast<uint32_t>(frame_duration.count() * 48 / 1000);
+  if (data == nullptr || size == 0) return;
+  try {
+    rtc_->track->sendFrame(reinterpret_cast<const rtc::byte*>(data), size, rtc::FrameInfo(timestamp));
+  } catch (...) {
+    // Closed concurrently or transport gone: the frame is dropped.
+  }
+}
+
+SenderStats WebRTCSender::stats() const {
+  SenderStats s;
+  s.state = shared_->closed.load() && !shared_->remote_closed_notified.load()
+                ? "closed"
+                : state_name(rtc_->pc->state());
+  s.packets_sent = shared_->packets.load(std::memory_order_relaxed);
+  s.bytes_sent = shared_->bytes.load(std::memory_order_relaxed);
+  s.rtt_ms = shared_->rtt_ms.load(std::memory_order_relaxed);
+  s.track_open = shared_->track_open.load(std::memory_order_acquire);
+  return s;
+}
+
+void WebRTCSender::fail_and_unlock(std::unique_lock<std::mutex>& lock) {
+  phase_ = Phase::Closed;
+  closed_.store(true);
+  lock.unlock();
+  teardown();
+}
+
+void WebRTCSender::close() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    phase_ = Phase::Closed;
+    closed_.store(true);
+  }
+  // Every caller (also a second, concurrent one) waits here until no callback
+  // is running, so "no callback after close() returns" holds for all of them.
+  teardown();
+}
+
+bool WebRTCSender::closed() const { return closed_.load(); }
+
+std::string WebRTCSender::local_description() const {
+  // rtc_->pc is set in the constructor and only reset in the destructor.
+  if (auto local = rtc_->pc->localDescription()) return std::string(*local);
+  return {};
+}
+
+std::string WebRTCSender::mid() const { return shared_->media().first; }
+
+int WebRTCSender::payload_type() const { return payload_type_.load(); }
+
+uint32_t WebRTCSender::ssrc() const { return shared_->ssrc; }
+
+}  // namespace sinkcast

@@ -1,0 +1,131 @@
+// WebRTCSender: one WebRTC peer connection per listener, sending one Opus
+// audio track (packetizer + RTCP sender reports + NACK responder, SRTP).
+//
+// This header does not include libdatachannel; only webrtc_sender.cpp does.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "signaling_message.h"  // SignalingError
+
+namespace sinkcast {
+
+struct IceConfig {
+  std::string bind_address;  // e.g. "127.0.0.1"; empty = all interfaces
+  uint16_t port_range_begin = 0, port_range_end = 0;  // 0/0 = libdatachannel's default range
+  // "stun:host:port", "turn:user:pass@host:port", "turns:...", "turn:...?transport=tcp"
+  std::vector<std::string> ice_servers;
+};
+
+struct SenderCallbacks {
+  // All are called from libdatachannel threads, one at a time per sender and
+  // in order. They must not block (queue to a dispatcher) and must not throw
+  // (exceptions are swallowed). None runs once close() has returned.
+
+  // "offer" | "answer" (message = SDP) | "candidate" (message = candidate_to_json(...)).
+  std::function<void(const std::string& type, const std::string& message)> on_signal;
+  // Once, when the peer failed, disconnected or closed the connection (not
+  // after a local close()). reason: "failed" | "disconnected" | "closed".
+  std::function<void(const std::string& reason)> on_closed;
+  // Optional: once, when ICE gathering is complete, with the full local
+  // description (type "offer"/"answer", SDP including a=candidate lines and
+  // a=end-of-candidates) for peers that do not trickle (plain WHEP clients).
+  std::function<void(const std::string& type, const std::string& sdp)> on_gathering_complete;
+};
+
+struct SenderStats {
+  std::string state;          // "new" | "connecting" | "connected" | "disconnected" | "failed" | "closed"
+  uint64_t packets_sent = 0;  // RTP packets handed to SRTP (retransmissions excluded)
+  uint64_t bytes_sent = 0;    // their RTP bytes (header + payload, before SRTP)
+  double rtt_ms = -1;         // from RTCP receiver reports (LSR/DLSR); < 0 when unknown
+  bool track_open = false;
+};
+
+namespace detail {
+struct SenderShared;  // state shared with libdatachannel callbacks
+struct SenderRtc;     // libdatachannel objects
+}  // namespace detail
+
+class WebRTCSender {
+ public:
+  // Throws std::invalid_argument for bad channels (not 1 or 2) or bad ICE
+  // configuration (unparsable ICE server URL, port range begin > end).
+  WebRTCSender(const IceConfig& ice, int channels, SenderCallbacks callbacks);
+  ~WebRTCSender();  // calls close()
+  WebRTCSender(const WebRTCSender&) = delete;
+  WebRTCSender& operator=(const WebRTCSender&) = delete;
+
+  // The listener offered (recvonly or sendrecv audio with Opus): answer with
+  // the offer's Opus payload type and mid, sendonly, stereo signalled when
+  // channels == 2. The answer comes via on_signal("answer"). Only valid on a
+  // fresh sender. Throws SignalingError; if the offer is rejected before it
+  // reaches libdatachannel (all validation errors) the sender is unchanged,
+  // otherwise it is closed.
+  void accept_offer(const std::string& sdp);
+  // The engine offers: sendonly audio, Opus/48000/2 (PT 111, mid "0"); the
+  // offer comes via on_signal("offer"). Only valid on a fresh sender.
+  void create_offer();
+  // The listener's answer to create_offer(). Its Opus payload type is used.
+  void accept_answer(const std::string& sdp);
+  // parse_candidate_message(); end-of-candidates is accepted and ignored.
+  // Candidates that arrive between create_offer() and accept_answer() are
+  // queued (at most 64) and applied with the answer.
+  void add_remote_candidate(const std::string& message);
+
+  bool track_open() const;  // lock-free
+
+  // Sends one encoded Opus frame. The RTP timestamp advances by
+  // frame_duration * 48 kHz per call (also for frames dropped by the
+  // transport). Called from the sink's mixer thread: never blocks for long,
+  // never throws, no-op when the track is not open.
+  void send_frame(const uint8_t* data, size_t size, std::chrono::microseconds frame_duration);
+
+  SenderStats stats() const;
+
+  // Idempotent. After it returns no callback of this sender runs (unless it is
+  // called from inside one of them: then the current one finishes). Do not call
+  // it while holding a lock that the callbacks take.
+  void close();
+  bool closed() const;
+
+  // Extras for the engine / server.
+  std::string local_description() const;  // current local SDP with gathered candidates, or ""
+  std::string mid() const;                 // negotiated audio mid, "" before negotiation
+  int payload_type() const;                // Opus payload type in use, -1 before negotiation
+  uint32_t ssrc() const;
+  int channels() const { return channels_; }
+
+ private:
+  enum class Phase { Idle, OfferSent, Negotiated, Closed };
+
+  void setup_track_locked(const std::string& mid, int payload_type, int mline_index);
+  void fail_and_unlock(std::unique_lock<std::mutex>& lock);  // phase_ = Closed, unlock, teardown()
+  void teardown();  // deactivate callbacks, close the peer connection; never under mutex_
+
+  const int channels_;
+  std::shared_ptr<detail::SenderShared> shared_;
+  std::unique_ptr<detail::SenderRtc> rtc_;
+  mutable std::mutex mutex_;  // signaling calls; held only around libdatachannel signaling
+                              // calls, never while waiting for a callback to finish
+  Phase phase_ = Phase::Idle;        // guarded by mutex_
+  std::atomic<bool> closed_{false};  // phase_ == Closed, readable without mutex_
+  std::atomic<int> payload_type_{-1};
+  uint32_t rtp_timestamp_ = 0;  // mixer thread only
+};
+
+// rtc::InitLogger (level from $SINKCAST_LIBDATACHANNEL_LOG: none, fatal, error,
+// warning (default), info, debug, verbose; written to stderr) and
+// rtc::SetThreadPoolSize(max(4, cores)) before any PeerConnection, which
+// avoids the setRemoteDescription deadlock on 2-core hosts (libdatachannel
+// issues 1611/1616). Idempotent, thread-safe; WebRTCSender calls it too.
+void configure_libdatachannel_once();
+
+}  // namespace sinkcast
