@@ -1,0 +1,206 @@
+"""asyncio adapter for the engine's WebRTC signaling.
+
+The engine calls its signaling callback on an engine thread. ``AsyncSignaling``
+moves every message into an asyncio loop (``call_soon_threadsafe``) and offers
+awaitable helpers, so a server never writes threading code::
+
+    sig = AsyncSignaling(engine)                      # inside a running loop
+    answer = await sig.open_listener("kitchen/l1", offer_sdp)
+    await sig.send("kitchen/l1", "candidate", candidate_json)
+    async for type, message in sig.messages("kitchen/l1"): ...
+    await sig.close_listener("kitchen/l1")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sinkcast._errors import SignalingError
+from sinkcast._sinkcast import AudioManager
+
+Message = tuple[str, str]  # (type, message)
+
+
+def _is_end_of_candidates(message: str) -> bool:
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return message.strip() in ("", "a=end-of-candidates")
+    return value is None or (isinstance(value, dict) and not value.get("candidate"))
+
+
+def merge_candidates(sdp: str, candidates: list[str], end_of_candidates: bool = True) -> str:
+    """Returns `sdp` with the given candidate JSON messages added as a=candidate
+    lines to the media section of their mid (for peers that do not trickle, e.g. WHEP)."""
+    lines = sdp.replace("\r\n", "\n").rstrip("\n").split("\n")
+    by_mid: dict[str, list[str]] = {}
+    for raw in candidates:
+        value = json.loads(raw)
+        if not value or not value.get("candidate"):
+            continue
+        by_mid.setdefault(str(value.get("sdpMid", "0")), []).append("a=" + value["candidate"])
+    out: list[str] = []
+    section_mid: str | None = None
+    section_lines: list[str] = []
+
+    def flush() -> None:
+        out.extend(section_lines)
+        if section_mid is not None:
+            existing = set(section_lines)
+            out.extend(c for c in by_mid.get(section_mid, []) if c not in existing)
+            if end_of_candidates and "a=end-of-candidates" not in existing:
+                out.append("a=end-of-candidates")
+
+    for line in lines:
+        if line.startswith("m="):
+            flush()
+            section_lines = [line]
+            section_mid = ""
+            continue
+        if line.startswith("a=mid:") and section_mid is not None:
+            section_mid = line[len("a=mid:") :].strip()
+        section_lines.append(line)
+    flush()
+    return "\r\n".join(out) + "\r\n"
+
+
+class AsyncSignaling:
+    """Bridges an AudioManager's signaling into an asyncio event loop.
+
+    It installs itself as the engine's signaling callback (one adapter per
+    engine). Messages for targets nobody awaits go to `on_message`, if given.
+    """
+
+    def __init__(
+        self,
+        engine: AudioManager,
+        loop: asyncio.AbstractEventLoop | None = None,
+        on_message: Callable[[str, str, str], Any] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.loop = loop or asyncio.get_running_loop()
+        self.on_message = on_message
+        self._queues: dict[str, asyncio.Queue[Message]] = {}
+        engine.set_python_webrtc_signaling_callback(self._from_engine_thread)
+
+    # -- delivery ---------------------------------------------------------------
+
+    def _from_engine_thread(self, target: str, type: str, message: str) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._dispatch, target, type, message)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is left to tell
+
+    def _dispatch(self, target: str, type: str, message: str) -> None:
+        queue = self._queues.get(target)
+        if queue is not None:
+            queue.put_nowait((type, message))
+        elif self.on_message is not None:
+            result = self.on_message(target, type, message)
+            if asyncio.iscoroutine(result):
+                self.loop.create_task(result)
+
+    def _queue(self, target: str) -> asyncio.Queue[Message]:
+        queue = self._queues.get(target)
+        if queue is None:
+            queue = self._queues[target] = asyncio.Queue()
+        return queue
+
+    # -- calls into the engine ------------------------------------------------------
+
+    async def send(self, target: str, type: str, message: str = "") -> None:
+        """handle_incoming_webrtc_signaling_message, off the event loop's thread.
+
+        An offer or request_offer starts queueing the target's messages (read
+        them with next_message() or messages()) before the engine can answer."""
+        if type in ("offer", "request_offer"):
+            self._queue(target)
+        await asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
+
+    async def open_listener(
+        self, target: str, offer: str, *, timeout: float = 10.0, gather: bool = True
+    ) -> str:
+        """Opens a session from a listener's offer and returns the engine's answer.
+
+        With gather=True (for peers that do not trickle, like WHEP players) it
+        waits for the engine's end of candidates and returns the answer with
+        every candidate in it; otherwise the candidates follow as messages."""
+        queue = self._queue(target)
+        while not queue.empty():
+            queue.get_nowait()
+        await self.send(target, "offer", offer)
+        return await self._collect_description(target, "answer", timeout, gather)
+
+    async def request_offer(self, target: str, *, timeout: float = 10.0, gather: bool = True) -> str:
+        """Opens a session where the engine offers; returns its offer. Answer with send(target, "answer", sdp)."""
+        queue = self._queue(target)
+        while not queue.empty():
+            queue.get_nowait()
+        await self.send(target, "request_offer", "")
+        return await self._collect_description(target, "offer", timeout, gather)
+
+    async def _collect_description(self, target: str, wanted: str, timeout: float, gather: bool) -> str:
+        queue = self._queue(target)
+        candidates: list[str] = []
+        description: str | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s")
+            try:
+                type, message = await asyncio.wait_for(queue.get(), remaining)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s") from None
+            if type == "bye":
+                raise SignalingError(f"session '{target}' closed before its {wanted}: {message}")
+            if type == wanted:
+                description = message
+                if not gather:
+                    return description
+            elif type == "candidate":
+                if _is_end_of_candidates(message):
+                    if description is not None:
+                        return merge_candidates(description, candidates)
+                    candidates.append(message)
+                else:
+                    candidates.append(message)
+            if description is not None and any(_is_end_of_candidates(c) for c in candidates):
+                return merge_candidates(description, [c for c in candidates if not _is_end_of_candidates(c)])
+
+    async def next_message(self, target: str, timeout: float | None = None) -> Message:
+        """The next (type, message) the engine sent to `target`."""
+        return await asyncio.wait_for(self._queue(target).get(), timeout)
+
+    async def messages(self, target: str) -> AsyncIterator[Message]:
+        """Every (type, message) the engine sends to `target`, until its bye."""
+        queue = self._queue(target)
+        while True:
+            item = await queue.get()
+            yield item
+            if item[0] == "bye":
+                return
+
+    async def close_listener(self, target: str) -> None:
+        """Closes the session (as if the listener said bye) and forgets its queue."""
+        try:
+            await self.send(target, "bye", "")
+        finally:
+            self._queues.pop(target, None)
+
+    def forget(self, target: str) -> None:
+        """Stops queueing messages for `target` (they go to on_message again)."""
+        self._queues.pop(target, None)
+
+    def close(self) -> None:
+        """Detaches from the engine: clears its signaling callback."""
+        if not self.engine.closed:
+            self.engine.set_python_webrtc_signaling_callback(None)
+        self._queues.clear()
+
+
+__all__ = ["AsyncSignaling", "merge_candidates"]

@@ -1,0 +1,162 @@
+"""Streaming to real WebRTC listeners (aiortc) on loopback, through the seed's two signaling methods."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+import sinkcast
+from sinkcast.aio import AsyncSignaling
+from webrtc_peer import Listener, dominant_frequency
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def engine() -> AsyncIterator[sinkcast.AudioManager]:
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("a440", channels=2)
+    eng.add_tone_source("tone440", frequency_hz=440.0, amplitude=0.4)
+    eng.connect("tone440", "a440")
+    try:
+        yield eng
+    finally:
+        await asyncio.to_thread(eng.shutdown)
+
+
+async def connect_listener(sig: AsyncSignaling, target: str) -> Listener:
+    listener = Listener()
+    answer = await sig.open_listener(target, await listener.offer())
+    await listener.accept_answer(answer)
+    return listener
+
+
+async def test_listener_offers_and_hears_the_tone(engine: sinkcast.AudioManager) -> None:
+    sig = AsyncSignaling(engine)
+    listener = await connect_listener(sig, "a440/l1")
+    try:
+        await listener.wait_seconds(2.5)
+        assert listener.sample_rate == 48000 and listener.channels == 2
+        audio = listener.audio()[-96000:, 0]
+        assert dominant_frequency(audio, 48000) == pytest.approx(440.0, abs=1.0)
+        stats = engine.stats()["sinks"]["a440"]["listeners"]["a440/l1"]
+        assert stats["state"] == "connected" and stats["track_open"]
+        assert stats["packets_sent"] > 50 and stats["bytes_sent"] > 0
+    finally:
+        await listener.close()
+        sig.close()
+
+
+async def test_engine_offers_and_listener_answers(engine: sinkcast.AudioManager) -> None:
+    sig = AsyncSignaling(engine)
+    listener = Listener()
+    try:
+        offer = await sig.request_offer("a440")
+        assert "opus/48000/2" in offer.lower()
+        answer = await listener.answer(offer)
+        await sig.send("a440", "answer", answer)
+        await listener.wait_seconds(2.0)
+        assert dominant_frequency(listener.audio()[-48000:, 0], 48000) == pytest.approx(440.0, abs=1.0)
+    finally:
+        await listener.close()
+        sig.close()
+
+
+async def test_trickled_candidates_are_json_like_a_browser_sends(engine: sinkcast.AudioManager) -> None:
+    sig = AsyncSignaling(engine)
+    listener = Listener()
+    try:
+        await sig.send("a440/t", "offer", await listener.offer())
+        seen: list[tuple[str, str]] = []
+        while not any(t == "candidate" and not json.loads(m)["candidate"] for t, m in seen):
+            seen.append(await sig.next_message("a440/t", timeout=10))
+        types = [t for t, _ in seen]
+        assert types[0] == "answer"
+        candidates = [json.loads(m) for t, m in seen if t == "candidate"]
+        assert candidates[0]["candidate"].startswith("candidate:")
+        assert "127.0.0.1" in candidates[0]["candidate"]
+        assert candidates[0]["sdpMid"] == "0" and candidates[0]["sdpMLineIndex"] == 0
+        # Trickle-only path: answer without candidates, then each candidate message.
+        await listener.accept_answer(seen[0][1])
+        for c in candidates:
+            await listener.add_candidate(json.dumps(c))
+        await listener.wait_seconds(1.0)
+    finally:
+        await listener.close()
+        sig.close()
+
+
+async def test_two_sinks_each_listener_hears_only_its_own(engine: sinkcast.AudioManager) -> None:
+    engine.add_sink("a1000", channels=1)
+    engine.add_tone_source("tone1000", frequency_hz=1000.0, amplitude=0.4)
+    engine.connect("tone1000", "a1000")
+    sig = AsyncSignaling(engine)
+    l440 = await connect_listener(sig, "a440/x")
+    l1000 = await connect_listener(sig, "a1000/x")
+    try:
+        await asyncio.gather(l440.wait_seconds(2.0), l1000.wait_seconds(2.0))
+        assert dominant_frequency(l440.audio()[-48000:, 0], 48000) == pytest.approx(440.0, abs=1.0)
+        assert dominant_frequency(l1000.audio()[-48000:, 0], 48000) == pytest.approx(1000.0, abs=1.0)
+        # And the other tone is absent, not merely quieter.
+        spec = np.abs(np.fft.rfft(l440.audio()[-48000:, 0]))
+        assert spec[1000] < spec[440] / 100
+    finally:
+        await asyncio.gather(l440.close(), l1000.close())
+        sig.close()
+
+
+async def test_ten_listeners_all_receive_and_one_leaving_disturbs_none(engine: sinkcast.AudioManager) -> None:
+    sig = AsyncSignaling(engine)
+    listeners = [await connect_listener(sig, f"a440/n{i}") for i in range(10)]
+    try:
+        await asyncio.gather(*(l.wait_seconds(1.0) for l in listeners))
+        assert len(engine.stats()["sinks"]["a440"]["listeners"]) == 10
+        await sig.close_listener("a440/n0")
+        await listeners[0].close()
+        before = [l.seconds() for l in listeners[1:]]
+        await asyncio.sleep(1.5)
+        after = [l.seconds() for l in listeners[1:]]
+        for b, a in zip(before, after):
+            assert a - b > 1.0  # everyone else kept streaming
+        assert "a440/n0" not in engine.stats()["sinks"]["a440"]["listeners"]
+        assert engine.stats()["sinks"]["a440"]["frames_encoded"] > 0
+    finally:
+        await asyncio.gather(*(l.close() for l in listeners[1:]))
+        sig.close()
+
+
+async def test_removing_a_sink_sends_bye_to_its_listeners(engine: sinkcast.AudioManager) -> None:
+    sig = AsyncSignaling(engine)
+    listeners = [await connect_listener(sig, t) for t in ("a440", "a440/b")]
+    try:
+        await asyncio.gather(*(l.wait_seconds(0.5) for l in listeners))
+        await asyncio.to_thread(engine.remove_sink, "a440")
+        for target in ("a440", "a440/b"):
+            while True:
+                type, message = await sig.next_message(target, timeout=5)
+                if type == "bye":
+                    break
+        assert engine.listeners() == []
+        assert engine.stats()["live_peers"] == 0
+    finally:
+        await asyncio.gather(*(l.close() for l in listeners))
+        sig.close()
+
+
+async def test_listener_that_disappears_is_reaped_with_a_bye(engine: sinkcast.AudioManager) -> None:
+    sig = AsyncSignaling(engine)
+    listener = await connect_listener(sig, "a440/gone")
+    await listener.wait_seconds(0.5)
+    await listener.close()  # no bye: the peer just vanishes
+    while True:
+        type, message = await sig.next_message("a440/gone", timeout=40)
+        if type == "bye":
+            break
+    assert message in ("closed", "failed", "disconnected")
+    assert engine.listeners() == []
+    sig.close()
