@@ -42,7 +42,8 @@ public:
         try {
             callback_(m.target, m.type, m.message);
         } catch (nb::python_error& e) {
-            e.discard_as_unraisable("sinkcast: exception in the WebRTC signaling callback");
+            // The context object names where it happened; err_msg stays Python's default.
+            e.discard_as_unraisable("sinkcast WebRTC signaling callback");
         } catch (const std::exception& e) {
             // e.g. a message that is not valid UTF-8 could not become a str
             PyErr_SetString(PyExc_RuntimeError, e.what());

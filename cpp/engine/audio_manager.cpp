@@ -45,6 +45,14 @@ void validate_id(const std::string& kind, const std::string& id) {
 AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
     if (config_.port_range_begin > config_.port_range_end)
         throw std::invalid_argument("port_range must be (first, last) with first <= last");
+    for (const auto& url : config_.ice_servers) {
+        auto colon = url.find(':');
+        std::string scheme = url.substr(0, colon == std::string::npos ? 0 : colon);
+        bool spaced = url.find(' ') != std::string::npos;
+        if ((scheme != "stun" && scheme != "turn" && scheme != "turns") || colon + 1 >= url.size() || spaced)
+            throw std::invalid_argument("ice_servers: '" + url +
+                                        "' is not a stun:host[:port], turn:user:pass@host[:port] or turns: URL");
+    }
     // Sized before the first peer connection exists (the 2-core setRemoteDescription deadlock).
     configure_libdatachannel_once();
     dispatcher_ = std::make_unique<SignalingDispatcher>([this](const SignalingMessage& m) { deliver_to_handler(m); });

@@ -156,7 +156,7 @@ private:
     };
     std::shared_ptr<WebRTCSender> open_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink,
                                                       const std::string& sink_id);
-    void close_session_locked(const std::string& target, bool send_bye, const std::string& reason);
+    void close_session_locked(std::string target, bool send_bye, const std::string& reason);
     void close_sessions_of_sink_locked(const std::string& sink_id);
     void reap_session(const std::string& target, const WebRTCSender* sender, const std::string& reason);
     void deliver_to_handler(const SignalingMessage& message);

@@ -124,7 +124,8 @@ std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::strin
     return sender;
 }
 
-void AudioManager::close_session_locked(const std::string& target, bool send_bye, const std::string& reason) {
+// `target` by value: callers pass keys of sessions_, which the erase below destroys.
+void AudioManager::close_session_locked(std::string target, bool send_bye, const std::string& reason) {
     auto it = sessions_.find(target);
     if (it == sessions_.end()) return;
     Session session = std::move(it->second);

@@ -88,7 +88,6 @@ struct SenderShared {
   }
 
   std::atomic<bool> track_open{false};
-  std::atomic<bool> closed{false};  // locally closed or remote end notified
   std::atomic<bool> remote_closed_notified{false};
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
@@ -114,7 +113,6 @@ struct SenderShared {
     std::lock_guard<std::recursive_mutex> lock(mutex);
     alive = false;
     pc = nullptr;
-    closed.store(true);
     track_open.store(false, std::memory_order_release);
     return std::exchange(callbacks, SenderCallbacks{});
   }
@@ -315,7 +313,6 @@ WebRTCSender::WebRTCSender(const IceConfig& ice, int channels, SenderCallbacks c
     s->guarded([&] {
       s->track_open.store(false, std::memory_order_release);
       if (s->remote_closed_notified.exchange(true)) return;
-      s->closed.store(true);
       if (s->callbacks.on_closed) s->callbacks.on_closed(state_name(state));
     });
   });
@@ -511,7 +508,8 @@ void WebRTCSender::send_frame(const uint8_t* data, size_t size,
   // rtc_->track was set before the track could open (happens-before via the
   // acquire above), and is never reset before the destructor.
   const uint32_t timestamp = rtc_->rtp_start + rtp_timestamp_;
-  rtp_timestamp_ += static_cast<uint32_t>(frame_duration.count() * 48 / 1000);
+  if (frame_duration.count() > 0)
+    rtp_timestamp_ += static_cast<uint32_t>(frame_duration.count() * 48 / 1000);  // 48 kHz clock
   if (data == nullptr || size == 0) return;
   try {
     rtc_->track->sendFrame(reinterpret_cast<const rtc::byte*>(data), size, rtc::FrameInfo(timestamp));
@@ -522,9 +520,7 @@ void WebRTCSender::send_frame(const uint8_t* data, size_t size,
 
 SenderStats WebRTCSender::stats() const {
   SenderStats s;
-  s.state = shared_->closed.load() && !shared_->remote_closed_notified.load()
-                ? "closed"
-                : state_name(rtc_->pc->state());
+  s.state = closed_.load() ? "closed" : state_name(rtc_->pc->state());
   s.packets_sent = shared_->packets.load(std::memory_order_relaxed);
   s.bytes_sent = shared_->bytes.load(std::memory_order_relaxed);
   s.rtt_ms = shared_->rtt_ms.load(std::memory_order_relaxed);

@@ -1,0 +1,294 @@
+"""The signaling contract of DESIGN.md: errors, callback lifetime, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import sinkcast
+from webrtc_peer import Listener
+
+
+def aiortc_offer() -> str:
+    async def make() -> str:
+        listener = Listener()
+        sdp = await listener.offer()
+        await listener.close()
+        return sdp
+
+    return asyncio.run(make())
+
+
+OFFER = aiortc_offer()
+
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.fixture
+def eng() -> Iterator[sinkcast.AudioManager]:
+    e = sinkcast.AudioManager(bind_address="127.0.0.1")
+    e.add_sink("s", channels=2)
+    e.add_tone_source("t")
+    e.connect("t", "s")
+    yield e
+    e.shutdown()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+def without_opus(sdp: str) -> str:
+    lines = [l for l in sdp.split("\r\n") if "opus" not in l.lower()]
+    return "\r\n".join(lines)
+
+
+def audio_to_video(sdp: str) -> str:
+    return sdp.replace("m=audio", "m=video")
+
+
+BAD_MESSAGES = [
+    ("s/a", "offer", "hello, I am not SDP", "SDP"),
+    ("s/a", "offer", "v=0\r\n", "ICE credentials"),
+    ("s/a", "offer", None, "Opus"),  # filled in: an offer without Opus
+    ("s/a", "offer", "video", "audio"),  # filled in: a video-only offer
+    ("s/a", "candidate", '{"candidate": "candidate:1 1 UDP 1 127.0.0.1 9 typ host", "sdpMid": "0"}', "before any offer"),
+    ("s/a", "answer", "v=0\r\n", "no session"),
+    ("s/a", "greeting", "", "unknown signaling type"),
+    ("s/a", "offer", "x" * (64 * 1024 + 1), "limit"),
+    ("", "offer", OFFER, "empty target"),
+    ("s/", "offer", OFFER, "empty listener id"),
+]
+
+
+@pytest.mark.parametrize(("target", "type", "message", "reason"), BAD_MESSAGES)
+def test_bad_messages_raise_signaling_error_and_change_nothing(
+    eng: sinkcast.AudioManager, target: str, type: str, message: str | None, reason: str
+) -> None:
+    if message is None:
+        message = without_opus(OFFER)
+    elif message == "video":
+        message = audio_to_video(OFFER)
+    eng.handle_incoming_webrtc_signaling_message("s/keep", "offer", OFFER)
+    before = (eng.listeners(), eng.stats()["live_peers"])
+    with pytest.raises(sinkcast.SignalingError, match=reason):
+        eng.handle_incoming_webrtc_signaling_message(target, type, message)
+    assert (eng.listeners(), eng.stats()["live_peers"]) == before
+
+
+def test_unknown_sink_raises_unknown_sink_error(eng: sinkcast.AudioManager) -> None:
+    with pytest.raises(sinkcast.UnknownSinkError, match="nope"):
+        eng.handle_incoming_webrtc_signaling_message("nope/l", "offer", OFFER)
+    with pytest.raises(KeyError):
+        eng.handle_incoming_webrtc_signaling_message("nope", "candidate", "candidate:1 1 UDP 1 127.0.0.1 9 typ host")
+    assert eng.listeners() == []
+
+
+def test_wrong_types_raise_type_error(eng: sinkcast.AudioManager) -> None:
+    with pytest.raises(TypeError):
+        eng.handle_incoming_webrtc_signaling_message("s", "offer", b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        eng.set_python_webrtc_signaling_callback(42)  # type: ignore[arg-type]
+
+
+def test_a_second_offer_replaces_the_default_session(eng: sinkcast.AudioManager) -> None:
+    eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
+    eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
+    assert eng.listeners() == ["s"]
+    wait_until(lambda: eng.stats()["live_peers"] == 1)
+
+
+def test_a_bad_offer_does_not_replace_a_good_session(eng: sinkcast.AudioManager) -> None:
+    eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
+    with pytest.raises(sinkcast.SignalingError):
+        eng.handle_incoming_webrtc_signaling_message("s", "offer", without_opus(OFFER))
+    assert eng.listeners() == ["s"]
+
+
+def test_outgoing_messages_carry_the_target_they_were_opened_with(eng: sinkcast.AudioManager) -> None:
+    got: list[tuple[str, str]] = []
+    eng.set_python_webrtc_signaling_callback(lambda target, type, message: got.append((target, type)))
+    for target in ("s", "s/a", "s/b"):
+        eng.handle_incoming_webrtc_signaling_message(target, "offer", OFFER)
+    wait_until(lambda: {t for t, ty in got if ty == "answer"} == {"s", "s/a", "s/b"})
+    assert {t for t, _ in got} == {"s", "s/a", "s/b"}
+    for target in ("s", "s/a", "s/b"):
+        types = [ty for t, ty in got if t == target]
+        assert types[0] == "answer"  # per target, in order: the answer before its candidates
+
+
+def test_a_callback_that_raises_goes_to_unraisablehook(eng: sinkcast.AudioManager) -> None:
+    seen: list[Any] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda info: seen.append(info)
+    try:
+        def boom(target: str, type: str, message: str) -> None:
+            raise RuntimeError("callback failed on purpose")
+
+        eng.set_python_webrtc_signaling_callback(boom)
+        eng.handle_incoming_webrtc_signaling_message("s/x", "offer", OFFER)
+        wait_until(lambda: len(seen) >= 2)
+    finally:
+        sys.unraisablehook = old_hook
+    assert isinstance(seen[0].exc_value, RuntimeError)
+    assert "signaling callback" in str(seen[0].object)
+    # The engine carries on: the session exists and new messages are still handled.
+    assert eng.listeners() == ["s/x"]
+    eng.handle_incoming_webrtc_signaling_message("s/y", "offer", OFFER)
+    assert eng.listeners() == ["s/x", "s/y"]
+
+
+def test_cleared_callback_never_runs_after_clear_returns(eng: sinkcast.AudioManager) -> None:
+    calls = 0
+    lock = threading.Lock()
+
+    def slow(target: str, type: str, message: str) -> None:
+        nonlocal calls
+        time.sleep(0.01)  # widen the window in which a delivery is in flight
+        with lock:
+            calls += 1
+
+    eng.set_python_webrtc_signaling_callback(slow)
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            eng.handle_incoming_webrtc_signaling_message(f"s/c{i % 4}", "offer", OFFER)
+            i += 1
+
+    th = threading.Thread(target=churn)
+    th.start()
+    wait_until(lambda: calls > 5)
+    eng.set_python_webrtc_signaling_callback(None)
+    with lock:
+        at_clear = calls
+    time.sleep(0.5)
+    stop.set()
+    th.join()
+    assert calls == at_clear
+
+
+def test_replaced_callback_never_runs_after_replace_returns(eng: sinkcast.AudioManager) -> None:
+    first: list[str] = []
+    second: list[str] = []
+    eng.set_python_webrtc_signaling_callback(lambda t, ty, m: (time.sleep(0.005), first.append(ty)))
+    for i in range(5):
+        eng.handle_incoming_webrtc_signaling_message(f"s/r{i}", "offer", OFFER)
+    eng.set_python_webrtc_signaling_callback(lambda t, ty, m: second.append(ty))
+    n = len(first)
+    for i in range(5, 8):
+        eng.handle_incoming_webrtc_signaling_message(f"s/r{i}", "offer", OFFER)
+    wait_until(lambda: second.count("answer") >= 3)
+    assert len(first) == n
+
+
+def test_callback_may_call_back_into_the_engine(eng: sinkcast.AudioManager) -> None:
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def reentrant(target: str, type: str, message: str) -> None:
+        try:
+            if type == "answer" and target == "s/first":
+                # From inside the callback: open another session, and close this one.
+                eng.handle_incoming_webrtc_signaling_message("s/second", "offer", OFFER)
+                eng.handle_incoming_webrtc_signaling_message("s/first", "bye", "")
+                eng.set_python_webrtc_signaling_callback(reentrant)  # replacing from inside: no self-wait
+                stats = eng.stats()
+                assert "s/second" in stats["sinks"]["s"]["listeners"]
+            if type == "answer" and target == "s/second":
+                done.set()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+            done.set()
+
+    eng.set_python_webrtc_signaling_callback(reentrant)
+    eng.handle_incoming_webrtc_signaling_message("s/first", "offer", OFFER)
+    assert done.wait(10), "deadlock: the re-entrant callback never finished"
+    assert not errors
+    assert eng.listeners() == ["s/second"]
+
+
+def test_shutdown_from_inside_the_callback(eng: sinkcast.AudioManager) -> None:
+    finished = threading.Event()
+
+    def stop_engine(target: str, type: str, message: str) -> None:
+        eng.shutdown()
+        finished.set()
+
+    eng.set_python_webrtc_signaling_callback(stop_engine)
+    eng.handle_incoming_webrtc_signaling_message("s/z", "offer", OFFER)
+    assert finished.wait(10)
+    assert eng.closed
+
+
+def test_shutdown_with_listeners_connected_sends_bye_and_stops_callbacks() -> None:
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s")
+    got: list[tuple[str, str]] = []
+    eng.set_python_webrtc_signaling_callback(lambda t, ty, m: got.append((t, ty)))
+    for i in range(5):
+        eng.handle_incoming_webrtc_signaling_message(f"s/{i}", "offer", OFFER)
+    eng.shutdown()
+    n = len(got)
+    assert {t for t, ty in got if ty == "bye"} == {f"s/{i}" for i in range(5)}
+    time.sleep(0.3)
+    assert len(got) == n
+    # Clearing the callback of a closed engine is allowed; setting one is not.
+    eng.set_python_webrtc_signaling_callback(None)
+    with pytest.raises(sinkcast.EngineClosedError):
+        eng.set_python_webrtc_signaling_callback(lambda *a: None)
+    with pytest.raises(sinkcast.EngineClosedError):
+        eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
+
+
+def test_removed_listeners_free_their_peers_and_threads() -> None:
+    with sinkcast.AudioManager(bind_address="127.0.0.1") as warm:
+        warm.add_sink("s")
+        warm.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)  # start libdatachannel's pools
+    time.sleep(0.5)
+    baseline = thread_count()
+    peers_before = sinkcast.AudioManager(realtime=False).stats()["live_peers"]
+    with sinkcast.AudioManager(bind_address="127.0.0.1") as eng:
+        eng.add_sink("s")
+        for round in range(3):
+            for i in range(5):
+                eng.handle_incoming_webrtc_signaling_message(f"s/{i}", "offer", OFFER)
+            for i in range(5):
+                eng.handle_incoming_webrtc_signaling_message(f"s/{i}", "bye", "")
+        wait_until(lambda: eng.stats()["live_peers"] == peers_before)
+        assert eng.listeners() == []
+    wait_until(lambda: thread_count() <= baseline, timeout=10)
+
+
+def test_ice_configuration_is_used() -> None:
+    with sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(47100, 47110),
+                               ice_servers=["stun:127.0.0.1:3478"]) as eng:
+        eng.add_sink("s")
+        got: list[str] = []
+        eng.set_python_webrtc_signaling_callback(lambda t, ty, m: got.append(m) if ty == "candidate" else None)
+        eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
+        wait_until(lambda: any("127.0.0.1" in c for c in got))
+        ports = [int(p) for c in got for p in re.findall(r"127\.0\.0\.1 (\d+) typ", c)]
+        assert ports and all(47100 <= p <= 47110 for p in ports)
+
+
+def test_bad_ice_server_is_refused() -> None:
+    with pytest.raises(ValueError, match="ice"):
+        eng = sinkcast.AudioManager(ice_servers=["not a url at all"])
+        eng.add_sink("s")
+        eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
