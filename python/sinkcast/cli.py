@@ -62,9 +62,35 @@ def run_console_demo(seconds: float | None, interval: float = 0.5) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sinkcast", description="Mix live audio and stream it to browsers.")
     commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve sinks to browsers and WHEP players (a built-in demo without --config)")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or the config's)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8080, or the config's)")
+    serve.add_argument("--config", default=None, help="a TOML file of sources, sinks and routes")
     demo = commands.add_parser("demo", help="mix tone and noise sources in real time and print their levels")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        from sinkcast.config import ConfigError, demo_config, load_config
+
+        try:
+            cfg = load_config(args.config) if args.config else demo_config()
+        except ConfigError as e:
+            print(f"sinkcast: {e}", file=sys.stderr)
+            return 2
+        if args.host is not None:
+            cfg.host = args.host
+        if args.port is not None:
+            cfg.port = args.port
+        from sinkcast.server import serve as run_server
+
+        try:
+            return run_server(cfg)
+        except ConfigError as e:
+            print(f"sinkcast: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"sinkcast: cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}", file=sys.stderr)
+            return 1
     if args.command == "demo":
         return run_console_demo(args.seconds)
     parser.error(f"unknown command {args.command}")

@@ -1,0 +1,314 @@
+"""The TOML configuration of `sinkcast serve`: sources, sinks, routes, Opus and ICE settings.
+
+Every error names the file, the key and what is wrong::
+
+    sinkcast.toml: sinks.kitchen.channels: must be 1 or 2, got 3
+
+Example::
+
+    [server]
+    host = "127.0.0.1"
+    port = 8080
+    token = "s3cret"            # optional: WHEP and API requests need "Authorization: Bearer s3cret"
+
+    [ice]
+    bind_address = "127.0.0.1"  # the address ICE gathers on (and offers)
+    port_range = [40000, 40100]
+    servers = ["stun:stun.example.org:3478"]
+
+    [sinks.kitchen]
+    channels = 2                # 1 or 2
+    frame_ms = 20               # Opus frame: 10 or 20
+    volume = 1.0
+    bitrate = 128000            # bit/s
+    complexity = 9              # 0-10
+    low_delay = false           # Opus restricted low-delay mode
+
+    [sources.doorbell]
+    type = "tone"               # tone | noise | push
+    frequency_hz = 440.0
+    amplitude = 0.25
+
+    [[routes]]
+    source = "doorbell"
+    sink = "kitchen"
+    gain = 0.5
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from sinkcast._sinkcast import AudioManager
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or invalid; the message names file, key and problem."""
+
+
+@dataclass
+class SinkSpec:
+    id: str
+    channels: int = 2
+    frame_ms: int = 20
+    volume: float = 1.0
+    bitrate: int | None = None
+    complexity: int = 9
+    low_delay: bool = False
+
+
+@dataclass
+class SourceSpec:
+    id: str
+    type: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RouteSpec:
+    source: str
+    sink: str
+    gain: float = 1.0
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    bind_address: str = "127.0.0.1"
+    port_range: tuple[int, int] | None = None
+    ice_servers: list[str] = field(default_factory=list)
+    sinks: list[SinkSpec] = field(default_factory=list)
+    sources: list[SourceSpec] = field(default_factory=list)
+    routes: list[RouteSpec] = field(default_factory=list)
+    origin: str = "<built-in demo>"
+
+
+# Per source type: option -> (python type, required)
+_SOURCE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
+    "tone": {"frequency_hz": ((int, float), False), "amplitude": ((int, float), False)},
+    "noise": {"amplitude": ((int, float), False), "seed": (int, False)},
+    "push": {
+        "sample_rate": (int, False),
+        "channels": (int, False),
+        "buffer_ms": (int, False),
+        "jitter_ms": (int, False),
+    },
+}
+
+_SINK_KEYS: dict[str, type | tuple[type, ...]] = {
+    "channels": int,
+    "frame_ms": int,
+    "volume": (int, float),
+    "bitrate": int,
+    "complexity": int,
+    "low_delay": bool,
+}
+
+
+class _Checker:
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.origin}: {key}: {problem}")
+
+    def table(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table, got {type(value).__name__}")
+        return value
+
+    def typed(self, value: Any, key: str, kind: type | tuple[type, ...]) -> Any:
+        # bool is an int in Python; a flag where a number belongs (or the reverse) is a mistake.
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(key, f"must be {_type_names(kinds)}, got a boolean")
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"must be {_type_names(kinds)}, got {type(value).__name__} {value!r}")
+        return value
+
+    def no_unknown(self, table: dict[str, Any], allowed: set[str], key: str) -> None:
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            where = f"{key}.{unknown[0]}" if key else unknown[0]
+            raise self.fail(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+
+def _type_names(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+    if set(kinds) == {int, float}:
+        return "a number"
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
+    """Validates a parsed TOML document (also usable for dicts built in code)."""
+    c = _Checker(origin)
+    c.no_unknown(data, {"server", "ice", "sinks", "sources", "routes"}, "")
+    cfg = ServerConfig(origin=origin)
+
+    server = c.table(data.get("server", {}), "server")
+    c.no_unknown(server, {"host", "port", "token"}, "server")
+    if "host" in server:
+        cfg.host = c.typed(server["host"], "server.host", str)
+    if "port" in server:
+        cfg.port = c.typed(server["port"], "server.port", int)
+        if not 0 <= cfg.port <= 65535:
+            raise c.fail("server.port", f"must be 0 to 65535, got {cfg.port}")
+    if "token" in server:
+        cfg.token = c.typed(server["token"], "server.token", str) or None
+
+    ice = c.table(data.get("ice", {}), "ice")
+    c.no_unknown(ice, {"bind_address", "port_range", "servers"}, "ice")
+    if "bind_address" in ice:
+        cfg.bind_address = c.typed(ice["bind_address"], "ice.bind_address", str)
+    if "port_range" in ice:
+        pr = c.typed(ice["port_range"], "ice.port_range", list)
+        if len(pr) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) for p in pr):
+            raise c.fail("ice.port_range", f"must be [first, last] port numbers, got {pr!r}")
+        if not 1 <= pr[0] <= pr[1] <= 65535:
+            raise c.fail("ice.port_range", f"must satisfy 1 <= first <= last <= 65535, got {pr!r}")
+        cfg.port_range = (pr[0], pr[1])
+    if "servers" in ice:
+        servers = c.typed(ice["servers"], "ice.servers", list)
+        for i, s in enumerate(servers):
+            c.typed(s, f"ice.servers[{i}]", str)
+            if not s.startswith(("stun:", "turn:", "turns:")):
+                raise c.fail(f"ice.servers[{i}]", f"must be a stun:, turn: or turns: URL, got {s!r}")
+        cfg.ice_servers = list(servers)
+
+    for sink_id, spec in c.table(data.get("sinks", {}), "sinks").items():
+        key = f"sinks.{sink_id}"
+        spec = c.table(spec, key)
+        c.no_unknown(spec, set(_SINK_KEYS), key)
+        sink = SinkSpec(id=sink_id)
+        for name, kind in _SINK_KEYS.items():
+            if name in spec:
+                setattr(sink, name, c.typed(spec[name], f"{key}.{name}", kind))
+        if sink.channels not in (1, 2):
+            raise c.fail(f"{key}.channels", f"must be 1 or 2, got {sink.channels}")
+        if sink.frame_ms not in (10, 20):
+            raise c.fail(f"{key}.frame_ms", f"must be 10 or 20, got {sink.frame_ms}")
+        cfg.sinks.append(sink)
+
+    for source_id, spec in c.table(data.get("sources", {}), "sources").items():
+        key = f"sources.{source_id}"
+        spec = dict(c.table(spec, key))
+        if "type" not in spec:
+            raise c.fail(f"{key}.type", f"missing (one of: {', '.join(sorted(_SOURCE_OPTIONS))})")
+        kind = c.typed(spec.pop("type"), f"{key}.type", str)
+        if kind not in _SOURCE_OPTIONS:
+            raise c.fail(f"{key}.type", f"unknown source type {kind!r} (one of: {', '.join(sorted(_SOURCE_OPTIONS))})")
+        allowed = _SOURCE_OPTIONS[kind]
+        c.no_unknown(spec, set(allowed), key)
+        for name, (ptype, _required) in allowed.items():
+            if name in spec:
+                c.typed(spec[name], f"{key}.{name}", ptype)
+        cfg.sources.append(SourceSpec(id=source_id, type=kind, options=spec))
+
+    routes = data.get("routes", [])
+    if not isinstance(routes, list):
+        raise c.fail("routes", "must be an array of tables ([[routes]])")
+    sink_ids = {s.id for s in cfg.sinks}
+    source_ids = {s.id for s in cfg.sources}
+    for i, spec in enumerate(routes):
+        key = f"routes[{i}]"
+        spec = c.table(spec, key)
+        c.no_unknown(spec, {"source", "sink", "gain"}, key)
+        for required in ("source", "sink"):
+            if required not in spec:
+                raise c.fail(f"{key}.{required}", "missing")
+        route = RouteSpec(
+            source=c.typed(spec["source"], f"{key}.source", str),
+            sink=c.typed(spec["sink"], f"{key}.sink", str),
+            gain=float(c.typed(spec.get("gain", 1.0), f"{key}.gain", (int, float))),
+        )
+        if route.source not in source_ids:
+            raise c.fail(f"{key}.source", f"no source named {route.source!r} is defined under [sources]")
+        if route.sink not in sink_ids:
+            raise c.fail(f"{key}.sink", f"no sink named {route.sink!r} is defined under [sinks]")
+        cfg.routes.append(route)
+    return cfg
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the file: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_config(data, str(p))
+
+
+DEMO: dict[str, Any] = {
+    "sinks": {
+        "music": {"channels": 2},
+        "intercom": {"channels": 1, "frame_ms": 10, "low_delay": True, "bitrate": 32000},
+        "tone": {"channels": 1},
+    },
+    "sources": {
+        "a440": {"type": "tone", "frequency_hz": 440.0, "amplitude": 0.3},
+        "e660": {"type": "tone", "frequency_hz": 660.0, "amplitude": 0.2},
+        "hiss": {"type": "noise", "amplitude": 0.05},
+    },
+    "routes": [
+        {"source": "a440", "sink": "music"},
+        {"source": "e660", "sink": "music", "gain": 0.5},
+        {"source": "hiss", "sink": "intercom"},
+        {"source": "a440", "sink": "intercom", "gain": 0.3},
+        {"source": "a440", "sink": "tone"},
+    ],
+}
+
+
+def demo_config() -> ServerConfig:
+    return parse_config(DEMO, "<built-in demo>")
+
+
+def build_engine(cfg: ServerConfig) -> AudioManager:
+    """An engine with the configured sinks, sources and routes. Engine errors are
+    re-raised as ConfigError naming the key."""
+    eng = AudioManager(
+        bind_address=cfg.bind_address, port_range=cfg.port_range, ice_servers=cfg.ice_servers
+    )
+    try:
+        for s in cfg.sinks:
+            _with_key(cfg, f"sinks.{s.id}", lambda: eng.add_sink(
+                s.id, channels=s.channels, frame_ms=s.frame_ms, volume=float(s.volume),
+                bitrate=s.bitrate, complexity=s.complexity, low_delay=s.low_delay))
+        for src in cfg.sources:
+            o = src.options
+            if src.type == "tone":
+                _with_key(cfg, f"sources.{src.id}", lambda: eng.add_tone_source(
+                    src.id, frequency_hz=float(o.get("frequency_hz", 440.0)), amplitude=float(o.get("amplitude", 0.25))))
+            elif src.type == "noise":
+                _with_key(cfg, f"sources.{src.id}", lambda: eng.add_noise_source(
+                    src.id, amplitude=float(o.get("amplitude", 0.1)), seed=int(o.get("seed", 0))))
+            else:
+                _with_key(cfg, f"sources.{src.id}", lambda: eng.add_source(src.id, **o))
+        for i, r in enumerate(cfg.routes):
+            _with_key(cfg, f"routes[{i}]", lambda: eng.connect(r.source, r.sink, gain=r.gain))
+    except BaseException:
+        eng.shutdown()
+        raise
+    return eng
+
+
+def _with_key(cfg: ServerConfig, key: str, call: Any) -> None:
+    try:
+        call()
+    except (ValueError, KeyError) as e:
+        raise ConfigError(f"{cfg.origin}: {key}: {e}") from None

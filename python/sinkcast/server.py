@@ -1,0 +1,316 @@
+"""`sinkcast serve`: WHEP endpoints per sink, a browser page, a JSON API and Prometheus metrics.
+
+Routes (names fixed by DESIGN.md):
+  GET    /                      the player page
+  GET    /api/sinks             the sinks, as JSON
+  GET    /api/status            every counter of the engine, as JSON
+  GET    /metrics               Prometheus text format
+  POST   /whep/{sink_id}        WHEP (RFC 9725): SDP offer in, 201 + SDP answer + Location out
+  PATCH  /whep/{sink_id}/{id}   trickle ICE (application/trickle-ice-sdpfrag)
+  DELETE /whep/{sink_id}/{id}   end the session
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from sinkcast._errors import SignalingError, UnknownSinkError
+from sinkcast._sinkcast import AudioManager
+from sinkcast.aio import AsyncSignaling
+from sinkcast.config import ServerConfig
+
+WEB_DIR = Path(__file__).with_name("web")
+MAX_SDP_BYTES = 64 * 1024
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link, Accept-Patch, ETag",
+}
+
+ENGINE_KEY = web.AppKey("engine", AudioManager)
+SERVER_KEY: web.AppKey["SinkcastServer"] = web.AppKey("server")
+
+
+@dataclass
+class WhepSession:
+    sink_id: str
+    session_id: str
+
+    @property
+    def target(self) -> str:
+        return f"{self.sink_id}/{self.session_id}"
+
+    @property
+    def location(self) -> str:
+        return f"/whep/{self.sink_id}/{self.session_id}"
+
+
+class SinkcastServer:
+    """The HTTP face of one AudioManager. Create it inside the running loop (see `make_app`)."""
+
+    def __init__(self, engine: AudioManager, token: str | None = None, answer_timeout: float = 10.0) -> None:
+        self.engine = engine
+        self.token = token
+        self.answer_timeout = answer_timeout
+        self.sessions: dict[str, WhepSession] = {}
+        self.signaling = AsyncSignaling(engine, on_message=self._on_engine_message)
+
+    # -- engine events --------------------------------------------------------------
+
+    def _on_engine_message(self, target: str, type: str, message: str) -> None:
+        if type == "bye":
+            # The listener's peer failed or left, or its sink went away.
+            self.sessions.pop(target, None)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _check_token(self, request: web.Request) -> None:
+        if self.token is None:
+            return
+        header = request.headers.get("Authorization", "")
+        if not secrets.compare_digest(header.encode(), f"Bearer {self.token}".encode()):
+            raise web.HTTPUnauthorized(
+                text="missing or wrong bearer token\n", headers={"WWW-Authenticate": "Bearer", **CORS_HEADERS}
+            )
+
+    def _session(self, request: web.Request) -> WhepSession:
+        target = f"{request.match_info['sink_id']}/{request.match_info['session_id']}"
+        session = self.sessions.get(target)
+        if session is None:
+            raise web.HTTPNotFound(text=f"no WHEP session {target}\n", headers=CORS_HEADERS)
+        return session
+
+    # -- WHEP -------------------------------------------------------------------------
+
+    async def whep_post(self, request: web.Request) -> web.Response:
+        self._check_token(request)
+        sink_id = request.match_info["sink_id"]
+        if sink_id not in self.engine.sinks():
+            raise web.HTTPNotFound(text=f"unknown sink '{sink_id}'\n", headers=CORS_HEADERS)
+        if request.content_type != "application/sdp":
+            raise web.HTTPUnsupportedMediaType(
+                text=f"the offer must be application/sdp, got {request.content_type}\n", headers=CORS_HEADERS
+            )
+        if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, request.content_length, headers=CORS_HEADERS)
+        body = await request.content.read(MAX_SDP_BYTES + 1)
+        if len(body) > MAX_SDP_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), headers=CORS_HEADERS)
+        try:
+            offer = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise web.HTTPBadRequest(text="the offer is not UTF-8 text\n", headers=CORS_HEADERS) from None
+        session = WhepSession(sink_id, secrets.token_hex(8))
+        try:
+            answer = await self.signaling.open_listener(session.target, offer, timeout=self.answer_timeout)
+        except UnknownSinkError:
+            raise web.HTTPNotFound(text=f"unknown sink '{sink_id}'\n", headers=CORS_HEADERS) from None
+        except SignalingError as e:
+            raise web.HTTPBadRequest(text=f"bad offer: {e}\n", headers=CORS_HEADERS) from None
+        except TimeoutError:
+            await self.signaling.close_listener(session.target)
+            raise web.HTTPServiceUnavailable(text="the engine did not answer in time\n", headers=CORS_HEADERS) from None
+        self.signaling.forget(session.target)  # later messages (a bye) go to _on_engine_message
+        self.sessions[session.target] = session
+        return web.Response(
+            status=201,
+            body=answer.encode(),
+            content_type="application/sdp",
+            headers={"Location": session.location, "Accept-Patch": "application/trickle-ice-sdpfrag", **CORS_HEADERS},
+        )
+
+    async def whep_patch(self, request: web.Request) -> web.Response:
+        self._check_token(request)
+        session = self._session(request)
+        if request.content_type != "application/trickle-ice-sdpfrag":
+            raise web.HTTPUnsupportedMediaType(
+                text=f"expected application/trickle-ice-sdpfrag, got {request.content_type}\n", headers=CORS_HEADERS
+            )
+        body = (await request.content.read(MAX_SDP_BYTES + 1)).decode("utf-8", "replace")
+        if len(body) > MAX_SDP_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), headers=CORS_HEADERS)
+        mid = "0"
+        candidates: list[str] = []
+        ended = False
+        for line in body.replace("\r\n", "\n").split("\n"):
+            if line.startswith("a=mid:"):
+                mid = line[len("a=mid:") :].strip()
+            elif line.startswith("a=candidate:"):
+                candidates.append(line[2:].strip())
+            elif line.strip() == "a=end-of-candidates":
+                ended = True
+        try:
+            for candidate in candidates:
+                message = json.dumps({"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": 0})
+                await self.signaling.send(session.target, "candidate", message)
+            if ended:
+                await self.signaling.send(session.target, "candidate", json.dumps({"candidate": "", "sdpMid": mid}))
+        except SignalingError as e:
+            raise web.HTTPBadRequest(text=f"bad candidate: {e}\n", headers=CORS_HEADERS) from None
+        return web.Response(status=204, headers=CORS_HEADERS)
+
+    async def whep_delete(self, request: web.Request) -> web.Response:
+        self._check_token(request)
+        session = self._session(request)
+        self.sessions.pop(session.target, None)
+        await self.signaling.close_listener(session.target)
+        return web.Response(status=200, headers=CORS_HEADERS)
+
+    async def options(self, request: web.Request) -> web.Response:
+        headers = dict(CORS_HEADERS)
+        if "session_id" not in request.match_info:
+            headers["Accept-Post"] = "application/sdp"
+        return web.Response(status=204, headers=headers)
+
+    # -- API ------------------------------------------------------------------------------
+
+    async def api_sinks(self, request: web.Request) -> web.Response:
+        stats = await asyncio.to_thread(self.engine.stats)
+        sinks = [
+            {
+                "id": sink_id,
+                "channels": s["channels"],
+                "frame_ms": s["frame_ms"],
+                "listeners": len(s["listeners"]),
+                "peak": s["peak"],
+                "whep": f"/whep/{sink_id}",
+            }
+            for sink_id, s in stats["sinks"].items()
+        ]
+        return web.json_response(sinks, headers=CORS_HEADERS)
+
+    async def api_status(self, request: web.Request) -> web.Response:
+        self._check_token(request)
+        stats = await asyncio.to_thread(self.engine.stats)
+        return web.json_response(stats, headers=CORS_HEADERS)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        stats = await asyncio.to_thread(self.engine.stats)
+        return web.Response(text=prometheus_text(stats), content_type="text/plain", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DIR / "index.html")
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(stats: dict[str, Any]) -> str:
+    """The engine's counters in the Prometheus text exposition format."""
+    metrics: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]] = []
+
+    def family(name: str, kind: str, help: str) -> list[tuple[dict[str, str], float]]:
+        samples: list[tuple[dict[str, str], float]] = []
+        metrics.append((name, kind, help, samples))
+        return samples
+
+    frames = family("sinkcast_sink_frames_mixed_total", "counter", "Frames mixed per sink.")
+    late = family("sinkcast_sink_late_periods_total", "counter", "Mixer periods that ran late.")
+    clipped = family("sinkcast_sink_clipped_samples_total", "counter", "Samples clipped to [-1, 1].")
+    encoded = family("sinkcast_sink_opus_frames_total", "counter", "Opus frames encoded per sink.")
+    peak = family("sinkcast_sink_peak", "gauge", "Peak level of the last mixed period (0-1).")
+    listeners = family("sinkcast_sink_listeners", "gauge", "Open WebRTC sessions per sink.")
+    packets = family("sinkcast_listener_packets_sent_total", "counter", "RTP packets sent per listener.")
+    sent = family("sinkcast_listener_bytes_sent_total", "counter", "RTP bytes sent per listener.")
+    underruns = family("sinkcast_source_underruns_total", "counter", "Periods a source had too little audio.")
+    overruns = family("sinkcast_source_overruns_total", "counter", "Times a full source queue dropped audio.")
+    dropped = family("sinkcast_source_dropped_frames_total", "counter", "Frames dropped by full source queues.")
+    frames_in = family("sinkcast_source_frames_in_total", "counter", "Frames received per source.")
+    for sink_id, s in stats["sinks"].items():
+        label = {"sink": sink_id}
+        frames.append((label, s["frames_mixed"]))
+        late.append((label, s["late_periods"]))
+        clipped.append((label, s["clipped_samples"]))
+        encoded.append((label, s["frames_encoded"]))
+        peak.append((label, s["peak"]))
+        listeners.append((label, len(s["listeners"])))
+        for target, l in s["listeners"].items():
+            packets.append(({"sink": sink_id, "target": target}, l["packets_sent"]))
+            sent.append(({"sink": sink_id, "target": target}, l["bytes_sent"]))
+    for source_id, s in stats["sources"].items():
+        label = {"source": source_id}
+        underruns.append((label, s["underruns"]))
+        overruns.append((label, s["overruns"]))
+        dropped.append((label, s["dropped_frames"]))
+        frames_in.append((label, s["frames_in"]))
+    lines: list[str] = []
+    for name, kind, help, samples in metrics:
+        lines.append(f"# HELP {name} {help}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            rendered = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{rendered}}} {float(value):g}")
+    lines.append("# HELP sinkcast_peers Live WebRTC peers in the process.")
+    lines.append("# TYPE sinkcast_peers gauge")
+    lines.append(f"sinkcast_peers {stats['live_peers']}")
+    return "\n".join(lines) + "\n"
+
+
+@web.middleware
+async def _errors_as_text(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        for k, v in CORS_HEADERS.items():
+            e.headers.setdefault(k, v)
+        raise
+
+
+def make_app(engine: AudioManager, token: str | None = None) -> web.Application:
+    """The aiohttp application serving `engine`. The server object is created on startup,
+    inside the running loop; the engine is shut down on cleanup."""
+    app = web.Application(middlewares=[_errors_as_text], client_max_size=MAX_SDP_BYTES + 1024)
+    app[ENGINE_KEY] = engine
+
+    async def on_startup(app: web.Application) -> None:
+        app[SERVER_KEY] = SinkcastServer(engine, token=token)
+
+    async def on_cleanup(app: web.Application) -> None:
+        await asyncio.to_thread(engine.shutdown)
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+
+    def route(name: str) -> Any:
+        async def call(request: web.Request) -> web.StreamResponse:
+            result: web.StreamResponse = await getattr(request.app[SERVER_KEY], name)(request)
+            return result
+
+        return call
+
+    app.router.add_get("/", route("index"))
+    app.router.add_static("/static/", WEB_DIR, show_index=False)
+    app.router.add_get("/api/sinks", route("api_sinks"))
+    app.router.add_get("/api/status", route("api_status"))
+    app.router.add_get("/metrics", route("metrics"))
+    app.router.add_post("/whep/{sink_id}", route("whep_post"))
+    app.router.add_route("OPTIONS", "/whep/{sink_id}", route("options"))
+    app.router.add_patch("/whep/{sink_id}/{session_id}", route("whep_patch"))
+    app.router.add_delete("/whep/{sink_id}/{session_id}", route("whep_delete"))
+    app.router.add_route("OPTIONS", "/whep/{sink_id}/{session_id}", route("options"))
+    return app
+
+
+def serve(cfg: ServerConfig) -> int:
+    """Runs the server until Ctrl-C (SIGINT) or SIGTERM; returns the exit code."""
+    from sinkcast.config import build_engine
+
+    engine = build_engine(cfg)
+    app = make_app(engine, token=cfg.token)
+    url = f"http://{cfg.host if ':' not in cfg.host else '[' + cfg.host + ']'}:{cfg.port}/"
+    sinks = ", ".join(engine.sinks())
+    print(f"sinkcast: serving {len(engine.sinks())} sink(s) ({sinks}) from {cfg.origin}", flush=True)
+    print(f"sinkcast: open {url} in a browser (WHEP endpoints: {url}whep/<sink>); Ctrl-C stops", flush=True)
+    web.run_app(app, host=cfg.host, port=cfg.port, print=None, handle_signals=True, shutdown_timeout=5)
+    print("sinkcast: stopped", flush=True)
+    return 0

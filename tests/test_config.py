@@ -1,0 +1,108 @@
+"""The TOML config: every error names the file, the key and what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sinkcast.config import ConfigError, build_engine, load_config
+
+GOOD = """
+[server]
+host = "127.0.0.1"
+port = 9000
+token = "t"
+
+[ice]
+bind_address = "127.0.0.1"
+port_range = [41000, 41100]
+servers = ["stun:127.0.0.1:3478"]
+
+[sinks.kitchen]
+channels = 2
+frame_ms = 10
+volume = 0.8
+bitrate = 96000
+complexity = 5
+low_delay = true
+
+[sources.bell]
+type = "tone"
+frequency_hz = 880
+amplitude = 0.2
+
+[sources.mic]
+type = "push"
+sample_rate = 44100
+channels = 1
+
+[[routes]]
+source = "bell"
+sink = "kitchen"
+gain = 0.5
+
+[[routes]]
+source = "mic"
+sink = "kitchen"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "sinkcast.toml"
+    p.write_text(text)
+    return p
+
+
+def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    assert (cfg.host, cfg.port, cfg.token, cfg.port_range) == ("127.0.0.1", 9000, "t", (41000, 41100))
+    eng = build_engine(cfg)
+    try:
+        stats = eng.stats()
+        assert stats["sinks"]["kitchen"]["frame_ms"] == 10
+        assert stats["sinks"]["kitchen"]["volume"] == pytest.approx(0.8)
+        assert stats["sinks"]["kitchen"]["routes"]["bell"]["gain"] == pytest.approx(0.5)
+        assert stats["sources"]["mic"]["sample_rate"] == 44100
+    finally:
+        eng.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sinks.k]\nchannels = 3\n", "sinks.k.channels: must be 1 or 2, got 3"),
+        ("[sinks.k]\nframe_ms = 15\n", "sinks.k.frame_ms: must be 10 or 20, got 15"),
+        ("[sinks.k]\nchannels = \"two\"\n", "sinks.k.channels: must be an integer, got str 'two'"),
+        ("[sinks.k]\nvolume = true\n", "sinks.k.volume: must be a number, got a boolean"),
+        ("[sinks.k]\ncolour = 1\n", "sinks.k.colour: unknown key"),
+        ("[sinks.k]\nvolume = 20.0\n", "sinks.k: volume must be a finite number from 0 to 10"),
+        ("[sinks.k]\nbitrate = 5\n", "sinks.k: bitrate must be 6000 to 510000"),
+        ("[sources.s]\nfrequency_hz = 1\n", "sources.s.type: missing"),
+        ("[sources.s]\ntype = \"guitar\"\n", "sources.s.type: unknown source type 'guitar'"),
+        ("[sources.s]\ntype = \"tone\"\nfrequency_hz = 30000\n", "sources.s: frequency_hz must be above 0"),
+        ("[sources.s]\ntype = \"push\"\nsample_rate = 4000\n", "sources.s: sample_rate must be 8000 to 192000"),
+        ("[sources.s]\ntype = \"tone\"\nseed = 1\n", "sources.s.seed: unknown key"),
+        ("[[routes]]\nsource = \"a\"\nsink = \"b\"\n", "routes[0].source: no source named 'a'"),
+        ("[sources.a]\ntype=\"tone\"\n[[routes]]\nsource = \"a\"\n", "routes[0].sink: missing"),
+        ("[sources.a]\ntype=\"tone\"\n[sinks.b]\n[[routes]]\nsource = \"a\"\nsink = \"b\"\ngain = 99\n",
+         "routes[0]: gain must be a finite number from 0 to 10"),
+        ("[server]\nport = 70000\n", "server.port: must be 0 to 65535"),
+        ("[ice]\nport_range = [5, 2]\n", "ice.port_range: must satisfy"),
+        ("[ice]\nservers = [\"http://x\"]\n", "ice.servers[0]: must be a stun:, turn: or turns: URL"),
+        ("[colours]\n", "colours: unknown key"),
+        ("sinks = 3\n", "sinks: must be a table"),
+        ("this is = = not toml", "not valid TOML"),
+    ],
+)
+def test_errors_name_file_key_and_problem(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        build_engine(load_config(path)).shutdown()
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "nope.toml")

@@ -1,0 +1,207 @@
+"""The WHEP server: conformance with aiortc as the WHEP client, the JSON API, metrics, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+
+from sinkcast.config import build_engine, demo_config
+from sinkcast.server import make_app
+from webrtc_peer import Listener, dominant_frequency
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[tuple[TestServer, ClientSession]]:
+    engine = build_engine(demo_config())
+    srv = TestServer(make_app(engine), host="127.0.0.1")
+    await srv.start_server()
+    async with ClientSession(base_url=str(srv.make_url("/"))) as http:
+        yield srv, http
+    await srv.close()
+
+
+@pytest_asyncio.fixture
+async def secured() -> AsyncIterator[ClientSession]:
+    engine = build_engine(demo_config())
+    srv = TestServer(make_app(engine, token="s3cret"), host="127.0.0.1")
+    await srv.start_server()
+    async with ClientSession(base_url=str(srv.make_url("/"))) as http:
+        yield http
+    await srv.close()
+
+
+async def whep_offer() -> tuple[Listener, str]:
+    listener = Listener()
+    return listener, await listener.offer()
+
+
+async def test_whep_post_plays_the_sink(server: tuple[TestServer, ClientSession]) -> None:
+    _, http = server
+    listener, offer = await whep_offer()
+    try:
+        async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+            assert r.status == 201
+            assert r.content_type == "application/sdp"
+            location = r.headers["Location"]
+            assert location.startswith("/whep/tone/")
+            assert r.headers["Access-Control-Allow-Origin"] == "*"
+            assert "application/trickle-ice-sdpfrag" in r.headers["Accept-Patch"]
+            answer = await r.text()
+        assert "a=candidate:" in answer and "127.0.0.1" in answer and "a=end-of-candidates" in answer
+        await listener.accept_answer(answer)
+        await listener.wait_seconds(2.0)
+        assert dominant_frequency(listener.audio()[-48000:, 0], 48000) == pytest.approx(440.0, abs=1.0)
+        async with http.get("/api/sinks") as r:
+            sinks = {s["id"]: s for s in await r.json()}
+        assert sinks["tone"]["listeners"] == 1 and sinks["music"]["listeners"] == 0
+
+        frag = "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n" \
+               "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+        async with http.patch(location, data=frag, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+            assert r.status == 204
+        async with http.patch(location, data=frag, headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 415
+        async with http.delete(location) as r:
+            assert r.status == 200
+        async with http.delete(location) as r:
+            assert r.status == 404
+        async with http.get("/api/sinks") as r:
+            assert {s["id"]: s for s in await r.json()}["tone"]["listeners"] == 0
+    finally:
+        await listener.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body", "status", "reason"),
+    [
+        ("/whep/nope", "application/sdp", "v=0\r\n", 404, "unknown sink 'nope'"),
+        ("/whep/tone", "text/plain", "v=0\r\n", 415, "application/sdp"),
+        ("/whep/tone", "application/sdp", "x" * (70 * 1024), 413, ""),
+        ("/whep/tone", "application/sdp", "this is not sdp", 400, "bad offer: malformed SDP"),
+        ("/whep/tone", "application/sdp", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", 400, "bad offer"),
+        ("/whep/tone/0000", "application/trickle-ice-sdpfrag", "", 404, "no WHEP session"),
+    ],
+)
+async def test_whep_errors(
+    server: tuple[TestServer, ClientSession], path: str, content_type: str, body: str, status: int, reason: str
+) -> None:
+    _, http = server
+    method = http.patch if path.count("/") == 3 else http.post
+    async with method(path, data=body, headers={"Content-Type": content_type}) as r:
+        assert r.status == status
+        assert reason in await r.text()
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+    async with http.get("/api/status") as r:
+        assert (await r.json())["listeners"] == 0
+
+
+async def test_cors_preflight(server: tuple[TestServer, ClientSession]) -> None:
+    _, http = server
+    async with http.options("/whep/tone") as r:
+        assert r.status == 204
+        assert r.headers["Accept-Post"] == "application/sdp"
+        assert "POST" in r.headers["Access-Control-Allow-Methods"]
+        assert "Location" in r.headers["Access-Control-Expose-Headers"]
+
+
+async def test_bearer_token(secured: ClientSession) -> None:
+    listener, offer = await whep_offer()
+    try:
+        async with secured.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"] == "Bearer"
+        headers = {"Content-Type": "application/sdp", "Authorization": "Bearer wrong"}
+        async with secured.post("/whep/tone", data=offer, headers=headers) as r:
+            assert r.status == 401
+        headers["Authorization"] = "Bearer s3cret"
+        async with secured.post("/whep/tone", data=offer, headers=headers) as r:
+            assert r.status == 201
+    finally:
+        await listener.close()
+
+
+async def test_status_and_metrics(server: tuple[TestServer, ClientSession]) -> None:
+    _, http = server
+    await asyncio.sleep(0.2)  # let the clocks mix a few periods
+    async with http.get("/api/status") as r:
+        status = await r.json()
+    assert set(status["sinks"]) == {"music", "intercom", "tone"}
+    assert status["sources"]["a440"]["sinks"] == ["intercom", "music", "tone"]
+    async with http.get("/metrics") as r:
+        assert r.status == 200 and r.content_type == "text/plain"
+        text = await r.text()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples['sinkcast_sink_frames_mixed_total{sink="music"}'] > 0
+    assert 'sinkcast_source_underruns_total{source="hiss"}' in samples
+    assert "# TYPE sinkcast_sink_listeners gauge" in text
+
+
+async def test_page_is_served(server: tuple[TestServer, ClientSession]) -> None:
+    _, http = server
+    async with http.get("/") as r:
+        assert r.status == 200
+        assert "<html" in (await r.text()).lower()
+    async with http.get("/static/app.js") as r:
+        assert r.status == 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cli_serve_runs_the_demo_and_stops_on_ctrl_c() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sinkcast", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sinks", timeout=1) as r:
+                    sinks = json.load(r)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(f"server did not come up: {proc.stdout.read() if proc.stdout else ''}")
+                time.sleep(0.2)
+        assert {s["id"] for s in sinks} >= {"music", "intercom"}
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 0, out
+        assert f"http://127.0.0.1:{port}/" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_cli_reports_a_bad_config(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(tmp_path, "bad.toml")
+    with open(path, "w") as f:
+        f.write("[sinks.kitchen]\nchannels = 3\n")
+    proc = subprocess.run([sys.executable, "-m", "sinkcast", "serve", "--config", path],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert f"{path}: sinks.kitchen.channels: must be 1 or 2, got 3" in proc.stderr
