@@ -30,18 +30,18 @@ include("${CMAKE_CURRENT_LIST_DIR}/FetchSdist.cmake")  # sinkcast_cache_dir
 # capture (forces a rebuild everywhere).
 set(_SINKCAST_DEP_RECIPE_VERSION 1)
 
-function(_sinkcast_print_log_tail log lines)
+function(_sinkcast_print_log_tail log nbytes)
   if(NOT EXISTS "${log}")
     return()
   endif()
-  file(STRINGS "${log}" all)
-  list(LENGTH all n)
-  if(n GREATER lines)
-    math(EXPR start "${n} - ${lines}")
-    list(SUBLIST all ${start} ${lines} all)
+  # Raw bytes (file(STRINGS) would split at ';' and mangle UTF-8 quotes).
+  file(SIZE "${log}" size)
+  set(offset 0)
+  if(size GREATER nbytes)
+    math(EXPR offset "${size} - ${nbytes}")
   endif()
-  string(REPLACE ";" "\n" text "${all}")
-  message("---- last lines of ${log} ----\n${text}\n---- end of ${log} ----")
+  file(READ "${log}" text OFFSET ${offset})
+  message("---- tail of ${log} ----\n${text}\n---- end of ${log} ----")
 endfunction()
 
 function(_sinkcast_run_step what log)
@@ -50,11 +50,12 @@ function(_sinkcast_run_step what log)
                   OUTPUT_FILE "${log}"
                   ERROR_FILE "${log}")
   if(NOT rc EQUAL 0)
-    _sinkcast_print_log_tail("${log}" 40)
+    string(REPLACE ";" " " cmdline "${ARGN}")
+    _sinkcast_print_log_tail("${log}" 4000)
     message(FATAL_ERROR
       "sinkcast: ${what} failed (exit ${rc}).\n"
       "Full log: ${log}\n"
-      "Command: ${ARGN}")
+      "Command: ${cmdline}")
   endif()
 endfunction()
 
@@ -120,11 +121,8 @@ function(sinkcast_build_cached_dependency)
   endif()
 
   file(MAKE_DIRECTORY "${cache}/locks" "${cache}/install" "${cache}/build" "${cache}/logs/${key}")
-  file(LOCK "${cache}/locks/install-${key}.lock"
-       GUARD FUNCTION TIMEOUT ${SINKCAST_LOCK_TIMEOUT} RESULT_VARIABLE lock_rc)
-  if(NOT lock_rc EQUAL 0)
-    message(FATAL_ERROR "sinkcast: could not lock ${cache}/locks/install-${key}.lock: ${lock_rc}")
-  endif()
+  _sinkcast_lock_or_wait("${cache}/locks/install-${key}.lock"
+                         "building ${A_NAME} ${A_VERSION}")
   if(EXISTS "${stamp}")  # built by a concurrent configure while we waited
     set(${A_OUT_PREFIX} "${prefix}" PARENT_SCOPE)
     if(A_OUT_STATUS)

@@ -70,6 +70,21 @@ function(_sinkcast_unique_suffix out_var)
   set(${out_var} "${h}" PARENT_SCOPE)
 endfunction()
 
+# Take an exclusive cache lock for the rest of the CALLING function (a macro,
+# so that GUARD FUNCTION binds to the caller); say so if we have to wait.
+macro(_sinkcast_lock_or_wait _lock_path _what)
+  file(LOCK "${_lock_path}" GUARD FUNCTION TIMEOUT 0 RESULT_VARIABLE _sinkcast_lock_rc)
+  if(NOT _sinkcast_lock_rc EQUAL 0)
+    message(STATUS "sinkcast: another build is ${_what}; waiting (lock ${_lock_path})")
+    file(LOCK "${_lock_path}" GUARD FUNCTION TIMEOUT ${SINKCAST_LOCK_TIMEOUT}
+         RESULT_VARIABLE _sinkcast_lock_rc)
+    if(NOT _sinkcast_lock_rc EQUAL 0)
+      message(FATAL_ERROR "sinkcast: could not lock ${_lock_path} within "
+                          "${SINKCAST_LOCK_TIMEOUT} s: ${_sinkcast_lock_rc}")
+    endif()
+  endif()
+endmacro()
+
 # PEP 625 file names use the normalised project name (runs of -_. -> _,
 # lower case); older sdists keep the name as published.  Try both.
 function(_sinkcast_sdist_candidates name version out_var)
@@ -206,11 +221,8 @@ function(sinkcast_fetch_sdist name version sha256 out_var)
   endif()
 
   # Slow path: serialise with other builds fetching the same sdist.
-  file(LOCK "${cache}/locks/sdist-${name}-${version}.lock"
-       GUARD FUNCTION TIMEOUT ${SINKCAST_LOCK_TIMEOUT} RESULT_VARIABLE lock_rc)
-  if(NOT lock_rc EQUAL 0)
-    message(FATAL_ERROR "sinkcast: could not lock ${cache}/locks/sdist-${name}-${version}.lock: ${lock_rc}")
-  endif()
+  _sinkcast_lock_or_wait("${cache}/locks/sdist-${name}-${version}.lock"
+                         "fetching ${name}==${version}")
 
   # Someone else may have finished while we waited.
   if(EXISTS "${stamp}")
@@ -234,8 +246,8 @@ function(sinkcast_fetch_sdist name version sha256 out_var)
         set(archive "${sdist_dir}/${c}")
         break()
       endif()
-      message(WARNING "sinkcast: ${sdist_dir}/${c} has sha256 ${actual}, expected ${sha256}; discarding it")
-      file(REMOVE "${sdist_dir}/${c}")
+      # Not deleted: the pin may be what is wrong.  A good download replaces it.
+      message(WARNING "sinkcast: ${sdist_dir}/${c} has sha256 ${actual}, expected ${sha256}; not using it")
     endif()
   endforeach()
   if(archive STREQUAL "")

@@ -53,6 +53,13 @@ function(_sinkcast_provide_libdatachannel)
 
   # ---- system ---------------------------------------------------------------
   if(SINKCAST_USE_SYSTEM_LIBDATACHANNEL)
+    # A tree that was configured with the bundled build remembers our cache
+    # prefix in LibDataChannel_DIR; forget it so the system one is searched.
+    sinkcast_cache_dir(cache)
+    string(FIND "${LibDataChannel_DIR}" "${cache}/" pos)
+    if(pos EQUAL 0)
+      unset(LibDataChannel_DIR CACHE)
+    endif()
     find_package(LibDataChannel CONFIG REQUIRED)
     if(TARGET LibDataChannel::LibDataChannelStatic)
       set(ldc LibDataChannel::LibDataChannelStatic)

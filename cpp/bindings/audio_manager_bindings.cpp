@@ -262,6 +262,7 @@ void bind_audio_manager(nb::module_& m) {
                 }
                 return stats_to_dict(stats);
             },
+            nb::sig("def stats(self) -> dict[str, typing.Any]"),
             "Counters of every sink, route and source, as a plain dict.")
         .def("shutdown", &PyAudioManager::shutdown_from_python,
              "Stops every clock and listener and joins the engine's threads. Idempotent.")

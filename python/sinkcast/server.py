@@ -259,7 +259,8 @@ def prometheus_text(stats: dict[str, Any]) -> str:
 @web.middleware
 async def _errors_as_text(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except web.HTTPException as e:
         for k, v in CORS_HEADERS.items():
             e.headers.setdefault(k, v)
