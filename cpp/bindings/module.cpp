@@ -2,7 +2,10 @@
 // which re-exports these classes with the exceptions and the pure-Python parts.
 #include <nanobind/nanobind.h>
 
+#include <nanobind/stl/string.h>
+
 #include "audio/mixer_benchmark.h"
+#include "webrtc/receive_probe.h"
 #include "bindings/errors.h"
 #include "bindings/py_audio_manager.h"
 
@@ -38,6 +41,30 @@ NB_MODULE(_sinkcast, m) {
         nb::sig("def _benchmark_mixer(sources: int, channels: int = 2, periods: int = 200, repeats: int = 5) "
                 "-> dict[str, float]"),
         "Benchmark helper: ns per 10 ms period of the C++ mixer alone and of memcpy of the same bytes.");
+    nb::class_<sinkcast::ReceiveProbe>(m, "_ReceiveProbe",
+                                       "Test utility: a receive-only libdatachannel listener that counts RTP packets.")
+        .def(nb::init<const std::string&>(), "bind_address"_a = "127.0.0.1")
+        .def("create_offer", &sinkcast::ReceiveProbe::create_offer, "timeout"_a = 5.0,
+             nb::call_guard<nb::gil_scoped_release>())
+        .def("accept_answer", &sinkcast::ReceiveProbe::accept_answer, "sdp"_a, nb::call_guard<nb::gil_scoped_release>())
+        .def_prop_ro("packets", &sinkcast::ReceiveProbe::packets)
+        .def_prop_ro("bytes", &sinkcast::ReceiveProbe::bytes)
+        .def_prop_ro("connected", &sinkcast::ReceiveProbe::connected)
+        .def(
+            "take_packets",
+            [](sinkcast::ReceiveProbe& self) {
+                std::vector<sinkcast::ProbePacket> packets;
+                {
+                    nb::gil_scoped_release released;
+                    packets = self.take_packets();
+                }
+                nb::list out;
+                for (const auto& p : packets) out.append(nb::make_tuple(p.arrival_ns, p.size));
+                return out;
+            },
+            nb::sig("def take_packets(self) -> list[tuple[int, int]]"),
+            "(arrival monotonic ns, RTP bytes) of each packet since the last call.")
+        .def("close", &sinkcast::ReceiveProbe::close, nb::call_guard<nb::gil_scoped_release>());
     m.def("_shutdown_all_managers", &sinkcast::bindings::shutdown_all_managers,
           "Shuts down every live AudioManager (also run at interpreter exit).");
 }

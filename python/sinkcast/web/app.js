@@ -276,14 +276,25 @@
     const session = p.session;
     p.pc = null;
     p.session = null;
+    const close = () => {
+      if (!pc) return;
+      try { pc.close(); } catch (e) { /* already closed */ }
+    };
     if (pc) {
       pc.ontrack = null;
       pc.onconnectionstatechange = null;
       pc.oniceconnectionstatechange = null;
-      try { pc.close(); } catch (e) { /* already closed */ }
     }
     if (sayGoodbye && session) {
-      fetch(session, { method: 'DELETE', headers: authHeaders(), keepalive: true }).catch(() => {});
+      // End the session first and close the peer connection after: closing
+      // first lets the server drop the session on its own, and the DELETE
+      // would then race it. Never wait more than a second for the server.
+      const timer = setTimeout(close, 1000);
+      fetch(session, { method: 'DELETE', headers: authHeaders(), keepalive: true })
+        .catch(() => {})
+        .finally(() => { clearTimeout(timer); close(); });
+    } else {
+      close();
     }
     if (p.source) { try { p.source.disconnect(); } catch (e) { /* ignore */ } }
     p.source = null;
@@ -569,19 +580,17 @@
 
   function drawMeters() {
     const now = performance.now();
-    for (const id of Object.keys(players)) {
-      const p = players[id];
-      const card = cardFor(id);
-      if (!card) continue;
+    for (const card of document.querySelectorAll('article.sink[data-sink]')) {
+      const id = card.dataset.sink;
+      const p = players[id] || null;
       const canvas = card.querySelector('canvas.meter');
       const g = canvas.getContext('2d');
       const w = canvas.width;
       const h = canvas.height;
-      g.clearRect(0, 0, w, h);
-      g.fillStyle = '#1b2230';
+      g.fillStyle = '#0b0f16';
       g.fillRect(0, 0, w, h);
-      const lv = p.analyser && wanted.has(id) ? level(id) : null;
-      const m = p.meter;
+      const lv = p && p.analyser && wanted.has(id) ? level(id) : null;
+      const m = p ? p.meter : { rmsDb: -Infinity, peakDb: -Infinity, peakHoldUntil: 0 };
       if (lv) {
         m.rmsDb = lv.rmsDb;
         if (lv.peakDb >= m.peakDb || now > m.peakHoldUntil) {
@@ -593,19 +602,21 @@
         m.peakDb = -Infinity;
       }
       const x = (db) => Math.max(0, Math.min(1, (db - METER_FLOOR_DB) / -METER_FLOOR_DB)) * w;
-      const grad = g.createLinearGradient(0, 0, w, 0);
-      grad.addColorStop(0, '#2fbf71');
-      grad.addColorStop(0.75, '#e3c84a');
-      grad.addColorStop(1, '#e2523f');
-      g.fillStyle = grad;
-      g.fillRect(0, 4, x(m.rmsDb), h - 8);
+      if (Number.isFinite(m.rmsDb)) {
+        const grad = g.createLinearGradient(0, 0, w, 0);
+        grad.addColorStop(0, '#2fbf71');
+        grad.addColorStop(0.75, '#e3c84a');
+        grad.addColorStop(1, '#e2523f');
+        g.fillStyle = grad;
+        g.fillRect(0, 4, x(m.rmsDb), h - 8);
+      }
       if (Number.isFinite(m.peakDb) && m.peakDb > METER_FLOOR_DB) {
         g.fillStyle = '#f4f6fa';
-        g.fillRect(Math.min(w - 2, x(m.peakDb)), 2, 2, h - 4);
+        g.fillRect(Math.min(w - 3, x(m.peakDb)), 2, 3, h - 4);
       }
-      g.fillStyle = 'rgba(255,255,255,0.18)';
-      for (let db = METER_FLOOR_DB; db <= 0; db += 10) g.fillRect(Math.min(w - 1, x(db)), 0, 1, h);
-      setField(card, 'level', Number.isFinite(m.rmsDb) && lv ? m.rmsDb.toFixed(1) + ' dBFS' : '\u2013 dBFS');
+      g.fillStyle = 'rgba(255,255,255,0.16)';
+      for (let db = METER_FLOOR_DB + 10; db < 0; db += 10) g.fillRect(x(db), 0, 1, h);
+      setField(card, 'level', lv && Number.isFinite(m.rmsDb) ? m.rmsDb.toFixed(1) + ' dBFS' : '\u2013 dBFS');
     }
   }
 

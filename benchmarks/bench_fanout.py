@@ -1,0 +1,322 @@
+"""WebRTC fan-out: server CPU per listener, sinkcast vs aiortc; offer->answer time; push->wire latency.
+
+The listeners live in another process: cheap receive-only libdatachannel
+probes (sinkcast._sinkcast._ReceiveProbe, a test utility) that count RTP
+packets and do not decode. Both servers stream one stereo 440 Hz source in
+20 ms Opus frames over loopback:
+
+  sinkcast  one AudioManager sink; Opus encoded once per frame for everyone
+  aiortc    one RTCPeerConnection per listener, fed from one track through MediaRelay
+
+Server CPU is the server process's CPU time (all threads) over a steady window,
+per listener-second. Run: ./run python benchmarks/bench_fanout.py [--counts 1,10,50,100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import json
+import multiprocessing as mp
+import statistics
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+import sinkcast
+from sinkcast.aio import merge_candidates
+
+WINDOW_S = 5.0
+
+
+# ---------------------------------------------------------------------------- listeners
+
+
+def probe_process(conn: Connection) -> None:
+    from sinkcast import _sinkcast as native
+
+    probes: list[Any] = []
+    while True:
+        cmd, arg = conn.recv()
+        if cmd == "offers":
+            probes = [native._ReceiveProbe("127.0.0.1") for _ in range(arg)]
+            conn.send([p.create_offer(5.0) for p in probes])
+        elif cmd == "answers":
+            for p, answer in zip(probes, arg):
+                p.accept_answer(answer)
+            conn.send(True)
+        elif cmd == "counts":
+            conn.send([p.packets for p in probes])
+        elif cmd == "take":
+            conn.send(probes[0].take_packets())
+        elif cmd == "close":
+            for p in probes:
+                p.close()
+            probes = []
+            conn.send(True)
+        elif cmd == "exit":
+            conn.send(True)
+            return
+
+
+class Probes:
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=probe_process, args=(child,), daemon=True)
+        self.proc.start()
+
+    def call(self, cmd: str, arg: Any = None) -> Any:
+        self.conn.send((cmd, arg))
+        return self.conn.recv()
+
+    def wait_all_receiving(self, n: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        first = self.call("counts")
+        while True:
+            time.sleep(0.5)
+            now = self.call("counts")
+            if len(now) == n and all(b > a for a, b in zip(first, now)):
+                return
+            if time.monotonic() > deadline:
+                stalled = sum(1 for a, b in zip(first, now) if b <= a)
+                raise RuntimeError(f"{stalled} of {n} listeners are not receiving")
+
+    def close(self) -> None:
+        self.call("exit")
+        self.proc.join(5)
+
+
+# ---------------------------------------------------------------------------- sinkcast
+
+
+class SyncSignaling:
+    """Collects each target's answer and candidates until the engine's end of candidates."""
+
+    def __init__(self, eng: sinkcast.AudioManager) -> None:
+        self.cv = threading.Condition()
+        self.messages: dict[str, list[tuple[str, str]]] = {}
+        self.answer_at: dict[str, int] = {}
+        eng.set_python_webrtc_signaling_callback(self.on_message)
+
+    def on_message(self, target: str, type: str, message: str) -> None:
+        with self.cv:
+            if type == "answer":
+                self.answer_at[target] = time.perf_counter_ns()
+            self.messages.setdefault(target, []).append((type, message))
+            self.cv.notify_all()
+
+    def full_answer(self, target: str, timeout: float = 10.0) -> str:
+        def ready() -> bool:
+            return any(t == "candidate" and not json.loads(m)["candidate"] for t, m in self.messages.get(target, []))
+
+        with self.cv:
+            if not self.cv.wait_for(ready, timeout):
+                raise TimeoutError(target)
+            msgs = self.messages[target]
+        answer = next(m for t, m in msgs if t == "answer")
+        return merge_candidates(answer, [m for t, m in msgs if t == "candidate"])
+
+
+def measure_sinkcast(probes: Probes, n: int) -> dict[str, float]:
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s", channels=2, frame_ms=20)
+    eng.add_tone_source("t", frequency_hz=440.0, amplitude=0.3)
+    eng.connect("t", "s")
+    sig = SyncSignaling(eng)
+    try:
+        offers = probes.call("offers", n)
+        answers, offer_to_answer = [], []
+        for i, offer in enumerate(offers):
+            t0 = time.perf_counter_ns()
+            eng.handle_incoming_webrtc_signaling_message(f"s/{i}", "offer", offer)
+            answers.append(sig.full_answer(f"s/{i}"))
+            offer_to_answer.append((sig.answer_at[f"s/{i}"] - t0) / 1e6)
+        probes.call("answers", answers)
+        probes.wait_all_receiving(n)
+        before = probes.call("counts")
+        c0, w0 = time.process_time(), time.monotonic()
+        time.sleep(WINDOW_S)
+        cpu, wall = time.process_time() - c0, time.monotonic() - w0
+        after = probes.call("counts")
+        return {
+            "cpu_ms_per_s": 1000 * cpu / wall,
+            "packets_per_listener_s": statistics.mean(b - a for a, b in zip(before, after)) / wall,
+            "offer_answer_ms_p50": statistics.median(offer_to_answer),
+            "offer_answer_ms_max": max(offer_to_answer),
+        }
+    finally:
+        probes.call("close")
+        eng.shutdown()
+
+
+def idle_sinkcast_cpu() -> float:
+    with sinkcast.AudioManager(bind_address="127.0.0.1") as eng:
+        eng.add_sink("s", channels=2, frame_ms=20)
+        eng.add_tone_source("t", frequency_hz=440.0, amplitude=0.3)
+        eng.connect("t", "s")
+        time.sleep(0.5)
+        c0, w0 = time.process_time(), time.monotonic()
+        time.sleep(WINDOW_S)
+        return 1000 * (time.process_time() - c0) / (time.monotonic() - w0)
+
+
+def measure_latency(probes: Probes, bursts: int = 100) -> list[float]:
+    """push() of a loud burst after silence -> arrival of its first packet at the listener, in ms."""
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s", channels=1, frame_ms=20)
+    eng.add_source("mic", sample_rate=48000, channels=1, jitter_ms=0)
+    eng.connect("mic", "s")
+    sig = SyncSignaling(eng)
+    rng = np.random.default_rng(3)
+    burst = (rng.uniform(-0.8, 0.8, 960)).astype(np.float32)
+    try:
+        offer = probes.call("offers", 1)[0]
+        eng.handle_incoming_webrtc_signaling_message("s/lat", "offer", offer)
+        probes.call("answers", [sig.full_answer("s/lat")])
+        probes.wait_all_receiving(1)
+        time.sleep(0.3)
+        silent = [size for _, size in probes.call("take")]
+        threshold = max(silent) * 3 if silent else 100
+        latencies = []
+        for _ in range(bursts):
+            time.sleep(0.1 + rng.uniform(0, 0.02))  # random phase against the 10 ms clock
+            probes.call("take")
+            t0 = time.monotonic_ns()
+            eng.push("mic", burst)
+            time.sleep(0.15)
+            packets = probes.call("take")
+            loud = [arrival for arrival, size in packets if arrival > t0 and size > threshold]
+            if loud:
+                latencies.append((loud[0] - t0) / 1e6)
+        return latencies
+    finally:
+        probes.call("close")
+        eng.shutdown()
+
+
+# ---------------------------------------------------------------------------- aiortc
+
+
+def measure_aiortc(probes: Probes, n: int) -> dict[str, float]:
+    import aioice.ice
+    import av
+    from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+    from aiortc.contrib.media import MediaRelay
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+    class SineTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pts = 0
+            self.start: float | None = None
+            t = np.arange(960) / 48000
+            self.phase = 0
+
+        async def recv(self) -> av.AudioFrame:
+            if self.start is None:
+                self.start = time.monotonic()
+            wait = self.start + self.pts / 48000 - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            t = (self.pts + np.arange(960)) / 48000
+            mono = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2)[None, :], format="s16", layout="stereo")
+            frame.sample_rate = 48000
+            frame.pts = self.pts
+            frame.time_base = fractions.Fraction(1, 48000)
+            self.pts += 960
+            return frame
+
+    async def run() -> dict[str, float]:
+        relay = MediaRelay()
+        source = SineTrack()
+        pcs = []
+        offers = await asyncio.to_thread(probes.call, "offers", n)
+        answers = []
+        for offer in offers:
+            pc = RTCPeerConnection()
+            pcs.append(pc)
+            pc.addTrack(relay.subscribe(source))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            answers.append(pc.localDescription.sdp)
+        await asyncio.to_thread(probes.call, "answers", answers)
+        await asyncio.to_thread(probes.wait_all_receiving, n)
+        before = await asyncio.to_thread(probes.call, "counts")
+        c0, w0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(WINDOW_S)
+        cpu, wall = time.process_time() - c0, time.monotonic() - w0
+        after = await asyncio.to_thread(probes.call, "counts")
+        for pc in pcs:
+            await pc.close()
+        await asyncio.to_thread(probes.call, "close")
+        return {
+            "cpu_ms_per_s": 1000 * cpu / wall,
+            "packets_per_listener_s": statistics.mean(b - a for a, b in zip(before, after)) / wall,
+        }
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--counts", default="1,10,50,100")
+    parser.add_argument("--aiortc-max", type=int, default=100, help="largest listener count to try with aiortc")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.counts.split(",")]
+    probes = Probes()
+    try:
+        idle = idle_sinkcast_cpu()
+        print(f"fan-out benchmark: 20 ms Opus frames, stereo, {WINDOW_S:.0f} s windows, listeners in another process")
+        print(f"sinkcast with no listener (mixing + clock only): {idle:.2f} ms CPU per second")
+        print(f"{'listeners':>9} | {'sinkcast ms/s':>13} {'/listener':>9} {'marginal':>8} {'pkts/s':>6} | "
+              f"{'aiortc ms/s':>11} {'/listener':>9} {'marginal':>8} {'pkts/s':>6} | {'ratio':>6}")
+        offer_answer: list[float] = []
+        first: dict[str, float] = {}
+        for n in counts:
+            s = measure_sinkcast(probes, n)
+            offer_answer.append(s["offer_answer_ms_p50"])
+            a = measure_aiortc(probes, n) if n <= args.aiortc_max else None
+            # marginal: the cost of each listener beyond the first (the first also pays for mixing and encoding)
+            first.setdefault("s", s["cpu_ms_per_s"])
+            sm = (s["cpu_ms_per_s"] - first["s"]) / (n - 1) if n > 1 else float("nan")
+            row = f"{n:9d} | {s['cpu_ms_per_s']:13.1f} {s['cpu_ms_per_s'] / n:9.3f} {sm:8.3f} {s['packets_per_listener_s']:6.1f} | "
+            if a:
+                first.setdefault("a", a["cpu_ms_per_s"])
+                am = (a["cpu_ms_per_s"] - first["a"]) / (n - 1) if n > 1 else float("nan")
+                ratio = am / sm if n > 1 else (a["cpu_ms_per_s"] / s["cpu_ms_per_s"])
+                row += f"{a['cpu_ms_per_s']:11.1f} {a['cpu_ms_per_s'] / n:9.3f} {am:8.3f} {a['packets_per_listener_s']:6.1f} | {ratio:6.1f}"
+                if a["packets_per_listener_s"] < 47:
+                    row += "  (aiortc could not keep up: fewer packets than 50/s)"
+            else:
+                row += f"{'-':>11} {'-':>9} {'-':>8} {'-':>6} | {'-':>6}"
+            print(row, flush=True)
+        print("(ms/s = CPU ms per wall second of the server process = CPU ms per second of streaming;")
+        print(" /listener = that / listeners; marginal = (ms/s - ms/s at 1 listener) / (listeners - 1);")
+        print(" ratio = aiortc marginal / sinkcast marginal (at 1 listener: total / total);")
+        print(" pkts/s = RTP packets each listener received per second, 50 expected)")
+        print(f"offer->answer (handle_incoming_webrtc_signaling_message to the answer callback): "
+              f"median of medians {statistics.median(offer_answer):.2f} ms")
+        lat = measure_latency(probes)
+        if lat:
+            q = np.percentile(lat, [50, 99])
+            print(f"push->wire latency (push() to the first loud RTP packet at the listener, jitter_ms=0, "
+                  f"20 ms frames, {len(lat)} bursts): p50 {q[0]:.1f} ms, p99 {q[1]:.1f} ms "
+                  f"(goal p99 <= 22 ms)")
+    finally:
+        probes.close()
+
+
+if __name__ == "__main__":
+    main()
