@@ -3,10 +3,11 @@
 Four figures per row, all measured in this run:
   cpp     the C++ SinkAudioMixer alone (no Python), ns per period
   memcpy  memcpy of the same source bytes, in C++, ns per period
-  render  AudioManager.render() from Python (lookups, GIL release, ndarray), ns per period
+  render  AudioManager.render() from Python (lookups, GIL release, a new ndarray), ns per period
+  out=    AudioManager.render(..., out=buffer): the same into a reused array
   numpy   numpy doing the same mix: clip(volume * sum(gain * x), -1, 1), ns per period
 and the ratios the goals are stated in: cpp/memcpy (goal <= 2) and numpy/render
-(goal >= 10 at 8 sources).
+(goal >= 10 at 8 sources), for both render forms.
 
 Run: ./run python benchmarks/bench_mixer.py
 """
@@ -44,7 +45,7 @@ def blocks_for(n: int) -> list[np.ndarray]:
     return [rng.uniform(-0.5, 0.5, (FRAMES, 2)).astype(np.float32) for _ in range(n)]
 
 
-def render_ns(n: int) -> float:
+def render_ns(n: int, into_buffer: bool = False) -> float:
     blocks = blocks_for(n)
     with sinkcast.AudioManager(realtime=False) as eng:
         eng.add_sink("out", channels=2)
@@ -57,7 +58,11 @@ def render_ns(n: int) -> float:
             for sid, block in zip(ids, blocks):
                 eng.push(sid, block)
 
-        ns = timed_calls(refill, lambda: eng.render("out", FRAMES))
+        buf = np.empty((FRAMES, 2), np.float32)
+        if into_buffer:
+            ns = timed_calls(refill, lambda: eng.render("out", FRAMES, out=buf))
+        else:
+            ns = timed_calls(refill, lambda: eng.render("out", FRAMES))
         underruns = sum(s["underruns"] for s in eng.stats()["sources"].values())
         assert underruns == 0, "benchmark bug: the mixer ran dry"
         return ns
@@ -79,14 +84,18 @@ def numpy_ns(n: int) -> float:
 
 def main() -> None:
     print(f"mixer benchmark: {FRAMES}-frame (10 ms) periods, stereo float32 sources, best of 7 runs")
-    print(f"{'sources':>7} {'cpp ns':>9} {'memcpy ns':>10} {'cpp/memcpy':>10} {'render ns':>10} {'numpy ns':>9} {'numpy/render':>12}")
+    print(f"{'sources':>7} {'cpp ns':>8} {'memcpy ns':>9} {'cpp/memcpy':>10} {'render ns':>9} {'out= ns':>8} "
+          f"{'numpy ns':>9} {'numpy/render':>12} {'numpy/out=':>10}")
     for n in COUNTS:
         cpp = _sinkcast._benchmark_mixer(n, 2, 200, 7)
         r = render_ns(n)
+        ro = render_ns(n, into_buffer=True)
         npy = numpy_ns(n)
         print(
-            f"{n:7d} {cpp['mixer_ns_per_period']:9.0f} {cpp['memcpy_ns_per_period']:10.0f} "
-            f"{cpp['mixer_ns_per_period'] / cpp['memcpy_ns_per_period']:10.2f} {r:10.0f} {npy:9.0f} {npy / r:12.1f}"
+            f"{n:7d} {cpp['mixer_ns_per_period']:8.0f} {cpp['memcpy_ns_per_period']:9.0f} "
+            f"{cpp['mixer_ns_per_period'] / cpp['memcpy_ns_per_period']:10.2f} {r:9.0f} {ro:8.0f} {npy:9.0f} "
+            f"{npy / r:12.1f} {npy / ro:10.1f}",
+            flush=True,
         )
 
 

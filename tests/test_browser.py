@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,6 +87,8 @@ def _ensure_chromium() -> None:
 
 
 def _ensure_selenium() -> Any:
+    if HAVE_SELENIUM:
+        return importlib.import_module("selenium.webdriver")
     try:
         return importlib.import_module("selenium.webdriver")
     except ImportError:
@@ -120,16 +121,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as res:
+def _get_json(url: str, timeout: float = 2.0, token: str | None = None) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=timeout) as res:
         return json.loads(res.read().decode())
 
 
 class Server:
     """`python -m sinkcast serve` on a fixed port; restartable on the same port."""
 
-    def __init__(self, port: int, logdir: Path) -> None:
+    def __init__(self, port: int, logdir: Path, extra_args: tuple[str, ...] = (), token: str | None = None) -> None:
         self.port = port
+        self.extra_args = extra_args
+        self.token = token
         self.url = f"http://127.0.0.1:{port}/"
         self.logdir = logdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -141,7 +145,8 @@ class Server:
         self.log = self.logdir / f"server-{self.runs}.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sinkcast", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [sys.executable, "-m", "sinkcast", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                 *self.extra_args],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
@@ -151,7 +156,7 @@ class Server:
                 self.proc = None
                 pytest.fail(f"the server exited with {code} before answering:\n{self.output()}")
             try:
-                _get_json(self.url + "api/sinks", timeout=1.0)
+                _get_json(self.url + "api/sinks", timeout=1.0, token=self.token)
                 return
             except (OSError, ValueError):
                 pass
@@ -185,7 +190,7 @@ class Server:
             return "(no output)"
 
     def sinks(self) -> dict[str, dict[str, Any]]:
-        return {s["id"]: s for s in _get_json(self.url + "api/sinks")}
+        return {s["id"]: s for s in _get_json(self.url + "api/sinks", token=self.token)}
 
 
 @pytest.fixture(scope="module")
@@ -287,12 +292,14 @@ def _button(drv: Any, sink: str, action: str) -> Any:
     return drv.find_element(By.CSS_SELECTOR, f'button[data-sink="{sink}"][data-action="{action}"]')
 
 
-def _open_page(drv: Any, server: Server) -> None:
+def _open_page(drv: Any, server: Server, demo: bool = True, fragment: str = "") -> None:
     from selenium.webdriver.common.by import By
 
-    drv.get(server.url)
+    drv.get("about:blank")  # a fresh page even when only the fragment differs
+    drv.get(server.url + fragment)
     expected = set(server.sinks())
-    assert {"tone", "music", "intercom"} <= expected, f"the demo's sinks are not all there: {expected}"
+    if demo:
+        assert {"tone", "music", "intercom"} <= expected, f"the demo's sinks are not all there: {expected}"
 
     def listed() -> bool:
         cards = drv.find_elements(By.CSS_SELECTOR, "article.sink[data-sink]")
@@ -372,6 +379,10 @@ def test_play_tone_in_chromium(driver: Any, server: Server) -> None:
               lambda: f"0 listeners on 'tone' after stop: {server.sinks()['tone']}")
     assert driver.execute_script("return window.sinkcast.players['tone'].state;") == "stopped"
 
+    # No script errors on the way (network errors would show as SEVERE too; there were none).
+    severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    assert not severe, f"console errors: {severe}"
+
 
 def test_reconnects_after_server_restart(driver: Any, server: Server) -> None:
     _open_page(driver, server)
@@ -396,6 +407,7 @@ def test_reconnects_after_server_restart(driver: Any, server: Server) -> None:
                 f"console:\n{_console(driver)}\nserver:\n{server.output()}",
     )
     assert after["connectionState"] == "connected"
+    print(f"playing again {time.monotonic() - restarted:.1f} s after the restart began; {after}")
     assert _listeners(server, "tone") == 1
     readings = _measure_frequency(driver, "tone", n=3)
     assert readings and all(abs(f - TONE_HZ) <= 5.0 for f in readings), readings
@@ -403,3 +415,60 @@ def test_reconnects_after_server_restart(driver: Any, server: Server) -> None:
     _button(driver, "tone", "stop").click()
     _wait_for(lambda: _listeners(server, "tone") == 0, 5,
               lambda: f"0 listeners on 'tone' after stop: {server.sinks()['tone']}")
+
+
+TOKEN_CONFIG = """
+[server]
+token = "s3cret"
+
+[sinks.tone]
+channels = 1
+
+[sources.a440]
+type = "tone"
+frequency_hz = 440.0
+amplitude = 0.3
+
+[[routes]]
+source = "a440"
+sink = "tone"
+"""
+
+
+def test_bearer_token_from_url_hash(driver: Any, tmp_path: Path) -> None:
+    config = tmp_path / "sinkcast.toml"
+    config.write_text(TOKEN_CONFIG)
+    srv = Server(_free_port(), tmp_path, extra_args=("--config", str(config)), token="s3cret")
+    srv.start()
+    try:
+        # Without a token the server refuses the offer; the page says so and keeps retrying.
+        _open_page(driver, srv, demo=False)
+        _button(driver, "tone", "play").click()
+        _wait_for(
+            lambda: "401" in (driver.execute_script("return window.sinkcast.players.tone.error;") or ""), 10,
+            lambda: f"a 401 shown for 'tone':\n{_page_state(driver, 'tone')}",
+        )
+        shown = driver.execute_script(
+            "return document.querySelector('article.sink[data-sink=\"tone\"] [data-field=\"error\"]').textContent;")
+        assert "401" in shown
+        assert _listeners(srv, "tone") == 0
+
+        # The token arrives in the fragment: the next retry carries it and plays.
+        driver.execute_script("window.location.hash = 'token=s3cret';")
+        _play_until_packets(driver, srv, "tone", 50, timeout=15)
+        assert _listeners(srv, "tone") == 1
+
+        # And a page opened with #token=... plays from the first click.
+        _open_page(driver, srv, demo=False, fragment="#token=s3cret")
+        _wait_for(lambda: _listeners(srv, "tone") == 0, 5,
+                  lambda: f"the old page's session to end: {srv.sinks()['tone']}")
+        _button(driver, "tone", "play").click()
+        stats = _play_until_packets(driver, srv, "tone", 50, timeout=20)
+        assert stats["connects"] == 1, stats
+        _button(driver, "tone", "stop").click()
+        _wait_for(lambda: _listeners(srv, "tone") == 0, 5,
+                  lambda: f"0 listeners on 'tone' after stop: {srv.sinks()['tone']}")
+    finally:
+        if srv.proc is not None:
+            code = srv.stop()
+            assert code == 0, f"the server exited with {code} on SIGINT:\n{srv.output()}"

@@ -164,3 +164,20 @@ def test_one_source_feeds_two_sinks_independently(manual: sinkcast.AudioManager)
     manual.push("s", x)
     np.testing.assert_allclose(manual.render("a", 100)[:, 0], x, atol=1e-7)
     np.testing.assert_allclose(manual.render("b", 100)[:, 0], 0.5 * x, atol=1e-7)
+
+
+def test_render_into_a_buffer(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("out", channels=2)
+    manual.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)
+    manual.connect("t", "out")
+    buf = np.empty((480, 2), np.float32)
+    assert manual.render("out", 480, out=buf) is buf
+    with sinkcast.AudioManager(realtime=False) as ref:
+        ref.add_sink("out", channels=2)
+        ref.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)
+        ref.connect("t", "out")
+        np.testing.assert_array_equal(buf, ref.render("out", 480))
+    with pytest.raises(ValueError, match=r"needs shape \(480, 2\)"):
+        manual.render("out", 480, out=np.empty((480, 1), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        manual.render("out", 480, out=np.empty((480, 2), np.float64))

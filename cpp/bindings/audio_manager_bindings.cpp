@@ -94,11 +94,27 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
     engine.push(source_id, array.data(), *format, frames, given_channels);
 }
 
-FloatFrames render_frames(PyAudioManager& engine, const std::string& sink_id, int64_t frames) {
+nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int64_t frames, nb::handle out) {
     if (frames < 0 || static_cast<size_t>(frames) > kMaxRenderFrames)
         throw nb::value_error(("render() frames must be from 0 to " + std::to_string(kMaxRenderFrames) +
                                ", got " + std::to_string(frames))
                                   .c_str());
+    if (!out.is_none()) {
+        // Into the caller's buffer: no allocation, for loops that render period after period.
+        nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> target;
+        if (!nb::try_cast(out, target, false))
+            throw nb::type_error("render(out=...) takes a writable C-contiguous float32 array shaped (frames, channels)");
+        {
+            nb::gil_scoped_release released;
+            size_t channels = static_cast<size_t>(engine.sink_channels(sink_id));
+            if (target.shape(0) != static_cast<size_t>(frames) || target.shape(1) != channels)
+                throw std::invalid_argument("render(out=...) needs shape (" + std::to_string(frames) + ", " +
+                                            std::to_string(channels) + "), got (" + std::to_string(target.shape(0)) +
+                                            ", " + std::to_string(target.shape(1)) + ")");
+            engine.render(sink_id, target.data(), static_cast<size_t>(frames));
+        }
+        return nb::borrow(out);
+    }
     size_t channels;
     std::unique_ptr<float[]> buffer;
     {
@@ -109,7 +125,7 @@ FloatFrames render_frames(PyAudioManager& engine, const std::string& sink_id, in
     }
     float* data = buffer.release();
     nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<float*>(p); });
-    return FloatFrames(data, {static_cast<size_t>(frames), channels}, owner);
+    return nb::cast(FloatFrames(data, {static_cast<size_t>(frames), channels}, owner));
 }
 
 FloatFrames read_tap(PcmTap& tap, std::optional<int64_t> max_frames) {
@@ -243,8 +259,11 @@ void bind_audio_manager(nb::module_& m) {
         .def("push", &push_samples, "source_id"_a, "samples"_a,
              "Queues PCM for a source: a numpy array of int16 (x/32768), int32 (x/2^31) or float32, shaped "
              "(frames, channels) or 1-D interleaved. Never blocks; a full queue drops its oldest audio.")
-        .def("render", &render_frames, "sink_id"_a, "frames"_a,
-             "Manual clock only: mixes and returns the sink's next frames as float32 (frames, channels).")
+        .def("render", &render_frames, "sink_id"_a, "frames"_a, "out"_a = nb::none(),
+             nb::sig("def render(self, sink_id: str, frames: int, out: numpy.typing.NDArray[numpy.float32] | None = None) "
+                     "-> numpy.typing.NDArray[numpy.float32]"),
+             "Manual clock only: mixes the sink's next frames and returns them as float32 (frames, channels), "
+             "in `out` when given (same shape, C-contiguous float32).")
         .def(
             "open_tap",
             [](PyAudioManager& self, const std::string& sink_id, double seconds) {
