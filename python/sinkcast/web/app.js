@@ -584,6 +584,14 @@
       const id = card.dataset.sink;
       const p = players[id] || null;
       const canvas = card.querySelector('canvas.meter');
+      // Draw at the canvas's real pixel size, so the scale's 1 px ticks stay sharp.
+      const dpr = window.devicePixelRatio || 1;
+      const cw = Math.round(canvas.clientWidth * dpr);
+      const ch = Math.round(canvas.clientHeight * dpr);
+      if (cw > 0 && ch > 0 && (canvas.width !== cw || canvas.height !== ch)) {
+        canvas.width = cw;
+        canvas.height = ch;
+      }
       const g = canvas.getContext('2d');
       const w = canvas.width;
       const h = canvas.height;
@@ -615,7 +623,7 @@
         g.fillRect(Math.min(w - 3, x(m.peakDb)), 2, 3, h - 4);
       }
       g.fillStyle = 'rgba(255,255,255,0.16)';
-      for (let db = METER_FLOOR_DB + 10; db < 0; db += 10) g.fillRect(x(db), 0, 1, h);
+      for (let db = METER_FLOOR_DB + 10; db < 0; db += 10) g.fillRect(Math.round(x(db)), 0, Math.max(1, Math.round(dpr)), h);
       setField(card, 'level', lv && Number.isFinite(m.rmsDb) ? m.rmsDb.toFixed(1) + ' dBFS' : '\u2013 dBFS');
     }
   }

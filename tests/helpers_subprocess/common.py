@@ -1,0 +1,151 @@
+"""Shared helpers for the reliability tests and their child scripts.
+
+Imported by the tests as ``helpers_subprocess.common`` (tests/ is on sys.path)
+and by the child scripts in this folder as ``common`` (their own folder is
+sys.path[0]). Nothing here starts threads or touches the network by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sinkcast
+from sinkcast import _sinkcast as native
+from sinkcast.aio import merge_candidates
+
+TESTS = Path(__file__).resolve().parent.parent
+DATA = TESTS / "data"
+HELPERS = Path(__file__).resolve().parent
+
+# Each child gets at most this long after it says it is about to exit.
+EXIT_BUDGET_S = 10.0
+
+LEAK_MARKERS = ("leaked", "Traceback", "Fatal Python error", "Segmentation fault", "terminate called")
+
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {getattr(predicate, '__name__', predicate)}")
+        time.sleep(interval)
+
+
+def recorded_offers() -> dict[str, str]:
+    """The browser offers in tests/data, by file stem, byte-exact (CRLF kept)."""
+    return {p.stem: p.read_bytes().decode() for p in sorted(DATA.glob("offer_*.sdp"))}
+
+
+def is_end_of_candidates(message: str) -> bool:
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and not value.get("candidate")
+
+
+class Collector:
+    """The engine's signaling callback: keeps every message, per target, in order."""
+
+    def __init__(self, eng: sinkcast.AudioManager | None = None, delay_s: float = 0.0) -> None:
+        self.cv = threading.Condition()
+        self.log: list[tuple[str, str, str]] = []
+        self.by_target: dict[str, list[tuple[str, str]]] = {}
+        self.delay_s = delay_s
+        if eng is not None:
+            eng.set_python_webrtc_signaling_callback(self)
+
+    def __call__(self, target: str, type: str, message: str) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        with self.cv:
+            self.log.append((target, type, message))
+            self.by_target.setdefault(target, []).append((type, message))
+            self.cv.notify_all()
+
+    def forget(self, target: str) -> None:
+        with self.cv:
+            self.by_target.pop(target, None)
+
+    def messages(self, target: str) -> list[tuple[str, str]]:
+        with self.cv:
+            return list(self.by_target.get(target, []))
+
+    def wait_for(self, target: str, type: str, timeout: float = 10.0, start: int = 0) -> str:
+        """The message of `type` for `target` at or after index `start` of that target's list."""
+
+        def find() -> str | None:
+            for t, m in self.by_target.get(target, [])[start:]:
+                if t == type:
+                    return m
+            return None
+
+        with self.cv:
+            if not self.cv.wait_for(lambda: find() is not None, timeout):
+                raise TimeoutError(f"no {type!r} for {target!r} within {timeout} s")
+            return find()  # type: ignore[return-value]
+
+    def full_answer(self, target: str, timeout: float = 10.0) -> str:
+        """The engine's answer with its trickled candidates merged in (waits for end of candidates)."""
+
+        def ready() -> bool:
+            return any(t == "candidate" and is_end_of_candidates(m) for t, m in self.by_target.get(target, []))
+
+        with self.cv:
+            if not self.cv.wait_for(ready, timeout):
+                raise TimeoutError(f"no end of candidates for {target!r} within {timeout} s")
+            msgs = list(self.by_target[target])
+        answer = next(m for t, m in msgs if t == "answer")
+        return merge_candidates(answer, [m for t, m in msgs if t == "candidate"])
+
+
+def connect_probe(eng: sinkcast.AudioManager, sig: Collector, target: str, timeout: float = 10.0) -> Any:
+    """A receive-only libdatachannel listener on `target`, connected and receiving packets."""
+    probe = native._ReceiveProbe("127.0.0.1")
+    try:
+        sig.forget(target)
+        eng.handle_incoming_webrtc_signaling_message(target, "offer", probe.create_offer(5.0))
+        probe.accept_answer(sig.full_answer(target, timeout))
+        wait_until(lambda: probe.packets > 0, timeout)
+    except BaseException:
+        probe.close()
+        raise
+    return probe
+
+
+def probe_offer() -> str:
+    """A fresh offer from a probe that is closed straight away (valid SDP, nobody behind it)."""
+    probe = native._ReceiveProbe("127.0.0.1")
+    try:
+        return probe.create_offer(5.0)
+    finally:
+        probe.close()
+
+
+def dominant_frequency(x: Any, rate: int) -> float:
+    import numpy as np
+
+    x = x - np.mean(x)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) + 1e-12
+    k = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = np.log(spectrum[k - 1 : k + 2])
+    offset = 0.5 * (a - c) / (a - 2 * b + c)
+    return float((k + offset) * rate / len(x))
