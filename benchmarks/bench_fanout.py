@@ -183,14 +183,18 @@ def measure_latency(probes: Probes, bursts: int = 100) -> list[float]:
         silent = [size for _, size in probes.call("take")]
         threshold = max(silent) * 3 if silent else 100
         latencies = []
-        for _ in range(bursts):
-            time.sleep(0.1 + rng.uniform(0, 0.02))  # random phase against the 10 ms clock
-            probes.call("take")
+        while len(latencies) < bursts:
+            # Opus keeps spending bits for a while after loud audio: wait until the
+            # stream is back to silence-sized packets, at a random phase against the clock.
+            time.sleep(0.3 + rng.uniform(0, 0.02))
+            tail = probes.call("take")
+            if not tail or tail[-1][1] > threshold:
+                continue
             t0 = time.monotonic_ns()
             eng.push("mic", burst)
-            time.sleep(0.15)
-            packets = probes.call("take")
-            loud = [arrival for arrival, size in packets if arrival > t0 and size > threshold]
+            time.sleep(0.1)
+            packets = [(a, size) for a, size in probes.call("take") if a > t0]
+            loud = [a for a, size in packets if size > threshold]
             if loud:
                 latencies.append((loud[0] - t0) / 1e6)
         return latencies

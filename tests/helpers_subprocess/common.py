@@ -113,8 +113,10 @@ class Collector:
             if not self.cv.wait_for(ready, timeout):
                 raise TimeoutError(f"no end of candidates for {target!r} within {timeout} s")
             msgs = list(self.by_target[target])
-        answer = next(m for t, m in msgs if t == "answer")
-        return merge_candidates(answer, [m for t, m in msgs if t == "candidate"])
+        answers = [m for t, m in msgs if t == "answer"]
+        if not answers:
+            raise LookupError(f"{target!r} ended its candidates without an answer (its session was replaced?)")
+        return merge_candidates(answers[-1], [m for t, m in msgs if t == "candidate"])
 
 
 def connect_probe(eng: sinkcast.AudioManager, sig: Collector, target: str, timeout: float = 10.0) -> Any:

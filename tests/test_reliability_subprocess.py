@@ -1,0 +1,211 @@
+"""Reliability in child processes: interpreter exit, SIGINT, and a thread storm.
+
+Each scenario runs a script from tests/helpers_subprocess/ in a fresh
+interpreter with this process's environment (so PYTHONPATH reaches the same
+build). Every child runs with faulthandler on; a child that overstays its
+budget gets SIGABRT, which makes it print every thread's stack into the
+failure message, and then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HELPERS = Path(__file__).resolve().parent / "helpers_subprocess"
+EXIT_RUNS = 50
+EXIT_VARIANTS = 5  # see exit_with_listeners.py
+EXIT_BUDGET_S = 10.0
+PARALLEL = 3
+STORM_SECONDS = 10.0
+
+# What must never appear on a child's stderr. "leaked" catches nanobind's
+# "nanobind: leaked N instances/types/functions" report at shutdown.
+FORBIDDEN = ("leaked", "Traceback", "Fatal Python error", "Segmentation fault", "terminate called",
+             "Exception ignored", "AddressSanitizer")
+
+
+@dataclass
+class Child:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    marker_at: float | None  # monotonic time the child printed its marker line
+    ended_at: float
+    timed_out: bool
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT on a hung child dumps every thread's stack
+    env.pop("PYTHONDEVMODE", None)
+    return env
+
+
+def start(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(HELPERS / script), *args],
+        cwd=HELPERS,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str, bool]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return out, err, False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        return out, err, True
+
+
+def run_until_marker(script: str, args: list[str], marker: str, setup_timeout: float, exit_budget: float) -> Child:
+    """Runs a child; times its exit from the moment it prints a line starting with `marker`.
+
+    The child prints the marker with its own time.monotonic() (the same clock
+    across processes on Linux) as the second word."""
+    proc = start(script, *args)
+    assert proc.stdout is not None
+    marker_at = None
+    lines: list[str] = []
+    deadline = time.monotonic() + setup_timeout
+    # Read line by line until the marker; a child that never gets there is a failure too.
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith(marker):
+            marker_at = float(line.split()[1])
+            break
+    if marker_at is None:
+        out, err, timed_out = finish(proc, 5)
+        return Child(args, proc.returncode, "".join(lines) + out, err, None, time.monotonic(), timed_out)
+    remaining = max(0.1, marker_at + exit_budget - time.monotonic())
+    out, err, timed_out = finish(proc, remaining)
+    ended_at = time.monotonic()
+    return Child(args, proc.returncode, "".join(lines) + out, err, marker_at, ended_at, timed_out)
+
+
+def forbidden_in(stderr: str) -> list[str]:
+    return [word for word in FORBIDDEN if word in stderr]
+
+
+def describe(child: Child) -> str:
+    return (f"child {child.args}: rc={child.returncode} timed_out={child.timed_out}\n"
+            f"--- stdout ---\n{child.stdout[-2000:]}\n--- stderr ---\n{child.stderr[-6000:]}")
+
+
+# ---------------------------------------------------------------------------- interpreter exit
+
+
+def test_interpreter_exit_with_listeners_and_callbacks_in_flight_50_runs() -> None:
+    """50 children each leave the interpreter with two probes receiving audio, a
+    slow callback mid-delivery with more queued, and no shutdown() call."""
+
+    def one(i: int) -> Child:
+        return run_until_marker("exit_with_listeners.py", [str(i % EXIT_VARIANTS)], "EXITING",
+                                setup_timeout=60.0, exit_budget=EXIT_BUDGET_S)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        children = list(pool.map(one, range(EXIT_RUNS)))
+    wall = time.monotonic() - t0
+
+    problems = []
+    exit_times = []
+    for child in children:
+        if child.marker_at is None:
+            problems.append("never reached its exit point\n" + describe(child))
+            continue
+        exit_s = child.ended_at - child.marker_at
+        exit_times.append(exit_s)
+        if child.timed_out or exit_s > EXIT_BUDGET_S:
+            problems.append(f"took {exit_s:.1f} s to exit\n" + describe(child))
+        elif child.returncode != 0:
+            problems.append("nonzero exit code\n" + describe(child))
+        elif forbidden_in(child.stderr):
+            problems.append(f"stderr has {forbidden_in(child.stderr)}\n" + describe(child))
+    print(f"\n{len(children)} exits in {wall:.1f} s ({PARALLEL} at a time); exit after the last line: "
+          f"median {sorted(exit_times)[len(exit_times) // 2]:.2f} s, max {max(exit_times):.2f} s"
+          if exit_times else "")
+    assert not problems, f"{len(problems)} of {EXIT_RUNS} runs failed; the first:\n{problems[0]}"
+
+
+def test_the_leak_check_can_see_a_leak() -> None:
+    """Positive control: a child that leaks an AudioManager on purpose trips the stderr check."""
+    child = run_until_marker("leak_control.py", [], "EXITING", setup_timeout=30.0, exit_budget=EXIT_BUDGET_S)
+    assert child.returncode == 0, describe(child)
+    assert "leaked" in forbidden_in(child.stderr), describe(child)
+
+
+# ---------------------------------------------------------------------------- SIGINT
+
+
+@pytest.mark.parametrize("mode", ["sleep", "busy", "wait"])
+def test_sigint_during_streaming_exits_cleanly(mode: str) -> None:
+    proc = start("sigint_streaming.py", mode)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "STREAMING":
+        out, err, _ = finish(proc, 10)
+        pytest.fail(f"the child never started streaming: {line!r}{out}\n{err[-4000:]}")
+    time.sleep(1.0)  # let it stream (and, in 'busy', churn) for a while
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err, timed_out = finish(proc, 10.0)
+    took = time.monotonic() - sent
+    print(f"\nSIGINT ({mode}): exited {proc.returncode} after {took:.2f} s; {out.strip()}")
+    child = Child([mode], proc.returncode, out, err, sent, time.monotonic(), timed_out)
+    assert not timed_out and took <= 10.0, describe(child)
+    assert proc.returncode == 0, describe(child)
+    assert "INTERRUPTED" in out and "still_streaming=True" in out, describe(child)
+    assert not forbidden_in(err), describe(child)
+
+
+# ---------------------------------------------------------------------------- thread storm
+
+
+def test_thread_storm_has_no_deadlock_and_no_crash() -> None:
+    """8 threads of random signaling and stats() while 20 listeners churn, under a watchdog."""
+    proc = start("thread_storm.py", str(STORM_SECONDS), "20240601")
+    out, err, timed_out = finish(proc, STORM_SECONDS + 90.0)
+    child = Child(["storm"], proc.returncode, out, err, None, time.monotonic(), timed_out)
+    assert not timed_out, "the storm child hung (watchdog of the parent)\n" + describe(child)
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    assert lines, "no result line (the child's faulthandler watchdog fired, or it crashed)\n" + describe(child)
+    result = json.loads(lines[-1])
+    counts = result["counts"]
+    print(f"\nstorm: {json.dumps(result)}")
+    assert proc.returncode == 0, describe(child)
+    assert not result["failures"], result["failures"]
+    assert not result["bad_targets"], result["bad_targets"]
+    assert result["listeners_after_byes"] == []
+    assert result["final_listener_ok"]
+    assert result["live_peers_after_shutdown"] == 0
+    # It was a storm: many calls of every kind actually happened.
+    storm_calls = counts.get("storm_ok", 0) + counts.get("storm_SignalingError", 0) + counts.get("storm_UnknownSinkError", 0)
+    assert storm_calls > 2000, counts
+    assert counts.get("stats", 0) > 200, counts
+    assert counts.get("churn_offers", 0) > 40, counts
+    assert counts.get("real_connected_protected", 0) >= 5 and counts.get("real_not_connected_protected", 0) == 0, counts
+    assert counts.get("sink_flaps", 0) > 10, counts
+    assert not forbidden_in(err), describe(child)
