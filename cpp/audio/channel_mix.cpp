@@ -1,5 +1,10 @@
 #include "audio/channel_mix.h"
 
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
 #include <stdexcept>
 #include <string>
 
@@ -70,16 +75,27 @@ SINKCAST_HOT_LOOP void add_mono_to_stereo(const float* in, size_t frames, double
 }  // namespace
 
 SINKCAST_HOT_LOOP double finish_mix(const double* acc, size_t samples, double volume, float* out) {
-    double peak = 0.0;
+    // Written as two simple loops so both vectorize: clamp-and-convert, then the
+    // peak as an integer max over |sample| bit patterns (for non-negative floats
+    // the bit order is the numeric order, and integer max reductions vectorize
+    // where floating-point ones do not).
     for (size_t i = 0; i < samples; ++i) {
         double v = volume * acc[i];
-        double a = v < 0 ? -v : v;
-        peak = peak > a ? peak : a;
         v = v < -1.0 ? -1.0 : v;
         v = v > 1.0 ? 1.0 : v;
         out[i] = static_cast<float>(v);
     }
-    return peak;
+    uint32_t peak_bits = 0;
+    for (size_t i = 0; i < samples; ++i) {
+        uint32_t bits = std::bit_cast<uint32_t>(out[i]) & 0x7fffffffu;
+        peak_bits = peak_bits > bits ? peak_bits : bits;
+    }
+    const float peak = std::bit_cast<float>(peak_bits);
+    if (peak < 1.0f) return peak;
+    // Something reached full scale: find the true pre-clip peak (rare, so scalar is fine).
+    double true_peak = 0.0;
+    for (size_t i = 0; i < samples; ++i) true_peak = std::max(true_peak, std::fabs(volume * acc[i]));
+    return true_peak;
 }
 
 void accumulate(const float* in, size_t frames, const ChannelMatrix& matrix, double gain, double* acc) {
