@@ -160,3 +160,42 @@ async def test_listener_that_disappears_is_reaped_with_a_bye(engine: sinkcast.Au
     assert message in ("closed", "failed", "disconnected")
     assert engine.listeners() == []
     sig.close()
+
+
+async def test_rtt_is_reported_from_rtcp(engine: sinkcast.AudioManager) -> None:
+    sig = AsyncSignaling(engine)
+    listener = await connect_listener(sig, "a440/rtt")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        rtt = None
+        while rtt is None and loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            rtt = engine.stats()["sinks"]["a440"]["listeners"]["a440/rtt"]["rtt_ms"]
+        assert rtt is not None, "no RTT from the listener's RTCP receiver reports within 15 s"
+        assert 0 <= rtt < 100  # loopback
+    finally:
+        await listener.close()
+        sig.close()
+
+
+async def test_shutdown_with_streaming_listeners() -> None:
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s", channels=2)
+    eng.add_tone_source("t")
+    eng.connect("t", "s")
+    sig = AsyncSignaling(eng)
+    listeners = [await connect_listener(sig, f"s/{i}") for i in range(3)]
+    try:
+        await asyncio.gather(*(l.wait_seconds(0.5) for l in listeners))
+        got: list[tuple[str, str]] = []
+        # Collect on the engine thread directly: after shutdown() returns nothing may arrive.
+        eng.set_python_webrtc_signaling_callback(lambda t, ty, m: got.append((t, ty)))
+        await asyncio.to_thread(eng.shutdown)
+        n = len(got)
+        assert {t for t, ty in got if ty == "bye"} == {"s/0", "s/1", "s/2"}
+        await asyncio.sleep(0.5)
+        assert len(got) == n
+        assert eng.closed
+    finally:
+        await asyncio.gather(*(l.close() for l in listeners))
