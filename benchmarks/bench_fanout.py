@@ -284,8 +284,8 @@ def main() -> None:
         idle = idle_sinkcast_cpu()
         print(f"fan-out benchmark: 20 ms Opus frames, stereo, {WINDOW_S:.0f} s windows, listeners in another process")
         print(f"sinkcast with no listener (mixing + clock only): {idle:.2f} ms CPU per second")
-        print(f"{'listeners':>9} | {'sinkcast ms/s':>13} {'/listener':>9} {'marginal':>8} {'pkts/s':>6} | "
-              f"{'aiortc ms/s':>11} {'/listener':>9} {'marginal':>8} {'pkts/s':>6} | {'ratio':>6}")
+        print(f"{'listeners':>9} | {'sinkcast ms/s':>13} {'/listener':>9} {'marginal':>8} {'pkts/s':>6} {'us/pkt':>6} | "
+              f"{'aiortc ms/s':>11} {'/listener':>9} {'marginal':>8} {'pkts/s':>6} {'us/pkt':>6} | {'ratio':>5}")
         offer_answer: list[float] = []
         first: dict[str, float] = {}
         for n in counts:
@@ -295,20 +295,25 @@ def main() -> None:
             # marginal: the cost of each listener beyond the first (the first also pays for mixing and encoding)
             first.setdefault("s", s["cpu_ms_per_s"])
             sm = (s["cpu_ms_per_s"] - first["s"]) / (n - 1) if n > 1 else float("nan")
-            row = f"{n:9d} | {s['cpu_ms_per_s']:13.1f} {s['cpu_ms_per_s'] / n:9.3f} {sm:8.3f} {s['packets_per_listener_s']:6.1f} | "
+            # CPU per packet delivered: fair even when a server cannot keep up and delivers less.
+            s_us = 1000 * s["cpu_ms_per_s"] / (n * s["packets_per_listener_s"])
+            row = (f"{n:9d} | {s['cpu_ms_per_s']:13.1f} {s['cpu_ms_per_s'] / n:9.3f} {sm:8.3f} "
+                   f"{s['packets_per_listener_s']:6.1f} {s_us:6.1f} | ")
             if a:
                 first.setdefault("a", a["cpu_ms_per_s"])
                 am = (a["cpu_ms_per_s"] - first["a"]) / (n - 1) if n > 1 else float("nan")
-                ratio = am / sm if n > 1 else (a["cpu_ms_per_s"] / s["cpu_ms_per_s"])
-                row += f"{a['cpu_ms_per_s']:11.1f} {a['cpu_ms_per_s'] / n:9.3f} {am:8.3f} {a['packets_per_listener_s']:6.1f} | {ratio:6.1f}"
+                a_us = 1000 * a["cpu_ms_per_s"] / (n * a["packets_per_listener_s"])
+                row += (f"{a['cpu_ms_per_s']:11.1f} {a['cpu_ms_per_s'] / n:9.3f} {am:8.3f} "
+                        f"{a['packets_per_listener_s']:6.1f} {a_us:6.1f} | {a_us / s_us:5.1f}")
                 if a["packets_per_listener_s"] < 47:
-                    row += "  (aiortc could not keep up: fewer packets than 50/s)"
+                    row += "  (aiortc saturated: fewer than 50 packets/s reached each listener)"
             else:
-                row += f"{'-':>11} {'-':>9} {'-':>8} {'-':>6} | {'-':>6}"
+                row += f"{'-':>11} {'-':>9} {'-':>8} {'-':>6} {'-':>6} | {'-':>5}"
             print(row, flush=True)
         print("(ms/s = CPU ms per wall second of the server process = CPU ms per second of streaming;")
         print(" /listener = that / listeners; marginal = (ms/s - ms/s at 1 listener) / (listeners - 1);")
-        print(" ratio = aiortc marginal / sinkcast marginal (at 1 listener: total / total);")
+        print(" us/pkt = server CPU microseconds per RTP packet delivered to a listener;")
+        print(" ratio = aiortc us/pkt / sinkcast us/pkt, i.e. how many times more CPU aiortc spends per listener;")
         print(" pkts/s = RTP packets each listener received per second, 50 expected)")
         print(f"offer->answer (handle_incoming_webrtc_signaling_message to the answer callback): "
               f"median of medians {statistics.median(offer_answer):.2f} ms")
