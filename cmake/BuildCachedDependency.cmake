@@ -219,10 +219,16 @@ endfunction()
 # keep their symbols out of its dynamic symbol table so they never clash with
 # another copy (aiortc's libsrtp, PyAV's libopus, ...) in the same process.
 # --exclude-libs only affects symbols that come from archives: the module's
-# own PyInit_* (compiled into the module target) stays exported.
+# own PyInit_* (compiled into the module target) stays exported. The archives
+# are named one by one, not ALL: ALL would also hide the symbols of static
+# runtime archives (a sanitizer's malloc/free interceptors, libgcc's unwinder),
+# which broke ASan and libFuzzer builds.
+set(SINKCAST_HIDDEN_ARCHIVES
+    "libdatachannel.a:libjuice.a:libsrtp2.a:libusrsctp.a:libopus.a:libsoxr.a"
+    CACHE INTERNAL "static archives whose symbols the extension does not export")
 function(sinkcast_hide_archive_symbols target)
   if(CMAKE_SYSTEM_NAME MATCHES "Linux|BSD|GNU" AND NOT APPLE)
     set_property(TARGET ${target} APPEND PROPERTY
-                 INTERFACE_LINK_OPTIONS "LINKER:--exclude-libs,ALL")
+                 INTERFACE_LINK_OPTIONS "LINKER:--exclude-libs,${SINKCAST_HIDDEN_ARCHIVES}")
   endif()
 endfunction()
