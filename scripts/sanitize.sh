@@ -23,7 +23,9 @@ if [ $# -eq 0 ]; then
     set -- tests/test_mix.py tests/test_errors.py tests/test_counters.py tests/test_resample.py \
            tests/test_signaling_contract.py tests/test_webrtc.py
 fi
-LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+# libstdc++ is preloaded too: python does not link it, and ASan must find the
+# real __cxa_throw when it starts, or the first C++ exception aborts.
+LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$PY" -m pytest -q -p no:cacheprovider "$@"
