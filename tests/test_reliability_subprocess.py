@@ -23,7 +23,7 @@ import pytest
 
 HELPERS = Path(__file__).resolve().parent / "helpers_subprocess"
 EXIT_RUNS = 50
-EXIT_VARIANTS = 5  # see exit_with_listeners.py
+EXIT_VARIANTS = 6  # see exit_with_listeners.py
 EXIT_BUDGET_S = 10.0
 PARALLEL = 3
 STORM_SECONDS = 10.0
@@ -206,6 +206,6 @@ def test_thread_storm_has_no_deadlock_and_no_crash() -> None:
     assert storm_calls > 2000, counts
     assert counts.get("stats", 0) > 200, counts
     assert counts.get("churn_offers", 0) > 40, counts
-    assert counts.get("real_connected_protected", 0) >= 5 and counts.get("real_not_connected_protected", 0) == 0, counts
+    assert counts.get("real_connected_protected", 0) >= 3 and counts.get("real_not_connected_protected", 0) == 0, counts
     assert counts.get("sink_flaps", 0) > 10, counts
     assert not forbidden_in(err), describe(child)

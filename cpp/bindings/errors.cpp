@@ -19,12 +19,21 @@ PyObject* error_class(const char* name) {
     return cls.release().ptr();
 }
 
+// PyErr_SetString decodes strictly: a message that quotes input cut inside a
+// UTF-8 sequence would raise UnicodeDecodeError instead of the intended class.
+void set_error(PyObject* cls, const char* message) {
+    PyObject* text = PyUnicode_DecodeUTF8(message, static_cast<Py_ssize_t>(std::strlen(message)), "replace");
+    if (!text) return;  // a MemoryError is set
+    PyErr_SetObject(cls, text);
+    Py_DECREF(text);
+}
+
 void raise(const char* class_name, const char* message) {
     static PyObject* cache[8] = {};
     static const char* names[8] = {};
     for (int i = 0; i < 8; ++i) {
         if (names[i] && std::strcmp(names[i], class_name) == 0) {
-            PyErr_SetString(cache[i], message);
+            set_error(cache[i], message);
             return;
         }
         if (!names[i]) {
@@ -37,11 +46,11 @@ void raise(const char* class_name, const char* message) {
             }
             names[i] = class_name;
             cache[i] = cls;
-            PyErr_SetString(cls, message);
+            set_error(cls, message);
             return;
         }
     }
-    PyErr_SetString(PyExc_RuntimeError, message);
+    set_error(PyExc_RuntimeError, message);
 }
 
 }  // namespace

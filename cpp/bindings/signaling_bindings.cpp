@@ -3,6 +3,8 @@
 // GIL, calls the callback, and hands any Python error to sys.unraisablehook;
 // nothing ever propagates back into the engine or libdatachannel.
 #include <nanobind/nanobind.h>
+
+#include <cstring>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -46,7 +48,9 @@ public:
             e.discard_as_unraisable("sinkcast WebRTC signaling callback");
         } catch (const std::exception& e) {
             // e.g. a message that is not valid UTF-8 could not become a str
-            PyErr_SetString(PyExc_RuntimeError, e.what());
+            PyObject* text = PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())), "replace");
+            PyErr_SetObject(PyExc_RuntimeError, text ? text : Py_None);
+            Py_XDECREF(text);
             PyErr_WriteUnraisable(callback_.ptr());
         }
     }

@@ -404,7 +404,7 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
 
   try {
     setup_track_locked(info.mid, info.opus_payload_type, info.mline_index);
-    rtc_->pc->setRemoteDescription(std::move(description));  // answers synchronously
+    rtc_->pc->setRemoteDescription(std::move(description));  // the answer follows via on_signal, from a libdatachannel thread
   } catch (const std::exception& e) {
     SignalingError error(std::string("offer rejected: ") + e.what());
     fail_and_unlock(lock);

@@ -23,11 +23,6 @@ TESTS = Path(__file__).resolve().parent.parent
 DATA = TESTS / "data"
 HELPERS = Path(__file__).resolve().parent
 
-# Each child gets at most this long after it says it is about to exit.
-EXIT_BUDGET_S = 10.0
-
-LEAK_MARKERS = ("leaked", "Traceback", "Fatal Python error", "Segmentation fault", "terminate called")
-
 
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
@@ -151,3 +146,42 @@ def dominant_frequency(x: Any, rate: int) -> float:
     a, b, c = np.log(spectrum[k - 1 : k + 2])
     offset = 0.5 * (a - c) / (a - 2 * b + c)
     return float((k + offset) * rate / len(x))
+
+
+# ---- what the engine must say before it looks at any session (DESIGN.md, signaling contract)
+
+SIGNALING_TYPES = ("offer", "answer", "candidate", "bye", "request_offer")
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_TARGET_BYTES = 256
+
+
+def utf8_or_none(value: object) -> bytes | None:
+    """The UTF-8 bytes the binding passes on, or None if it cannot convert (-> TypeError)."""
+    if type(value) is not str:
+        return None
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return None
+
+
+def predict_precheck(sinks: set[str] | frozenset[str], target: object, type: object, message: object) -> type | None:
+    """The exception the engine must raise before any session state matters, in
+    the engine's order: argument types (TypeError), the message type, the size,
+    the target's syntax (SignalingError), the sink (UnknownSinkError). None: the
+    message passed these checks and its fate depends on the session state."""
+    t, ty, m = utf8_or_none(target), utf8_or_none(type), utf8_or_none(message)
+    if t is None or ty is None or m is None:
+        return TypeError
+    if type not in SIGNALING_TYPES:
+        return sinkcast.SignalingError
+    if len(m) > MAX_MESSAGE_BYTES:
+        return sinkcast.SignalingError
+    if not t or len(t) > MAX_TARGET_BYTES or any(c < 0x20 or c == 0x7F for c in t):
+        return sinkcast.SignalingError
+    sink, slash, listener = t.partition(b"/")
+    if slash and (not sink or not listener):
+        return sinkcast.SignalingError
+    if sink.decode() not in sinks:
+        return sinkcast.UnknownSinkError
+    return None

@@ -13,6 +13,7 @@ everything. The variant adds one more hazard:
   2  the callback calls back into the engine (stats(), listeners()) while in flight
   3  a daemon thread keeps sending signaling messages when the interpreter exits
   4  the engine and the probes are dropped in a reference cycle (gc at exit)
+  5  the engine is the process-wide default, AudioManager.get_instance()
 
 Prints "EXITING <monotonic>" right before main() returns; the parent times
 the exit from there.
@@ -50,7 +51,10 @@ class SlowCollector(Collector):
 
 def main() -> int:
     variant = int(sys.argv[1])
-    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    if variant == 5:
+        eng = sinkcast.AudioManager.get_instance()  # real time, ICE on 127.0.0.1
+    else:
+        eng = sinkcast.AudioManager(bind_address="127.0.0.1")
     eng.add_sink("s", channels=2, frame_ms=20)
     eng.add_tone_source("t", frequency_hz=440.0, amplitude=0.3)
     eng.connect("t", "s")
