@@ -22,6 +22,7 @@ sinkcast::AudioManager& engine() {
         sinkcast::ManagerConfig config;
         config.realtime = false;
         config.bind_address = "127.0.0.1";
+        config.allow_mdns_candidates = false;  // no name resolution at all while fuzzing
         auto* e = new sinkcast::AudioManager(config);
         e->add_sink("s", sinkcast::SinkConfig{});
         return e;

@@ -292,3 +292,22 @@ def test_bad_ice_server_is_refused() -> None:
         eng = sinkcast.AudioManager(ice_servers=["not a url at all"])
         eng.add_sink("s")
         eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"candidate": "candidate:1 1 UDP 2122317823 example.com 50000 typ host", "sdpMid": "0"}',
+        "candidate:1 1 UDP 2122317823 evil.example 50000 typ host",
+    ],
+)
+def test_candidates_with_host_names_are_refused(eng: sinkcast.AudioManager, message: str) -> None:
+    # A peer must not make the engine resolve names through DNS; mDNS .local names are allowed.
+    eng.handle_incoming_webrtc_signaling_message("s/h", "offer", OFFER)
+    with pytest.raises(sinkcast.SignalingError, match="is not an IP address"):
+        eng.handle_incoming_webrtc_signaling_message("s/h", "candidate", message)
+    eng.handle_incoming_webrtc_signaling_message(
+        "s/h", "candidate", "candidate:1 1 UDP 2122317823 127.0.0.1 50000 typ host")
+    mangled = OFFER.replace("a=candidate:", "a=candidate:x 1 udp 1 evil.example 9 typ host\r\na=candidate:", 1)
+    with pytest.raises(sinkcast.SignalingError, match="evil.example"):
+        eng.handle_incoming_webrtc_signaling_message("s/h2", "offer", mangled)

@@ -50,6 +50,34 @@ nb::dict sink_to_dict(const SinkStats& s) {
     return d;
 }
 
+nb::dict net_to_dict(const NetInputStats& n) {
+    nb::dict d;
+    d["protocol"] = n.protocol;
+    d["encoding"] = n.encoding;
+    d["bind_address"] = n.bind_address;
+    d["port"] = n.port;
+    d["packets"] = n.packets;
+    d["bytes"] = n.bytes;
+    d["lost"] = n.lost;
+    d["late"] = n.late;
+    d["reordered"] = n.reordered;
+    d["duplicates"] = n.duplicates;
+    d["malformed"] = n.malformed;
+    d["jitter_ms"] = n.jitter_ms;
+    d["ssrc_changes"] = n.ssrc_changes;
+    d["foreign"] = n.foreign;
+    d["resyncs"] = n.resyncs;
+    d["concealed_frames"] = n.concealed_frames;
+    d["fec_recovered"] = n.fec_recovered;
+    d["decode_errors"] = n.decode_errors;
+    d["format_changes"] = n.format_changes;
+    d["queued_packets"] = n.queued_packets;
+    d["wire_sample_rate"] = n.wire_sample_rate;
+    d["wire_channels"] = n.wire_channels;
+    d["jitter_target_ms"] = n.target_delay_ms;
+    return d;
+}
+
 nb::dict source_to_dict(const SourceStats& s) {
     nb::dict d;
     d["kind"] = s.kind;
@@ -62,6 +90,7 @@ nb::dict source_to_dict(const SourceStats& s) {
     nb::list sinks;
     for (const auto& id : s.sinks) sinks.append(id);
     d["sinks"] = sinks;
+    if (s.network) d["network"] = net_to_dict(*s.network);
     return d;
 }
 
@@ -75,6 +104,11 @@ nb::dict stats_to_dict(const EngineStats& stats) {
     for (const auto& s : stats.sources) sources[s.id.c_str()] = source_to_dict(s);
     d["sinks"] = sinks;
     d["sources"] = sources;
+    // Network inputs by source id: the same dict as sources[id]["network"].
+    nb::dict inputs;
+    for (const auto& s : stats.sources)
+        if (s.network) inputs[s.id.c_str()] = sources[s.id.c_str()]["network"];
+    d["inputs"] = inputs;
     d["listeners"] = stats.listeners;
     d["live_peers"] = stats.live_senders;
     return d;

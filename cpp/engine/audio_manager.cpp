@@ -199,10 +199,43 @@ void AudioManager::add_noise_source(const std::string& id, double amplitude, uin
 
 void AudioManager::remove_source(const std::string& id) {
     ensure_open();
-    std::unique_lock<std::shared_mutex> lock(registry_mutex_);
-    find_source_locked(id);
-    for (auto& [sink_id, sink] : sinks_) sink->mixer().remove_route(id);
-    sources_.erase(id);
+    std::shared_ptr<Source> removed;
+    {
+        std::unique_lock<std::shared_mutex> lock(registry_mutex_);
+        removed = find_source_locked(id);
+        for (auto& [sink_id, sink] : sinks_) sink->mixer().remove_route(id);
+        sources_.erase(id);
+    }
+    // A network input's receive thread is joined with no engine lock held.
+    if (auto* net = dynamic_cast<NetInput*>(removed.get())) net->stop();
+}
+
+int AudioManager::add_rtp_source(const std::string& id, const RtpInputConfig& config) {
+    ensure_open();
+    validate_id("source", id);
+    {
+        std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+        if (sources_.count(id)) throw DuplicateIdError("a source named '" + id + "' already exists");
+    }
+    auto input = std::make_shared<RtpInput>(config, config_.realtime);
+    input->start();
+    int port = input->port();
+    add_source_object(id, input);  // on failure the input is destroyed: its thread is joined
+    return port;
+}
+
+int AudioManager::add_scream_source(const std::string& id, const ScreamInputConfig& config) {
+    ensure_open();
+    validate_id("source", id);
+    {
+        std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+        if (sources_.count(id)) throw DuplicateIdError("a source named '" + id + "' already exists");
+    }
+    auto input = std::make_shared<ScreamInput>(config, config_.realtime);
+    input->start();
+    int port = input->port();
+    add_source_object(id, input);
+    return port;
 }
 
 std::vector<std::string> AudioManager::source_ids() const {
@@ -339,6 +372,7 @@ EngineStats AudioManager::stats() const {
         src.channels = source->channels();
         src.counters = source->counters();
         src.sinks = sinks_of_source[id];
+        if (auto* net = dynamic_cast<const NetInput*>(source.get())) src.network = net->net_stats();
         s.sources.push_back(std::move(src));
     }
     return s;
@@ -348,15 +382,20 @@ void AudioManager::shutdown() {
     std::lock_guard<std::mutex> once(shutdown_mutex_);
     if (closed_.exchange(true)) return;
     std::map<std::string, std::shared_ptr<Sink>> sinks;
+    std::map<std::string, std::shared_ptr<Source>> sources;
     {
         std::lock_guard<std::mutex> signaling(signaling_mutex_);
         // Every listener gets a bye, delivered while the dispatcher drains below.
         while (!sessions_.empty()) close_session_locked(sessions_.begin()->first, true, "shutdown");
         std::unique_lock<std::shared_mutex> lock(registry_mutex_);
         sinks.swap(sinks_);
-        sources_.clear();
+        sources.swap(sources_);
     }
+    // Network receive threads first (no engine lock held), then the clocks.
+    for (auto& [id, source] : sources)
+        if (auto* net = dynamic_cast<NetInput*>(source.get())) net->stop();
     for (auto& [id, sink] : sinks) sink->stop();
+    sources.clear();
     dispatcher_->stop();  // delivers what is queued, then joins: no callback runs after this
     std::shared_ptr<SignalingHandler> handler;
     {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -20,6 +21,8 @@
 #include "engine/errors.h"
 #include "engine/signaling_dispatcher.h"
 #include "engine/sink.h"
+#include "net/rtp_receiver.h"
+#include "net/scream_receiver.h"
 #include "webrtc/webrtc_sender.h"
 
 namespace sinkcast {
@@ -30,6 +33,9 @@ struct ManagerConfig {
     uint16_t port_range_begin = 0;
     uint16_t port_range_end = 0;
     std::vector<std::string> ice_servers;
+    // Accept remote candidates named "<uuid>.local" (browsers hide LAN addresses
+    // that way; resolving them takes mDNS). Other host names are always refused.
+    bool allow_mdns_candidates = true;
 };
 
 struct SourceConfig {
@@ -46,6 +52,7 @@ struct SourceStats {
     int channels = 0;
     SourceCounters counters;
     std::vector<std::string> sinks;
+    std::optional<NetInputStats> network;  // network inputs (rtp, scream) only
 };
 
 struct ListenerStats {
@@ -91,6 +98,10 @@ public:
     void add_tone_source(const std::string& id, double frequency_hz, double amplitude);
     void add_noise_source(const std::string& id, double amplitude, uint64_t seed);
     void remove_source(const std::string& id);
+    // Network inputs (cpp/net): bind a UDP socket and start a receive thread.
+    // Return the bound port (the ephemeral one when port 0 was asked for).
+    int add_rtp_source(const std::string& id, const RtpInputConfig& config);
+    int add_scream_source(const std::string& id, const ScreamInputConfig& config);
     std::vector<std::string> source_ids() const;
 
     void connect(const std::string& source_id, const std::string& sink_id, double gain);

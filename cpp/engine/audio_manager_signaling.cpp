@@ -170,6 +170,9 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
         sink = find_sink_locked(parsed.sink_id);
     }
     auto session = sessions_.find(target);
+    // No DNS lookups on a peer's say-so (and none leave a test's loopback).
+    if (type == "offer" || type == "answer" || type == "candidate")
+        check_candidate_addresses(message, config_.allow_mdns_candidates);
 
     if (type == "offer") {
         // Validate before anything is torn down: a bad offer changes nothing.

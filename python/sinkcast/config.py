@@ -25,9 +25,30 @@ Example::
     low_delay = false           # Opus restricted low-delay mode
 
     [sources.doorbell]
-    type = "tone"               # tone | noise | push
+    type = "tone"               # tone | noise | push | rtp | scream | pipe
     frequency_hz = 440.0
     amplitude = 0.25
+
+    [sources.studio]            # RTP in (see README, "Network inputs")
+    type = "rtp"
+    port = 5004                 # 0: any free port
+    bind_address = "127.0.0.1"
+    encoding = "L16"            # L16 | L24 | opus
+    sample_rate = 48000
+    channels = 2
+    payload_type = 96
+    jitter_ms = 60              # jitter buffer target
+
+    [sources.pc]                # Scream / ScreamRouter
+    type = "scream"
+    port = 4010
+
+    [sources.line]              # raw PCM from a FIFO, a file or "-" (stdin)
+    type = "pipe"
+    path = "/tmp/line.fifo"
+    sample_rate = 48000
+    channels = 2
+    format = "s16le"            # s16le | s32le | f32le
 
     [[routes]]
     source = "doorbell"
@@ -103,7 +124,39 @@ _SOURCE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "buffer_ms": (int, False),
         "jitter_ms": (int, False),
     },
+    "rtp": {
+        "port": (int, False),
+        "bind_address": (str, False),
+        "encoding": (str, False),
+        "sample_rate": (int, False),
+        "channels": (int, False),
+        "payload_type": (int, False),
+        "jitter_ms": (int, False),
+        "buffer_ms": (int, False),
+        "fec": (bool, False),
+    },
+    "scream": {
+        "port": (int, False),
+        "bind_address": (str, False),
+        "channels": (int, False),
+        "jitter_ms": (int, False),
+        "buffer_ms": (int, False),
+    },
+    "pipe": {
+        "path": (str, True),
+        "sample_rate": (int, False),
+        "channels": (int, False),
+        "format": (str, False),
+        "block_ms": (int, False),
+        "pace": (bool, False),
+        "jitter_ms": (int, False),
+        "buffer_ms": (int, False),
+    },
 }
+
+# Values the network and pipe inputs accept, checked when the file is read.
+_RTP_ENCODINGS = ("L16", "L24", "opus")
+_PIPE_FORMATS = ("s16le", "s32le", "f32le")
 
 _SINK_KEYS: dict[str, type | tuple[type, ...]] = {
     "channels": int,
@@ -210,9 +263,12 @@ def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
             raise c.fail(f"{key}.type", f"unknown source type {kind!r} (one of: {', '.join(sorted(_SOURCE_OPTIONS))})")
         allowed = _SOURCE_OPTIONS[kind]
         c.no_unknown(spec, set(allowed), key)
-        for name, (ptype, _required) in allowed.items():
+        for name, (ptype, needed) in allowed.items():
             if name in spec:
                 c.typed(spec[name], f"{key}.{name}", ptype)
+            elif needed:
+                raise c.fail(f"{key}.{name}", "missing")
+        _check_input_values(c, key, kind, spec)
         cfg.sources.append(SourceSpec(id=source_id, type=kind, options=spec))
 
     routes = data.get("routes", [])
@@ -238,6 +294,26 @@ def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
             raise c.fail(f"{key}.sink", f"no sink named {route.sink!r} is defined under [sinks]")
         cfg.routes.append(route)
     return cfg
+
+
+def _check_input_values(c: _Checker, key: str, kind: str, spec: dict[str, Any]) -> None:
+    """Range checks of the rtp / scream / pipe options (the engine checks the rest)."""
+    if kind not in ("rtp", "scream", "pipe"):
+        return
+    if "port" in spec and not 0 <= spec["port"] <= 65535:
+        raise c.fail(f"{key}.port", f"must be 0 (any free port) to 65535, got {spec['port']}")
+    if "encoding" in spec and spec["encoding"].lower() not in {e.lower() for e in _RTP_ENCODINGS}:
+        raise c.fail(f"{key}.encoding", f"must be one of {', '.join(_RTP_ENCODINGS)}, got {spec['encoding']!r}")
+    if "payload_type" in spec and not (spec["payload_type"] in (10, 11) or 96 <= spec["payload_type"] <= 127):
+        raise c.fail(f"{key}.payload_type", f"must be 10, 11 or 96-127, got {spec['payload_type']}")
+    if "format" in spec and spec["format"] not in _PIPE_FORMATS:
+        raise c.fail(f"{key}.format", f"must be one of {', '.join(_PIPE_FORMATS)}, got {spec['format']!r}")
+    if "channels" in spec and not 1 <= spec["channels"] <= 8:
+        raise c.fail(f"{key}.channels", f"must be 1 to 8, got {spec['channels']}")
+    if "sample_rate" in spec and not 8000 <= spec["sample_rate"] <= 192000:
+        raise c.fail(f"{key}.sample_rate", f"must be 8000 to 192000, got {spec['sample_rate']}")
+    if "path" in spec and not spec["path"]:
+        raise c.fail(f"{key}.path", "must not be empty")
 
 
 def load_config(path: str | Path) -> ServerConfig:
@@ -297,6 +373,12 @@ def build_engine(cfg: ServerConfig) -> AudioManager:
             elif src.type == "noise":
                 _with_key(cfg, f"sources.{src.id}", lambda: eng.add_noise_source(
                     src.id, amplitude=float(o.get("amplitude", 0.1)), seed=int(o.get("seed", 0))))
+            elif src.type == "rtp":
+                _with_key(cfg, f"sources.{src.id}", lambda: eng.add_rtp_source(src.id, **o), network=True)
+            elif src.type == "scream":
+                _with_key(cfg, f"sources.{src.id}", lambda: eng.add_scream_source(src.id, **o), network=True)
+            elif src.type == "pipe":
+                _with_key(cfg, f"sources.{src.id}", lambda: _add_pipe(eng, src.id, o), network=True)
             else:
                 _with_key(cfg, f"sources.{src.id}", lambda: eng.add_source(src.id, **o))
         for i, r in enumerate(cfg.routes):
@@ -307,8 +389,26 @@ def build_engine(cfg: ServerConfig) -> AudioManager:
     return eng
 
 
-def _with_key(cfg: ServerConfig, key: str, call: Any) -> None:
+def _with_key(cfg: ServerConfig, key: str, call: Any, network: bool = False) -> None:
     try:
         call()
     except (ValueError, KeyError) as e:
         raise ConfigError(f"{cfg.origin}: {key}: {e}") from None
+    except (OSError, RuntimeError) as e:
+        if not network:  # a socket that cannot bind, a path that cannot open
+            raise
+        raise ConfigError(f"{cfg.origin}: {key}: {e}") from None
+
+
+#: The pipe readers started by build_engine(), by source id (they stop with their engine).
+PIPE_INPUTS: dict[str, Any] = {}
+
+
+def _add_pipe(eng: AudioManager, source_id: str, o: dict[str, Any]) -> None:
+    from sinkcast.inputs import add_pipe_source
+
+    opts = dict(o)
+    path = opts.pop("path")
+    if "format" in opts:
+        opts["sample_format"] = opts.pop("format")
+    PIPE_INPUTS[source_id] = add_pipe_source(eng, source_id, path, **opts)

@@ -1,0 +1,199 @@
+"""Inputs that are not native network receivers: raw PCM from a pipe, a FIFO, stdin or a file.
+
+The RTP and Scream receivers live in the engine (``AudioManager.add_rtp_source``,
+``AudioManager.add_scream_source``); a raw PCM stream needs no parsing, so it is
+read here by one Python thread that pushes blocks into an ordinary push source::
+
+    ffmpeg -i song.flac -f s16le -ac 2 -ar 48000 - | python app.py    # app.py:
+    pipe = sinkcast.inputs.add_pipe_source(eng, "stdin", "-", sample_rate=48000, channels=2)
+
+The thread stops at end of input, on ``stop()``, when the source is removed or
+when the engine shuts down.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import stat
+import sys
+import threading
+import time
+from typing import IO, Any
+
+import numpy as np
+
+from sinkcast._sinkcast import AudioManager
+
+#: Raw sample formats a pipe may carry (little-endian, interleaved).
+PIPE_FORMATS: dict[str, tuple[np.dtype[Any], np.dtype[Any]]] = {
+    "s16le": (np.dtype("<i2"), np.dtype(np.int16)),
+    "s32le": (np.dtype("<i4"), np.dtype(np.int32)),
+    "f32le": (np.dtype("<f4"), np.dtype(np.float32)),
+}
+
+
+class PipeInput:
+    """Reads raw interleaved PCM from a file descriptor in blocks and pushes it to a source.
+
+    ``pace`` (default: only for regular files) reads at real-time speed, so a file
+    plays rather than flooding the source's buffer; pipes and FIFOs are paced by
+    their writer.
+    """
+
+    def __init__(
+        self,
+        engine: AudioManager,
+        source_id: str,
+        path: str | int | IO[bytes],
+        *,
+        sample_rate: int,
+        channels: int,
+        sample_format: str = "s16le",
+        block_ms: int = 10,
+        pace: bool | None = None,
+    ) -> None:
+        if sample_format not in PIPE_FORMATS:
+            raise ValueError(f"sample_format must be one of {', '.join(PIPE_FORMATS)}, got {sample_format!r}")
+        if not 1 <= block_ms <= 1000:
+            raise ValueError(f"block_ms must be 1 to 1000, got {block_ms}")
+        self.engine = engine
+        self.source_id = source_id
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.sample_format = sample_format
+        self._wire, self._native = PIPE_FORMATS[sample_format]
+        self._frame_bytes = self._wire.itemsize * channels
+        self._block_bytes = max(1, sample_rate * block_ms // 1000) * self._frame_bytes
+        self._owns_fd = False
+        if path == "-":
+            self._fd = sys.stdin.buffer.fileno()
+        elif isinstance(path, int):
+            self._fd = path
+        elif hasattr(path, "fileno"):
+            self._fd = path.fileno()
+        else:
+            # Non-blocking open: a FIFO without a writer yet must not hang us (or stop()).
+            self._fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NONBLOCK)
+            self._owns_fd = True
+        mode = os.fstat(self._fd).st_mode
+        self._is_fifo = stat.S_ISFIFO(mode)
+        self.pace = stat.S_ISREG(mode) if pace is None else pace
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._stats: dict[str, Any] = {
+            "frames": 0, "bytes": 0, "blocks": 0, "dropped_bytes": 0, "eof": False, "error": None,
+        }
+        self._thread = threading.Thread(target=self._run, name=f"sinkcast-pipe-{source_id}", daemon=True)
+        self._thread.start()
+
+    # -- public -------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """frames and bytes pushed, blocks, eof (input ended), error (why the reader stopped, or None)."""
+        with self._lock:
+            return dict(self._stats)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stops reading (idempotent); the source stays until removed."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits for end of input; True when the reader has finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- reader thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        pending = b""
+        seen_data = False
+        start = time.monotonic()
+        pushed_frames = 0
+        try:
+            os.set_blocking(self._fd, False)
+        except OSError:
+            pass
+        try:
+            while not self._stop.is_set() and not self.engine.closed:
+                ready, _, _ = select.select([self._fd], [], [], 0.1)
+                if not ready:
+                    continue
+                try:
+                    chunk = os.read(self._fd, self._block_bytes)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    if self._is_fifo and not seen_data:
+                        time.sleep(0.05)  # no writer has opened the FIFO yet
+                        continue
+                    break
+                seen_data = True
+                pending += chunk
+                usable = len(pending) - len(pending) % self._frame_bytes
+                if usable < self._block_bytes and not self.pace:
+                    # Push whole blocks when the writer is fast, whatever is there when it is slow.
+                    more, _, _ = select.select([self._fd], [], [], 0)
+                    if more:
+                        continue
+                if usable == 0:
+                    continue
+                block, pending = pending[:usable], pending[usable:]
+                samples = np.frombuffer(block, dtype=self._wire).astype(self._native, copy=False)
+                self.engine.push(self.source_id, samples.reshape(-1, self.channels))
+                frames = usable // self._frame_bytes
+                pushed_frames += frames
+                with self._lock:
+                    self._stats["frames"] += frames
+                    self._stats["bytes"] += usable
+                    self._stats["blocks"] += 1
+                if self.pace:
+                    # Stay at most ~block ahead of real time.
+                    ahead = pushed_frames / self.sample_rate - (time.monotonic() - start)
+                    if ahead > 0.05:
+                        self._stop.wait(ahead - 0.05)
+            with self._lock:
+                self._stats["eof"] = not self._stop.is_set() and not self.engine.closed
+                self._stats["dropped_bytes"] += len(pending)
+        except Exception as e:  # the source was removed, the engine closed, the fd failed
+            with self._lock:
+                self._stats["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            if self._owns_fd:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+
+
+def add_pipe_source(
+    engine: AudioManager,
+    source_id: str,
+    path: str | int | IO[bytes] = "-",
+    *,
+    sample_rate: int = 48000,
+    channels: int = 2,
+    sample_format: str = "s16le",
+    block_ms: int = 10,
+    pace: bool | None = None,
+    jitter_ms: int = 60,
+    buffer_ms: int = 500,
+) -> PipeInput:
+    """Adds a push source ``source_id`` and a thread feeding it raw PCM from ``path``
+    ("-" for stdin, a FIFO, a file, a file descriptor or a binary file object).
+    ``sample_format`` is s16le, s32le or f32le, interleaved. Returns the reader."""
+    if sample_format not in PIPE_FORMATS:
+        raise ValueError(f"sample_format must be one of {', '.join(PIPE_FORMATS)}, got {sample_format!r}")
+    engine.add_source(source_id, sample_rate=sample_rate, channels=channels, buffer_ms=buffer_ms, jitter_ms=jitter_ms)
+    try:
+        return PipeInput(engine, source_id, path, sample_rate=sample_rate, channels=channels,
+                         sample_format=sample_format, block_ms=block_ms, pace=pace)
+    except BaseException:
+        engine.remove_source(source_id)
+        raise

@@ -1,0 +1,612 @@
+"""Network inputs: RTP (L16, L24, Opus) with its jitter buffer, Scream, raw PCM pipes.
+
+Real senders on loopback: Debian's ffmpeg sends RTP of a sine; a small UDP
+proxy (tests/udp_proxy.py) injects loss, reordering and duplicates; raw
+sockets send malformed datagrams and hand-made RTP/Scream packets. The mixed
+output is measured through the sink's PCM tap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import sinkcast
+from sinkcast.config import ConfigError, build_engine, parse_config
+from sinkcast.inputs import add_pipe_source
+
+sys.path.insert(0, str(Path(__file__).parent))
+from udp_proxy import UdpProxy  # noqa: E402
+
+RATE = 48000
+# The jitter buffer target of the tests: generous, because these machines are shared
+# (a sender or the receive thread may be descheduled for tens of ms under load).
+JITTER_MS = 120
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    """Debian's ffmpeg; installed with apt-get when missing (a failure says why; never a skip)."""
+    path = shutil.which("ffmpeg")
+    if path:
+        return path
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    r = subprocess.run(["apt-get", "install", "-y", "ffmpeg"], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        subprocess.run(["apt-get", "update"], capture_output=True, env=env)
+        r = subprocess.run(["apt-get", "install", "-y", "ffmpeg"], capture_output=True, text=True, env=env)
+    path = shutil.which("ffmpeg")
+    if not path:
+        pytest.fail(f"ffmpeg is needed and could not be installed with apt-get: {r.stderr[-800:]}")
+    return path
+
+
+def ffmpeg_rtp(ffmpeg: str, port: int, *, codec: str = "pcm_s16be", rate: int = 48000, channels: int = 2,
+               seconds: float = 3.0, freq: float = 1000.0, payload_type: int | None = 97,
+               extra: list[str] | None = None) -> subprocess.Popen[str]:
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi",
+           "-i", f"sine=frequency={freq}:sample_rate={rate}", "-t", str(seconds), "-ac", str(channels),
+           "-ar", str(rate), "-c:a", codec, *(extra or [])]
+    if payload_type is not None:
+        cmd += ["-payload_type", str(payload_type)]
+    cmd += ["-f", "rtp", f"rtp://127.0.0.1:{port}"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"ffmpeg failed: {err}"
+
+
+def analyse(audio: np.ndarray, edge_s: float = 0.1, threshold: float = 1e-3) -> dict[str, Any]:
+    """The sounding part of a tap recording, trimmed by edge_s at both ends
+    (the jitter buffer filling, the sender stopping): its length, dominant
+    frequency and longest run of silence."""
+    x = audio[:, 0].astype(np.float64)
+    loud = np.nonzero(np.abs(x) > threshold)[0]
+    assert len(loud) > 0, "no audio came out of the sink"
+    edge = int(edge_s * RATE)
+    mid = x[loud[0] + edge: loud[-1] - edge]
+    assert len(mid) > RATE // 2, f"only {len(x[loud[0]:loud[-1]]) / RATE:.3f} s of audio"
+    spectrum = np.abs(np.fft.rfft(mid * np.hanning(len(mid)), n=8 * len(mid)))
+    freq = np.argmax(spectrum) * RATE / (8 * len(mid))
+    quiet = np.abs(mid) < 1e-4
+    longest = run = where = 0
+    for i, q in enumerate(quiet):
+        run = run + 1 if q else 0
+        if run > longest:
+            longest, where = run, i - run + 1
+    return {"seconds": (loud[-1] - loud[0]) / RATE, "freq": freq, "longest_silence_ms": longest * 1000 / RATE,
+            "silence_at_s": (where + edge) / RATE, "silent_fraction": float(quiet.mean())}
+
+
+def rtp_packet(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 96, *, marker: bool = False,
+               csrc: int = 0, extension: bytes | None = None, padding: int = 0, version: int = 2) -> bytes:
+    b0 = (version << 6) | (0x20 if padding else 0) | (0x10 if extension is not None else 0) | csrc
+    head = struct.pack("!BBHII", b0, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+    head += b"\0\0\0\1" * csrc
+    if extension is not None:
+        head += struct.pack("!HH", 0xBEDE, len(extension) // 4) + extension
+    tail = (b"\0" * (padding - 1) + bytes([padding])) if padding else b""
+    return head + payload + tail
+
+
+def sine_int(freq: float, rate: int, frames: int, start: int, channels: int, bits: int, amp: float = 0.25) -> np.ndarray:
+    t = (np.arange(frames) + start) / rate
+    x = amp * np.sin(2 * np.pi * freq * t)
+    scale = 2 ** (bits - 1) - 1
+    return np.repeat(np.round(x * scale).astype(np.int64)[:, None], channels, axis=1)
+
+
+def l16_payload(samples: np.ndarray) -> bytes:
+    return samples.astype(">i2").tobytes()
+
+
+def l24_payload(samples: np.ndarray) -> bytes:
+    v = samples.astype(np.int64).reshape(-1) & 0xFFFFFF
+    out = np.empty((len(v), 3), np.uint8)
+    out[:, 0], out[:, 1], out[:, 2] = (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF
+    return out.tobytes()
+
+
+def paced(packets: list[tuple[bytes, float]], port: int, sock: socket.socket | None = None) -> None:
+    """Sends (datagram, due_seconds) pairs at their due times."""
+    own = sock is None
+    s = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t0 = time.monotonic()
+    for data, due in packets:
+        delay = t0 + due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        s.sendto(data, ("127.0.0.1", port))
+    if own:
+        s.close()
+
+
+def engine_with_sink(channels: int = 2) -> sinkcast.AudioManager:
+    eng = sinkcast.AudioManager(realtime=True, bind_address="127.0.0.1")
+    eng.add_sink("out", channels=channels)
+    return eng
+
+
+@pytest.fixture
+def eng() -> Any:
+    e = engine_with_sink()
+    try:
+        yield e
+    finally:
+        e.shutdown()
+
+
+# ---------------------------------------------------------------- RTP from ffmpeg
+
+
+@pytest.mark.parametrize("codec,encoding", [("pcm_s16be", "L16"), ("pcm_s24be", "L24"), ("libopus", "opus")])
+def test_ffmpeg_rtp_sine_plays_without_gaps(eng: sinkcast.AudioManager, ffmpeg: str, codec: str,
+                                            encoding: str) -> None:
+    port = eng.add_rtp_source("net", port=0, encoding=encoding, payload_type=97, channels=2, jitter_ms=JITTER_MS)
+    assert 1024 <= port <= 65535
+    eng.connect("net", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    finish(ffmpeg_rtp(ffmpeg, port, codec=codec, seconds=3.0))
+    time.sleep(0.3)
+    a = analyse(tap.read())
+    st = eng.stats()["inputs"]["net"]
+    assert a["freq"] == pytest.approx(1000.0, abs=2.0)
+    assert a["longest_silence_ms"] < 3.0, a
+    assert a["seconds"] == pytest.approx(3.0, abs=0.15)
+    assert st["packets"] > 100 and st["bytes"] > 0
+    assert st["lost"] == st["late"] == st["malformed"] == st["duplicates"] == 0, st
+    assert st["encoding"] == encoding and st["port"] == port
+    assert 0.0 <= st["jitter_ms"] < 40.0
+    assert eng.stats()["sources"]["net"]["network"] == st
+    assert eng.stats()["sources"]["net"]["kind"] == "rtp"
+
+
+def test_ffmpeg_static_payload_type_10_at_44100(eng: sinkcast.AudioManager, ffmpeg: str) -> None:
+    # ffmpeg picks the static type 10 itself for L16 44.1 kHz stereo; the source defaults to it too.
+    port = eng.add_rtp_source("net", port=0, encoding="L16", sample_rate=44100, channels=2, jitter_ms=JITTER_MS)
+    eng.connect("net", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    finish(ffmpeg_rtp(ffmpeg, port, rate=44100, seconds=2.5, freq=1500.0, payload_type=None))
+    time.sleep(0.3)
+    a = analyse(tap.read())
+    st = eng.stats()["inputs"]["net"]
+    assert st["malformed"] == 0 and st["packets"] > 50, st
+    assert a["freq"] == pytest.approx(1500.0, abs=2.0)
+    assert a["longest_silence_ms"] < 3.0
+
+
+# ---------------------------------------------------------------- loss, reordering, duplicates
+
+
+@pytest.mark.parametrize("encoding,codec", [("L16", "pcm_s16be"), ("opus", "libopus")])
+def test_loss_reordering_and_duplicates_through_a_proxy(eng: sinkcast.AudioManager, ffmpeg: str, encoding: str,
+                                                        codec: str) -> None:
+    port = eng.add_rtp_source("net", port=0, encoding=encoding, payload_type=97, jitter_ms=JITTER_MS,
+                              fec=encoding == "opus")
+    eng.connect("net", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    with UdpProxy(port, drop_every=29, reorder_every=11, duplicate_every=17) as proxy:
+        finish(ffmpeg_rtp(ffmpeg, proxy.port, codec=codec, seconds=3.0,
+                          extra=["-packet_loss", "10"] if encoding == "opus" else None))
+        time.sleep(0.3)
+    a = analyse(tap.read())
+    st = eng.stats()["inputs"]["net"]
+    done = {"dropped": proxy.dropped, "reordered": proxy.reordered, "duplicated": proxy.duplicated}
+    assert proxy.dropped > 3 and proxy.reordered > 5 and proxy.duplicated > 3, done
+    assert st["lost"] == proxy.dropped, (st, done)
+    assert st["reordered"] == proxy.reordered, (st, done)
+    assert st["duplicates"] == proxy.duplicated, (st, done)
+    assert st["late"] == 0 and st["malformed"] == 0, (st, done)
+    # The audio kept flowing at its pace: the right length, the right tone.
+    assert a["seconds"] == pytest.approx(3.0, abs=0.15), a
+    assert a["freq"] == pytest.approx(1000.0, abs=2.0), a
+    if encoding == "opus":
+        assert st["concealed_frames"] > 0 and st["fec_recovered"] > 0, st
+        assert a["longest_silence_ms"] < 3.0, (a, st)  # PLC/FEC: no holes
+    else:
+        # Silence stands in for each lost packet (ffmpeg sends up to 7.6 ms per L16 packet), nothing longer.
+        assert a["longest_silence_ms"] < 10.0, a
+        assert st["concealed_frames"] == sum((n - 12) // 4 for n in proxy.dropped_sizes)
+
+
+def test_late_packets_are_counted_and_dropped(eng: sinkcast.AudioManager) -> None:
+    port = eng.add_rtp_source("net", port=0, channels=1, jitter_ms=20)
+    eng.connect("net", "out")
+    packets = []
+    for i in range(100):
+        payload = l16_payload(sine_int(1000, RATE, 480, i * 480, 1, 16))
+        packets.append((rtp_packet(1000 + i, i * 480, 7, payload), i * 0.01))
+    # Packet 50 goes missing, then turns up 150 ms later: past its turn.
+    late = packets.pop(50)
+    packets.insert(64, (late[0], packets[63][1]))
+    paced(packets, port)
+    time.sleep(0.2)
+    st = eng.stats()["inputs"]["net"]
+    assert st["lost"] == 1 and st["late"] == 1, st
+    assert st["packets"] == 100
+
+
+# ---------------------------------------------------------------- malformed datagrams
+
+
+def test_malformed_packets_are_counted_and_the_stream_is_undisturbed(eng: sinkcast.AudioManager,
+                                                                     ffmpeg: str) -> None:
+    port = eng.add_rtp_source("net", port=0, payload_type=97, jitter_ms=JITTER_MS)
+    eng.connect("net", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    proc = ffmpeg_rtp(ffmpeg, port, seconds=3.0)
+    good = rtp_packet(1, 0, 0x1234, b"\0\1" * 200, pt=97)
+    bad = [
+        b"\x80",                                           # truncated: 1 byte
+        good[:11],                                         # truncated header
+        rtp_packet(5, 0, 1, b"\0" * 400, pt=97, version=1),  # wrong version
+        rtp_packet(5, 0, 1, b"\0" * 400, pt=97, version=0),
+        rtp_packet(5, 0, 1, b"\0" * 60000, pt=97),          # huge
+        rtp_packet(5, 0, 1, b"\0" * 400, pt=0),             # wrong payload type
+        rtp_packet(5, 0, 1, b"\0" * 400, pt=96),
+        rtp_packet(5, 0, 1, b"\0" * 3, pt=97),              # not whole L16 frames
+        rtp_packet(5, 0, 1, b"", pt=97),                    # empty payload
+        bytes([0x8F]) + rtp_packet(5, 0, 1, b"\0" * 8, pt=97)[1:],  # 15 CSRCs announced, not there
+        bytes([0x90]) + rtp_packet(5, 0, 1, b"", pt=97)[1:] + b"\0\0",  # extension bit set, no room for it
+        bytes([0xA0]) + rtp_packet(5, 0, 1, b"\0" * 8, pt=97)[1:-1] + b"\xff",  # padding longer than packet
+        os.urandom(3),
+    ]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    time.sleep(1.0)
+    for _ in range(3):
+        for b in bad:
+            s.sendto(b, ("127.0.0.1", port))
+        time.sleep(0.2)
+    s.close()
+    finish(proc)
+    time.sleep(0.3)
+    a = analyse(tap.read())
+    st = eng.stats()["inputs"]["net"]
+    assert st["malformed"] == 3 * len(bad), st
+    assert st["lost"] == 0 and st["late"] == 0 and st["ssrc_changes"] == 0 and st["resyncs"] == 0, st
+    assert a["freq"] == pytest.approx(1000.0, abs=2.0)
+    assert a["longest_silence_ms"] < 3.0
+
+
+def test_random_datagrams_never_disturb_the_stream(eng: sinkcast.AudioManager) -> None:
+    import random
+
+    port = eng.add_rtp_source("net", port=0, channels=1, payload_type=97, jitter_ms=JITTER_MS)
+    eng.connect("net", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    clean = [(rtp_packet(500 + i, 7 + i * 480, 0x77, l16_payload(sine_int(1000, RATE, 480, i * 480, 1, 16)), pt=97),
+              i * 0.01) for i in range(250)]
+    rng = random.Random(20261125)
+    garbage = []
+    for k in range(3000):
+        kind = rng.randrange(4)
+        if kind == 0:
+            data = rng.randbytes(rng.randrange(0, 1500))
+        else:
+            b0 = 0x80 | rng.randrange(64) if kind != 3 else rng.randrange(256)
+            pt = 97 if rng.random() < 0.5 else rng.randrange(128)
+            head = bytes([b0, (rng.randrange(2) << 7) | pt]) + rng.randbytes(10)
+            data = head + rng.randbytes(rng.randrange(0, 2000))
+            if kind == 2:
+                data = data[: rng.randrange(0, len(data) + 1)]
+        garbage.append((data, 0.2 + k * 0.0005))  # 1.5 s of garbage inside the 2.5 s stream
+    paced(sorted(clean + garbage, key=lambda p: p[1]), port)
+    time.sleep(0.3)
+    a = analyse(tap.read())
+    st = eng.stats()["inputs"]["net"]
+    accounted = st["packets"] + st["malformed"] + st["foreign"]
+    assert len(clean) + len(garbage) - 2 <= accounted <= len(clean) + len(garbage), st  # <= 2 held candidates
+    assert st["packets"] == len(clean), st
+    assert st["lost"] == st["late"] == st["ssrc_changes"] == st["resyncs"] == 0, st
+    assert a["freq"] == pytest.approx(1000.0, abs=2.0)
+    assert a["longest_silence_ms"] < 3.0, a
+    # Scream has no checksum or identity: whatever parses is played, the rest is counted.
+    sport = eng.add_scream_source("pc", port=0)
+    paced(garbage, sport)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        sc = eng.stats()["inputs"]["pc"]
+        if sc["packets"] + sc["malformed"] == len(garbage):
+            break
+        time.sleep(0.05)
+    assert sc["packets"] + sc["malformed"] == len(garbage), sc
+
+
+# ---------------------------------------------------------------- wrap-around, SSRC change, header fields
+
+
+def test_sequence_and_timestamp_wrap_then_ssrc_change_l24(eng: sinkcast.AudioManager) -> None:
+    port = eng.add_rtp_source("net", port=0, encoding="L24", sample_rate=32000, channels=2, jitter_ms=JITTER_MS)
+    eng.connect("net", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    frames = 640  # 20 ms at 32 kHz
+    packets = []
+    seq0, ts0 = 65500, 2**32 - 20 * frames
+    for i in range(100):  # sequence wraps after 36 packets, timestamp after 20
+        payload = l24_payload(sine_int(750, 32000, frames, i * frames, 2, 24))
+        packets.append((rtp_packet(seq0 + i, ts0 + i * frames, 0xAAAA, payload, pt=96,
+                                   csrc=2 if i % 3 == 0 else 0, extension=b"\1\2\3\4" if i % 4 == 0 else None,
+                                   padding=4 if i % 5 == 0 else 0, marker=i == 0), i * 0.02))
+    for j in range(100):  # a new sender: other SSRC, sequence and timestamp
+        i = 100 + j
+        payload = l24_payload(sine_int(750, 32000, frames, i * frames, 2, 24))
+        packets.append((rtp_packet(123 + j, 999 + j * frames, 0xBBBB, payload, pt=96), i * 0.02))
+    paced(packets, port)
+    time.sleep(0.3)
+    a = analyse(tap.read())
+    st = eng.stats()["inputs"]["net"]
+    assert st["packets"] == 200 and st["malformed"] == 0, st
+    assert st["lost"] == 0 and st["late"] == 0 and st["resyncs"] == 0, st
+    assert st["ssrc_changes"] == 1
+    assert st["wire_sample_rate"] == 32000
+    assert a["freq"] == pytest.approx(750.0, abs=2.0)
+    assert a["seconds"] == pytest.approx(4.0, abs=0.15)
+
+
+def test_timestamp_jump_is_silence_and_duplicates_are_dropped(eng: sinkcast.AudioManager) -> None:
+    # Contiguous sequence numbers, but the timestamps skip 100 ms (a sender that leaves
+    # out silence): 100 ms of silence is played, nothing is counted lost.
+    port = eng.add_rtp_source("net", port=0, channels=1, jitter_ms=JITTER_MS)
+    eng.connect("net", "out")
+    packets = []
+    for i in range(60):
+        ts = i * 480 + (4800 if i >= 30 else 0)
+        payload = l16_payload(sine_int(1000, RATE, 480, i * 480, 1, 16))
+        packets.append((rtp_packet(40000 + i, ts, 9, payload), i * 0.01))
+        if i % 10 == 5:
+            packets.append((packets[-1][0], i * 0.01 + 0.001))  # sent twice
+    paced(packets, port)
+    time.sleep(0.3)
+    st = eng.stats()["inputs"]["net"]
+    assert st["lost"] == 0 and st["late"] == 0 and st["duplicates"] == 6, st
+    assert st["concealed_frames"] == 4800
+    assert st["packets"] == 66
+
+
+def test_manual_clock_renders_what_arrived() -> None:
+    e = sinkcast.AudioManager(realtime=False)
+    try:
+        e.add_sink("out", channels=1)
+        port = e.add_rtp_source("net", port=0, channels=1, sample_rate=16000)
+        e.connect("net", "out")
+        packets = [(rtp_packet(i, i * 160, 5, l16_payload(sine_int(500, 16000, 160, i * 160, 1, 16))), 0.0)
+                   for i in range(20)]
+        paced(packets, port)
+        deadline = time.monotonic() + 2.0
+        while e.stats()["inputs"]["net"]["packets"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        out = e.render("out", 9000)[:, 0]
+        assert np.abs(out[:8000]).max() > 0.2  # ~200 ms arrived (less the resampler's delay)
+        assert e.stats()["sources"]["net"]["sample_rate"] == 16000
+    finally:
+        e.shutdown()
+
+
+def test_remove_source_stops_the_receiver_and_frees_the_port(eng: sinkcast.AudioManager) -> None:
+    port = eng.add_rtp_source("net", port=0)
+    with pytest.raises(OSError):
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("127.0.0.1", port))
+    t0 = time.monotonic()
+    eng.remove_source("net")
+    assert time.monotonic() - t0 < 0.5
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))  # free again
+    s.close()
+    assert "inputs" in eng.stats() and eng.stats()["inputs"] == {}
+    # The same port again, chosen explicitly.
+    assert eng.add_rtp_source("net2", port=port) == port
+    with pytest.raises(RuntimeError, match="cannot bind"):
+        eng.add_scream_source("clash", port=port)
+    assert "clash" not in eng.sources()
+
+
+def test_bad_rtp_arguments_are_refused(eng: sinkcast.AudioManager) -> None:
+    with pytest.raises(ValueError, match="encoding"):
+        eng.add_rtp_source("a", port=0, encoding="mp3")
+    with pytest.raises(ValueError, match="payload type 10"):
+        eng.add_rtp_source("a", port=0, payload_type=10, sample_rate=48000)
+    with pytest.raises(ValueError, match="payload_type"):
+        eng.add_rtp_source("a", port=0, payload_type=50)
+    with pytest.raises(ValueError, match="48000"):
+        eng.add_rtp_source("a", port=0, encoding="opus", sample_rate=44100)
+    with pytest.raises(ValueError, match="bind_address"):
+        eng.add_rtp_source("a", port=0, bind_address="localhost")
+    with pytest.raises(ValueError, match="port"):
+        eng.add_rtp_source("a", port=70000)
+    with pytest.raises(ValueError, match="jitter_ms"):
+        eng.add_rtp_source("a", port=0, jitter_ms=600, buffer_ms=500)
+    eng.add_tone_source("t")
+    with pytest.raises(sinkcast.DuplicateIdError):
+        eng.add_rtp_source("t", port=0)
+    assert sorted(eng.sources()) == ["t"]
+
+
+def test_shutdown_joins_receivers_promptly() -> None:
+    e = engine_with_sink()
+    for i in range(8):
+        e.add_rtp_source(f"r{i}", port=0)
+        e.add_scream_source(f"s{i}", port=0)
+    t0 = time.monotonic()
+    e.shutdown()
+    assert time.monotonic() - t0 < 1.0
+
+
+# ---------------------------------------------------------------- Scream
+
+
+def scream_packets(rate_byte: int, rate: int, bits: int, channels: int, seconds: float, start_s: float,
+                   freq: float) -> list[tuple[bytes, float]]:
+    frame_bytes = bits // 8 * channels
+    frames = 1152 // frame_bytes
+    mask = {1: 0x4, 2: 0x3, 6: 0x3F}.get(channels, 0)
+    header = bytes([rate_byte, bits, channels, mask & 0xFF, mask >> 8])
+    out = []
+    n = int(seconds * rate / frames)
+    for i in range(n):
+        x = sine_int(freq, rate, frames, i * frames, channels, bits)
+        if bits == 16:
+            pcm = x.astype("<i2").tobytes()
+        elif bits == 32:
+            pcm = x.astype("<i4").tobytes()
+        else:
+            v = x.reshape(-1) & 0xFFFFFF
+            b = np.empty((len(v), 3), np.uint8)
+            b[:, 0], b[:, 1], b[:, 2] = v & 0xFF, (v >> 8) & 0xFF, (v >> 16) & 0xFF
+            pcm = b.tobytes()
+        out.append((header + pcm, start_s + i * frames / rate))
+    return out
+
+
+def test_scream_stream_and_format_change(eng: sinkcast.AudioManager) -> None:
+    port = eng.add_scream_source("pc", port=0, channels=2, jitter_ms=JITTER_MS)
+    eng.connect("pc", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    # 44.1 kHz 16-bit stereo (Scream's classic format: byte0 = 0x81), then 48 kHz 24-bit 6 channels.
+    first = scream_packets(0x81, 44100, 16, 2, 1.5, 0.0, 1000.0)
+    second = scream_packets(0x01, 48000, 24, 6, 1.5, first[-1][1] + 1152 / 4 / 44100, 1000.0)
+    bad = [(bytes([0x00, 16, 2, 3, 0]) + b"\0" * 1152, 0.5),   # multiplier 0
+           (bytes([0x01, 20, 2, 3, 0]) + b"\0" * 1152, 0.6),   # 20-bit
+           (bytes([0x01, 16, 0, 3, 0]) + b"\0" * 1152, 0.7),   # no channels
+           (bytes([0x01, 16, 2, 3, 0]) + b"\0" * 1151, 0.8),   # partial frame
+           (b"\x01\x10", 0.9)]                                 # truncated header
+    paced(sorted(first + second + bad, key=lambda p: p[1]), port)
+    time.sleep(0.3)
+    a = analyse(tap.read())
+    st = eng.stats()["inputs"]["pc"]
+    assert st["protocol"] == "scream" and st["port"] == port
+    assert st["packets"] == len(first) + len(second)
+    assert st["malformed"] == len(bad)
+    assert st["format_changes"] == 1
+    assert st["wire_sample_rate"] == 48000 and st["wire_channels"] == 6
+    assert a["freq"] == pytest.approx(1000.0, abs=2.0)
+    assert a["seconds"] == pytest.approx(3.0, abs=0.15)
+    assert a["longest_silence_ms"] < 3.0
+
+
+# ---------------------------------------------------------------- pipes
+
+
+def test_pipe_from_a_fifo_written_by_ffmpeg(eng: sinkcast.AudioManager, ffmpeg: str, tmp_path: Path) -> None:
+    fifo = tmp_path / "line.fifo"
+    os.mkfifo(fifo)
+    pipe = add_pipe_source(eng, "line", str(fifo), sample_rate=44100, channels=2, jitter_ms=JITTER_MS)
+    eng.connect("line", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    proc = subprocess.Popen([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                             "sine=frequency=800:sample_rate=44100", "-t", "2.5", "-ac", "2", "-f", "s16le", "-y",
+                             str(fifo)], stderr=subprocess.PIPE, text=True)
+    finish(proc)
+    assert pipe.wait(5.0)
+    time.sleep(0.2)
+    a = analyse(tap.read())
+    st = pipe.stats()
+    assert st["eof"] and st["error"] is None
+    assert st["frames"] == pytest.approx(2.5 * 44100, rel=0.01)
+    assert a["freq"] == pytest.approx(800.0, abs=2.0)
+    assert a["seconds"] == pytest.approx(2.5, abs=0.15)
+
+
+def test_pipe_from_a_file_is_paced_and_stdin_works(eng: sinkcast.AudioManager, tmp_path: Path) -> None:
+    raw = tmp_path / "tone.f32"
+    t = np.arange(RATE * 2) / RATE
+    (0.3 * np.sin(2 * np.pi * 600 * t)).astype("<f4").tofile(raw)
+    pipe = add_pipe_source(eng, "file", str(raw), sample_rate=RATE, channels=1, sample_format="f32le")
+    eng.connect("file", "out")
+    tap = eng.open_tap("out", seconds=10.0)
+    t0 = time.monotonic()
+    assert pipe.wait(5.0)
+    assert time.monotonic() - t0 > 1.8  # real time, not all at once
+    time.sleep(0.2)
+    a = analyse(tap.read())
+    assert a["freq"] == pytest.approx(600.0, abs=2.0)
+    assert eng.stats()["sources"]["file"]["overruns"] == 0
+    # stdin of a child process: `python -c ... < file` style, through the same reader.
+    code = (
+        "import sys, time, sinkcast\n"
+        "from sinkcast.inputs import add_pipe_source\n"
+        "e = sinkcast.AudioManager(realtime=False)\n"
+        "e.add_sink('o', channels=1)\n"
+        "p = add_pipe_source(e, 'in', '-', sample_rate=48000, channels=1, sample_format='f32le')\n"
+        "e.connect('in', 'o')\n"
+        "assert p.wait(10)\n"
+        "print(p.stats()['frames'])\n"
+        "e.shutdown()\n"
+    )
+    with open(raw, "rb") as f:
+        r = subprocess.run([sys.executable, "-c", code], stdin=f, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.strip()) == RATE * 2
+
+
+def test_pipe_reader_stops_with_its_engine(tmp_path: Path) -> None:
+    e = engine_with_sink()
+    fifo = tmp_path / "idle.fifo"
+    os.mkfifo(fifo)
+    pipe = add_pipe_source(e, "idle", str(fifo))
+    assert pipe.running
+    e.shutdown()
+    assert pipe.wait(2.0)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_toml_config_builds_network_inputs(tmp_path: Path) -> None:
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    data = {
+        "sinks": {"out": {"channels": 2}},
+        "sources": {
+            "studio": {"type": "rtp", "port": 0, "encoding": "opus", "payload_type": 111, "jitter_ms": 30,
+                       "fec": True},
+            "pc": {"type": "scream", "port": 0, "channels": 2},
+            "line": {"type": "pipe", "path": str(fifo), "sample_rate": 44100, "format": "s16le"},
+        },
+        "routes": [{"source": "studio", "sink": "out"}, {"source": "pc", "sink": "out"},
+                   {"source": "line", "sink": "out"}],
+    }
+    eng = build_engine(parse_config(data, "test.toml"))
+    try:
+        inputs = eng.stats()["inputs"]
+        assert set(inputs) == {"studio", "pc"}
+        assert inputs["studio"]["encoding"] == "opus" and inputs["studio"]["jitter_target_ms"] == 30
+        assert inputs["pc"]["protocol"] == "scream"
+        assert eng.stats()["sources"]["line"]["sample_rate"] == 44100
+    finally:
+        eng.shutdown()
+
+
+@pytest.mark.parametrize("source,message", [
+    ({"type": "rtp", "encoding": "mp3"}, "sources.x.encoding: must be one of"),
+    ({"type": "rtp", "port": 70000}, "sources.x.port: must be 0"),
+    ({"type": "rtp", "payload_type": 3}, "sources.x.payload_type"),
+    ({"type": "rtp", "port": "5004"}, "sources.x.port: must be an integer"),
+    ({"type": "rtp", "bogus": 1}, "sources.x.bogus: unknown key"),
+    ({"type": "scream", "channels": 9}, "sources.x.channels: must be 1 to 8"),
+    ({"type": "pipe"}, "sources.x.path: missing"),
+    ({"type": "pipe", "path": "/x", "format": "s24le"}, "sources.x.format: must be one of"),
+    ({"type": "rtp", "encoding": "opus", "sample_rate": 44100}, "sources.x: opus over RTP"),
+    ({"type": "rtp", "bind_address": "nowhere"}, "sources.x: bind_address"),
+])
+def test_toml_config_errors_name_the_key(source: dict[str, Any], message: str) -> None:
+    data = {"sinks": {"out": {}}, "sources": {"x": source}}
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        build_engine(parse_config(data, "bad.toml"))
