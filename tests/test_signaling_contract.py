@@ -311,3 +311,29 @@ def test_candidates_with_host_names_are_refused(eng: sinkcast.AudioManager, mess
     mangled = OFFER.replace("a=candidate:", "a=candidate:x 1 udp 1 evil.example 9 typ host\r\na=candidate:", 1)
     with pytest.raises(sinkcast.SignalingError, match="evil.example"):
         eng.handle_incoming_webrtc_signaling_message("s/h2", "offer", mangled)
+
+
+def test_a_callback_may_drop_the_last_reference_to_the_engine() -> None:
+    # The engine is then destroyed on its own dispatcher thread, inside the
+    # callback; the dispatcher must finish without touching freed memory
+    # (the sanitizer build of this test is what catches it).
+    holder: dict[str, Any] = {}
+    done = threading.Event()
+
+    def cb(target: str, type: str, message: str) -> None:
+        e = holder.pop("eng", None)
+        if e is not None:
+            del e  # the last reference: the engine (still open) is destroyed right here
+            done.set()
+
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s")
+    eng.set_python_webrtc_signaling_callback(cb)
+    eng.handle_incoming_webrtc_signaling_message("s/x", "offer", OFFER)
+    holder["eng"] = eng
+    del eng
+    assert done.wait(10)
+    time.sleep(0.5)  # the dispatcher thread winds down on its own
+    with sinkcast.AudioManager(realtime=False) as other:  # the process is fine
+        other.add_sink("t")
+        assert other.render("t", 10).shape == (10, 2)

@@ -55,7 +55,8 @@ AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
     }
     // Sized before the first peer connection exists (the 2-core setRemoteDescription deadlock).
     configure_libdatachannel_once();
-    dispatcher_ = std::make_unique<SignalingDispatcher>([this](const SignalingMessage& m) { deliver_to_handler(m); });
+    dispatcher_ = std::make_unique<SignalingDispatcher>(
+        [slot = handler_slot_](const SignalingMessage& m) { deliver_via(slot, m); });
     std::lock_guard<std::mutex> lock(live_mutex());
     live_set().insert(this);
 }
@@ -399,8 +400,8 @@ void AudioManager::shutdown() {
     dispatcher_->stop();  // delivers what is queued, then joins: no callback runs after this
     std::shared_ptr<SignalingHandler> handler;
     {
-        std::lock_guard<std::mutex> lock(handler_mutex_);
-        handler.swap(handler_);
+        std::lock_guard<std::mutex> lock(handler_slot_->mutex);
+        handler.swap(handler_slot_->handler);
     }
 }
 

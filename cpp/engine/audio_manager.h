@@ -170,7 +170,6 @@ private:
     void close_session_locked(std::string target, bool send_bye, const std::string& reason);
     void close_sessions_of_sink_locked(const std::string& sink_id);
     void reap_session(const std::string& target, const WebRTCSender* sender, const std::string& reason);
-    void deliver_to_handler(const SignalingMessage& message);
     IceConfig ice_config() const;
 
     std::unique_ptr<SignalingDispatcher> dispatcher_;
@@ -179,12 +178,19 @@ private:
     mutable std::mutex signaling_mutex_;
     std::map<std::string, Session> sessions_;
 
-    std::mutex handler_mutex_;
-    std::condition_variable handler_idle_;
-    std::shared_ptr<SignalingHandler> handler_;
-    uint64_t handler_generation_ = 0;
-    bool handler_in_flight_ = false;
-    uint64_t in_flight_generation_ = 0;
+    // The application's handler and its in-flight bookkeeping. Shared with the
+    // dispatcher thread, which never touches the engine itself while delivering:
+    // a callback may drop the last reference to the engine.
+    struct HandlerSlot {
+        std::mutex mutex;
+        std::condition_variable idle;
+        std::shared_ptr<SignalingHandler> handler;
+        uint64_t generation = 0;
+        bool in_flight = false;
+        uint64_t in_flight_generation = 0;
+    };
+    static void deliver_via(const std::shared_ptr<HandlerSlot>& slot, const SignalingMessage& message);
+    std::shared_ptr<HandlerSlot> handler_slot_ = std::make_shared<HandlerSlot>();
 };
 
 // WebRTC peers alive in the process, across all engines (for leak checks).

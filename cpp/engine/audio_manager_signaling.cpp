@@ -54,36 +54,36 @@ IceConfig AudioManager::ice_config() const {
 
 void AudioManager::set_signaling_handler(std::shared_ptr<SignalingHandler> handler) {
     std::shared_ptr<SignalingHandler> old;
+    HandlerSlot& slot = *handler_slot_;
     {
-        std::unique_lock<std::mutex> lock(handler_mutex_);
-        old = std::move(handler_);
-        handler_ = std::move(handler);
-        ++handler_generation_;
+        std::unique_lock<std::mutex> lock(slot.mutex);
+        old = std::move(slot.handler);
+        slot.handler = std::move(handler);
+        ++slot.generation;
         // Wait out a delivery still running with the old handler, so it never
         // runs after we return -- unless we are that delivery.
         if (!dispatcher_->on_dispatcher_thread()) {
-            handler_idle_.wait(lock, [this] {
-                return !handler_in_flight_ || in_flight_generation_ == handler_generation_;
-            });
+            slot.idle.wait(lock, [&slot] { return !slot.in_flight || slot.in_flight_generation == slot.generation; });
         }
     }
     // `old` is released here, with no engine lock held.
 }
 
-void AudioManager::deliver_to_handler(const SignalingMessage& message) {
+void AudioManager::deliver_via(const std::shared_ptr<HandlerSlot>& slot_ref, const SignalingMessage& message) {
+    std::shared_ptr<HandlerSlot> slot = slot_ref;  // keeps the slot alive even if the engine goes away
     std::shared_ptr<SignalingHandler> handler;
     {
-        std::lock_guard<std::mutex> lock(handler_mutex_);
-        handler = handler_;
-        handler_in_flight_ = true;
-        in_flight_generation_ = handler_generation_;
+        std::lock_guard<std::mutex> lock(slot->mutex);
+        handler = slot->handler;
+        slot->in_flight = true;
+        slot->in_flight_generation = slot->generation;
     }
     if (handler) handler->deliver(message);  // the handler never throws (the trampoline catches)
     {
-        std::lock_guard<std::mutex> lock(handler_mutex_);
-        handler_in_flight_ = false;
+        std::lock_guard<std::mutex> lock(slot->mutex);
+        slot->in_flight = false;
     }
-    handler_idle_.notify_all();
+    slot->idle.notify_all();
 }
 
 std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::string& target,

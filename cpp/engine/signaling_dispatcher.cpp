@@ -3,66 +3,67 @@
 namespace sinkcast {
 
 SignalingDispatcher::SignalingDispatcher(std::function<void(const SignalingMessage&)> deliver)
-    : deliver_(std::move(deliver)) {
-    thread_ = std::thread([this] { run(); });
+    : state_(std::make_shared<State>()) {
+    state_->deliver = std::move(deliver);
+    thread_ = std::thread([state = state_] { run(state); });
     thread_id_ = thread_.get_id();
 }
 
 SignalingDispatcher::~SignalingDispatcher() {
     stop();
-    // Destroyed from its own thread (a callback dropped the last engine
-    // reference): the thread cannot join itself, let it finish alone.
+    // Destroyed from its own thread: it cannot join itself; it finishes alone
+    // on its own reference to State.
     if (thread_.joinable()) thread_.detach();
 }
 
 void SignalingDispatcher::post(SignalingMessage message) {
     {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) return;
-        queue_.emplace_back(std::move(message));
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        if (state_->stopping) return;
+        state_->queue.emplace_back(std::move(message));
     }
-    wake_.notify_one();
+    state_->wake.notify_one();
 }
 
 void SignalingDispatcher::post_task(Task task) {
     {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) return;
-        queue_.emplace_back(std::move(task));
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        if (state_->stopping) return;
+        state_->queue.emplace_back(std::move(task));
     }
-    wake_.notify_one();
+    state_->wake.notify_one();
 }
 
 size_t SignalingDispatcher::queued() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return queue_.size();
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->queue.size();
 }
 
 void SignalingDispatcher::stop() {
     {
-        std::lock_guard<std::mutex> lock(mutex_);
-        stopping_ = true;
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->stopping = true;
         // From inside a callback nothing may be delivered after the caller's
         // shutdown() returns, so what is still queued is dropped, not drained.
-        if (on_dispatcher_thread()) queue_.clear();
+        if (on_dispatcher_thread()) state_->queue.clear();
     }
-    wake_.notify_all();
+    state_->wake.notify_all();
     if (on_dispatcher_thread()) return;
     if (thread_.joinable()) thread_.join();
 }
 
-void SignalingDispatcher::run() {
-    std::unique_lock<std::mutex> lock(mutex_);
+void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
+    std::unique_lock<std::mutex> lock(state->mutex);
     for (;;) {
-        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stopping and drained
-        auto item = std::move(queue_.front());
-        queue_.pop_front();
+        state->wake.wait(lock, [&] { return state->stopping || !state->queue.empty(); });
+        if (state->queue.empty()) return;  // stopping and drained
+        auto item = std::move(state->queue.front());
+        state->queue.pop_front();
         lock.unlock();
         // Never let an exception escape into this thread (it would terminate the process).
         try {
             if (auto* message = std::get_if<SignalingMessage>(&item))
-                deliver_(*message);
+                state->deliver(*message);
             else
                 std::get<Task>(item)();
         } catch (...) {

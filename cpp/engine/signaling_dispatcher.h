@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -47,13 +48,19 @@ public:
     size_t queued() const;
 
 private:
-    void run();
+    // The thread owns a reference to this state, so the dispatcher may even be
+    // destroyed from its own thread (a callback dropped the last reference to
+    // the engine): the thread then finishes alone, touching only State.
+    struct State {
+        std::function<void(const SignalingMessage&)> deliver;
+        std::mutex mutex;
+        std::condition_variable wake;
+        std::deque<std::variant<SignalingMessage, Task>> queue;
+        bool stopping = false;
+    };
+    static void run(const std::shared_ptr<State>& state);
 
-    std::function<void(const SignalingMessage&)> deliver_;
-    mutable std::mutex mutex_;
-    std::condition_variable wake_;
-    std::deque<std::variant<SignalingMessage, Task>> queue_;
-    bool stopping_ = false;
+    std::shared_ptr<State> state_;
     std::thread thread_;
     std::thread::id thread_id_;
 };
