@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import sinkcast
 from helpers_subprocess.common import Collector, connect_probe, predict_precheck, probe_offer, recorded_offers
-from webrtc_peer import Listener
+from webrtc_peer import Listener, aiortc_offer
 
 ALLOWED = (sinkcast.SignalingError, sinkcast.UnknownSinkError, TypeError)
 KEEP = "s/keep"
@@ -46,14 +46,6 @@ FUZZ = settings(
 )
 
 
-def aiortc_offer() -> str:
-    async def make() -> str:
-        listener = Listener()
-        sdp = await listener.offer()
-        await listener.close()
-        return sdp
-
-    return asyncio.run(make())
 
 
 BASE_OFFERS = {"aiortc": aiortc_offer(), "probe": probe_offer(), **recorded_offers()}

@@ -14,17 +14,9 @@ from typing import Any
 import pytest
 
 import sinkcast
-from webrtc_peer import Listener
+from webrtc_peer import Listener, aiortc_offer
 
 
-def aiortc_offer() -> str:
-    async def make() -> str:
-        listener = Listener()
-        sdp = await listener.offer()
-        await listener.close()
-        return sdp
-
-    return asyncio.run(make())
 
 
 OFFER = aiortc_offer()

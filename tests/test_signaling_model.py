@@ -54,19 +54,11 @@ import sinkcast
 from helpers_subprocess.common import is_end_of_candidates, predict_precheck, probe_offer, recorded_offers, wait_until
 from sinkcast import _sinkcast as native
 from sinkcast.aio import merge_candidates
-from webrtc_peer import Listener
+from webrtc_peer import Listener, aiortc_offer
 
 # ---------------------------------------------------------------------------- offers
 
 
-def aiortc_offer() -> str:
-    async def make() -> str:
-        listener = Listener()
-        sdp = await listener.offer()
-        await listener.close()
-        return sdp
-
-    return asyncio.run(make())
 
 
 BASE_OFFERS: dict[str, str] = {"probe": probe_offer(), "aiortc": aiortc_offer(), **recorded_offers()}

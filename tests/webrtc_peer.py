@@ -92,3 +92,15 @@ def dominant_frequency(x: np.ndarray, rate: int) -> float:
     a, b, c = np.log(spectrum[k - 1 : k + 2])
     offset = 0.5 * (a - c) / (a - 2 * b + c)
     return float((k + offset) * rate / len(x))
+
+
+def aiortc_offer() -> str:
+    """A real recvonly audio offer from aiortc, made outside any running loop."""
+
+    async def make() -> str:
+        listener = Listener()
+        sdp = await listener.offer()
+        await listener.close()
+        return sdp
+
+    return asyncio.run(make())
