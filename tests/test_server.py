@@ -22,7 +22,6 @@ from sinkcast.config import build_engine, demo_config
 from sinkcast.server import make_app
 from webrtc_peer import Listener, dominant_frequency
 
-pytestmark = pytest.mark.asyncio
 
 
 @pytest_asyncio.fixture
@@ -50,6 +49,7 @@ async def whep_offer() -> tuple[Listener, str]:
     return listener, await listener.offer()
 
 
+@pytest.mark.asyncio
 async def test_whep_post_plays_the_sink(server: tuple[TestServer, ClientSession]) -> None:
     _, http = server
     listener, offer = await whep_offer()
@@ -86,6 +86,7 @@ async def test_whep_post_plays_the_sink(server: tuple[TestServer, ClientSession]
         await listener.close()
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("path", "content_type", "body", "status", "reason"),
     [
@@ -110,6 +111,7 @@ async def test_whep_errors(
         assert (await r.json())["listeners"] == 0
 
 
+@pytest.mark.asyncio
 async def test_cors_preflight(server: tuple[TestServer, ClientSession]) -> None:
     _, http = server
     async with http.options("/whep/tone") as r:
@@ -119,6 +121,7 @@ async def test_cors_preflight(server: tuple[TestServer, ClientSession]) -> None:
         assert "Location" in r.headers["Access-Control-Expose-Headers"]
 
 
+@pytest.mark.asyncio
 async def test_bearer_token(secured: ClientSession) -> None:
     listener, offer = await whep_offer()
     try:
@@ -135,6 +138,7 @@ async def test_bearer_token(secured: ClientSession) -> None:
         await listener.close()
 
 
+@pytest.mark.asyncio
 async def test_status_and_metrics(server: tuple[TestServer, ClientSession]) -> None:
     _, http = server
     await asyncio.sleep(0.2)  # let the clocks mix a few periods
@@ -155,6 +159,7 @@ async def test_status_and_metrics(server: tuple[TestServer, ClientSession]) -> N
     assert "# TYPE sinkcast_sink_listeners gauge" in text
 
 
+@pytest.mark.asyncio
 async def test_page_is_served(server: tuple[TestServer, ClientSession]) -> None:
     _, http = server
     async with http.get("/") as r:
