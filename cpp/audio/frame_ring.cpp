@@ -21,11 +21,6 @@ void FrameRing::detach(ReadCursor* cursor) {
     readers_.erase(std::remove(readers_.begin(), readers_.end(), cursor), readers_.end());
 }
 
-uint64_t FrameRing::write_position() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return write_position_;
-}
-
 size_t FrameRing::buffered_frames(const ReadCursor* cursor) const {
     std::lock_guard<std::mutex> lock(mutex_);
     return static_cast<size_t>(write_position_ - cursor->position);

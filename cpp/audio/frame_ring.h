@@ -83,7 +83,6 @@ public:
         return take;
     }
 
-    uint64_t write_position() const;
     size_t buffered_frames(const ReadCursor* cursor) const;
     uint64_t total_overruns() const;
     uint64_t total_dropped_frames() const;

@@ -8,7 +8,7 @@
 namespace sinkcast {
 
 Resampler::Resampler(double input_rate, double output_rate, int channels)
-    : input_rate_(input_rate), output_rate_(output_rate), channels_(channels), output_frames_(4096) {
+    : channels_(channels), output_frames_(4096) {
     output_.resize(output_frames_ * static_cast<size_t>(channels));
     soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
     soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);

@@ -38,13 +38,9 @@ public:
         return produced;
     }
 
-    // Output frames per input frame.
-    double ratio() const { return output_rate_ / input_rate_; }
-
 private:
     void run(const float* in, size_t in_frames, size_t* used, size_t* made);
 
-    double input_rate_, output_rate_;
     int channels_;
     soxr* handle_ = nullptr;
     std::vector<float> output_;

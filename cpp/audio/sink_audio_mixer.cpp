@@ -58,13 +58,6 @@ bool SinkAudioMixer::set_gain(const std::string& source_id, double gain) {
     return false;
 }
 
-std::vector<std::string> SinkAudioMixer::route_sources() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::vector<std::string> ids;
-    for (const auto& route : routes_) ids.push_back(route->source_id);
-    return ids;
-}
-
 void SinkAudioMixer::mix(float* out, size_t frames) {
     const size_t ch = static_cast<size_t>(channels_);
     for (size_t done = 0; done < frames;) {

@@ -44,7 +44,6 @@ public:
     void add_route(const std::string& source_id, std::shared_ptr<Source> source, double gain);
     bool remove_route(const std::string& source_id);
     bool set_gain(const std::string& source_id, double gain);
-    std::vector<std::string> route_sources() const;
 
     void set_volume(double volume) { volume_.store(volume, std::memory_order_relaxed); }
     double volume() const { return volume_.load(std::memory_order_relaxed); }

@@ -66,33 +66,18 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
         contiguous = nb::module_::import_("numpy").attr("ascontiguousarray")(samples);
         if (!nb::try_cast(contiguous, array, false)) throw nb::type_error("could not make the samples contiguous");
     }
-    int channels;
-    {
-        nb::gil_scoped_release released;
-        channels = engine.source_channels(source_id);
-    }
-    size_t frames;
-    int given_channels;
     if (array.ndim() == 1) {
-        // 1-D is interleaved: frame-major, `channels` samples per frame.
-        if (array.shape(0) % static_cast<size_t>(channels) != 0)
-            throw nb::value_error(("a 1-D push to source '" + source_id + "' is read as interleaved " +
-                                   std::to_string(channels) + "-channel frames, but its length " +
-                                   std::to_string(array.shape(0)) + " is not a multiple of " +
-                                   std::to_string(channels))
-                                      .c_str());
-        frames = array.shape(0) / static_cast<size_t>(channels);
-        given_channels = channels;
-    } else if (array.ndim() == 2) {
-        frames = array.shape(0);
-        given_channels = static_cast<int>(array.shape(1));
-    } else {
+        // 1-D is interleaved, frame-major; the engine splits it by the source's channel count.
+        nb::gil_scoped_release released;
+        engine.push_interleaved(source_id, array.data(), *format, array.shape(0));
+        return;
+    }
+    if (array.ndim() != 2)
         throw nb::value_error(("push() takes samples shaped (frames, channels) or 1-D, got " +
                                std::to_string(array.ndim()) + " dimensions")
                                   .c_str());
-    }
     nb::gil_scoped_release released;
-    engine.push(source_id, array.data(), *format, frames, given_channels);
+    engine.push(source_id, array.data(), *format, array.shape(0), static_cast<int>(array.shape(1)));
 }
 
 nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int64_t frames, nb::handle out) {

@@ -287,20 +287,36 @@ void AudioManager::set_gain(const std::string& source_id, const std::string& sin
 
 // ---- audio in and out ----
 
+std::shared_ptr<Source> AudioManager::find_source(const std::string& source_id) const {
+    ensure_open();
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    return find_source_locked(source_id);
+}
+
 void AudioManager::push(const std::string& source_id, const void* data, SampleFormat format, size_t frames,
                         int channels) {
-    ensure_open();
-    std::shared_ptr<Source> source;
-    {
-        std::shared_lock<std::shared_mutex> lock(registry_mutex_);
-        source = find_source_locked(source_id);
-    }
-    auto* pushable = dynamic_cast<PushSource*>(source.get());
+    push_into(source_id, *find_source(source_id), data, format, frames, channels);
+}
+
+void AudioManager::push_interleaved(const std::string& source_id, const void* data, SampleFormat format,
+                                    size_t samples) {
+    auto source = find_source(source_id);  // one lookup: the source also says how to read the samples
+    const size_t channels = static_cast<size_t>(source->channels());
+    if (samples % channels != 0)
+        throw std::invalid_argument("a 1-D push to source '" + source_id + "' is read as interleaved " +
+                                    std::to_string(channels) + "-channel frames, but its length " +
+                                    std::to_string(samples) + " is not a multiple of " + std::to_string(channels));
+    push_into(source_id, *source, data, format, samples / channels, static_cast<int>(channels));
+}
+
+void AudioManager::push_into(const std::string& source_id, Source& source, const void* data, SampleFormat format,
+                             size_t frames, int channels) {
+    auto* pushable = dynamic_cast<PushSource*>(&source);
     if (!pushable)
-        throw std::invalid_argument("source '" + source_id + "' is a " + source->kind() +
+        throw std::invalid_argument("source '" + source_id + "' is a " + source.kind() +
                                     " source; only sources made with add_source() take push()");
-    if (channels != source->channels())
-        throw std::invalid_argument("source '" + source_id + "' has " + std::to_string(source->channels()) +
+    if (channels != source.channels())
+        throw std::invalid_argument("source '" + source_id + "' has " + std::to_string(source.channels()) +
                                     " channel(s), the pushed audio has " + std::to_string(channels));
     if (!all_samples_finite(data, format, frames * static_cast<size_t>(channels)))
         throw std::invalid_argument("pushed audio for source '" + source_id +

@@ -112,6 +112,8 @@ public:
     // before anything is queued. `samples` = frames * channels.
     void push(const std::string& source_id, const void* data, SampleFormat format, size_t frames,
               int channels);
+    // The same for 1-D interleaved samples: the source's channel count splits them into frames.
+    void push_interleaved(const std::string& source_id, const void* data, SampleFormat format, size_t samples);
     int source_channels(const std::string& source_id) const;
     int sink_channels(const std::string& sink_id) const;
 
@@ -150,6 +152,9 @@ protected:
 private:
     std::shared_ptr<Sink> find_sink_locked(const std::string& id) const;
     std::shared_ptr<Source> find_source_locked(const std::string& id) const;
+    std::shared_ptr<Source> find_source(const std::string& id) const;
+    void push_into(const std::string& source_id, Source& source, const void* data, SampleFormat format,
+                   size_t frames, int channels);
     void add_source_object(const std::string& id, std::shared_ptr<Source> source);
 
     ManagerConfig config_;

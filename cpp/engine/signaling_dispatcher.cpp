@@ -34,11 +34,6 @@ void SignalingDispatcher::post_task(Task task) {
     state_->wake.notify_one();
 }
 
-size_t SignalingDispatcher::queued() const {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    return state_->queue.size();
-}
-
 void SignalingDispatcher::stop() {
     {
         std::lock_guard<std::mutex> lock(state_->mutex);

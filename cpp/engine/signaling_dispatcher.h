@@ -45,7 +45,6 @@ public:
     void stop();
 
     bool on_dispatcher_thread() const { return std::this_thread::get_id() == thread_id_; }
-    size_t queued() const;
 
 private:
     // The thread owns a reference to this state, so the dispatcher may even be

@@ -32,11 +32,6 @@ void SinkStreamer::remove_listener(const WebRTCSender* sender) {
     // `old` is released here, outside the lock.
 }
 
-size_t SinkStreamer::listener_count() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return listeners_->size();
-}
-
 void SinkStreamer::on_pcm(const float* frames, size_t count) {
     std::shared_ptr<const ListenerList> listeners;
     {
@@ -64,11 +59,13 @@ void SinkStreamer::on_pcm(const float* frames, size_t count) {
         frames_encoded_.fetch_add(1, std::memory_order_relaxed);
         bytes_encoded_.fetch_add(bytes, std::memory_order_relaxed);
         // The same packet for everyone: per listener it is only packetizing, SRTP and the send.
+        uint64_t sent = 0;
         for (const auto& l : *listeners) {
             if (!l->track_open()) continue;
             l->send_frame(packet_.data(), bytes, duration);
-            packets_fanned_out_.fetch_add(1, std::memory_order_relaxed);
+            ++sent;
         }
+        packets_fanned_out_.fetch_add(sent, std::memory_order_relaxed);  // one atomic per frame, not per listener
     }
 }
 

@@ -26,7 +26,6 @@ public:
 
     void add_listener(std::shared_ptr<WebRTCSender> sender);
     void remove_listener(const WebRTCSender* sender);
-    size_t listener_count() const;
 
     // Mixer thread only. Encodes and sends every completed frame.
     void on_pcm(const float* frames, size_t count);

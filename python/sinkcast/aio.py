@@ -103,6 +103,12 @@ class AsyncSignaling:
             if asyncio.iscoroutine(result):
                 self.loop.create_task(result)
 
+    def _discard_stale(self, target: str) -> None:
+        # Messages left from an earlier session on this target must not pass for the new one's.
+        queue = self._queue(target)
+        while not queue.empty():
+            queue.get_nowait()
+
     def _queue(self, target: str) -> asyncio.Queue[Message]:
         queue = self._queues.get(target)
         if queue is None:
@@ -128,17 +134,13 @@ class AsyncSignaling:
         With gather=True (for peers that do not trickle, like WHEP players) it
         waits for the engine's end of candidates and returns the answer with
         every candidate in it; otherwise the candidates follow as messages."""
-        queue = self._queue(target)
-        while not queue.empty():
-            queue.get_nowait()
+        self._discard_stale(target)
         await self.send(target, "offer", offer)
         return await self._collect_description(target, "answer", timeout, gather)
 
     async def request_offer(self, target: str, *, timeout: float = 10.0, gather: bool = True) -> str:
         """Opens a session where the engine offers; returns its offer. Answer with send(target, "answer", sdp)."""
-        queue = self._queue(target)
-        while not queue.empty():
-            queue.get_nowait()
+        self._discard_stale(target)
         await self.send(target, "request_offer", "")
         return await self._collect_description(target, "offer", timeout, gather)
 
@@ -146,6 +148,7 @@ class AsyncSignaling:
         queue = self._queue(target)
         candidates: list[str] = []
         description: str | None = None
+        ended = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -164,13 +167,11 @@ class AsyncSignaling:
                     return description
             elif type == "candidate":
                 if _is_end_of_candidates(message):
-                    if description is not None:
-                        return merge_candidates(description, candidates)
-                    candidates.append(message)
+                    ended = True
                 else:
                     candidates.append(message)
-            if description is not None and any(_is_end_of_candidates(c) for c in candidates):
-                return merge_candidates(description, [c for c in candidates if not _is_end_of_candidates(c)])
+            if description is not None and ended:
+                return merge_candidates(description, candidates)
 
     async def next_message(self, target: str, timeout: float | None = None) -> Message:
         """The next (type, message) the engine sent to `target`."""
