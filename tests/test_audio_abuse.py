@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import sinkcast
-from helpers_subprocess.common import Collector, connect_probe, dominant_frequency
+from helpers_subprocess.common import Collector, connect_probe
+from webrtc_peer import dominant_frequency
 
 RATE = 48000
 THREADS = 8

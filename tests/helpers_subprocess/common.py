@@ -137,17 +137,6 @@ def probe_offer() -> str:
         probe.close()
 
 
-def dominant_frequency(x: Any, rate: int) -> float:
-    import numpy as np
-
-    x = x - np.mean(x)
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) + 1e-12
-    k = int(np.argmax(spectrum[1:-1])) + 1
-    a, b, c = np.log(spectrum[k - 1 : k + 2])
-    offset = 0.5 * (a - c) / (a - 2 * b + c)
-    return float((k + offset) * rate / len(x))
-
-
 # ---- what the engine must say before it looks at any session (DESIGN.md, signaling contract)
 
 SIGNALING_TYPES = ("offer", "answer", "candidate", "bye", "request_offer")
