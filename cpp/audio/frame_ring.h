@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -21,8 +22,10 @@ namespace sinkcast {
 struct ReadCursor {
     uint64_t position = 0;      // absolute frame index of the next frame to read
     bool primed = false;        // jitter prebuffer reached since the last underrun
-    uint64_t dropped_frames = 0;  // frames overwritten before this reader got them
-    uint64_t overruns = 0;        // times that happened
+    // Written under the ring's lock by the pushing thread, read by stats() from
+    // any thread: atomic, so that read needs no lock and is no data race.
+    std::atomic<uint64_t> dropped_frames{0};  // frames overwritten before this reader got them
+    std::atomic<uint64_t> overruns{0};        // times that happened
 };
 
 class FrameRing {

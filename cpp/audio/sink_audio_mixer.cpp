@@ -102,8 +102,8 @@ MixerStats SinkAudioMixer::stats() const {
         r.source_id = route->source_id;
         r.gain = route->gain.load(std::memory_order_relaxed);
         r.underruns = route->underruns;
-        r.overruns = route->cursor.ring.overruns;
-        r.dropped_frames = route->cursor.ring.dropped_frames;
+        r.overruns = route->cursor.ring.overruns.load(std::memory_order_relaxed);
+        r.dropped_frames = route->cursor.ring.dropped_frames.load(std::memory_order_relaxed);
         r.buffered_frames = route->source->buffered_frames(route->cursor);
         s.routes.push_back(std::move(r));
     }
