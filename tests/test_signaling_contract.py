@@ -310,9 +310,15 @@ def test_a_callback_may_drop_the_last_reference_to_the_engine() -> None:
     # callback; the dispatcher must finish without touching freed memory
     # (the sanitizer build of this test is what catches it).
     holder: dict[str, Any] = {}
+    released = threading.Event()  # the main thread holds no reference any more
     done = threading.Event()
 
     def cb(target: str, type: str, message: str) -> None:
+        # The answer may be delivered before handle_incoming... has returned to
+        # the main thread; wait (GIL released) until it has, so that the
+        # reference popped here really is the last one.
+        if not released.wait(10):
+            return
         e = holder.pop("eng", None)
         if e is not None:
             del e  # the last reference: the engine (still open) is destroyed right here
@@ -321,9 +327,11 @@ def test_a_callback_may_drop_the_last_reference_to_the_engine() -> None:
     eng = sinkcast.AudioManager(bind_address="127.0.0.1")
     eng.add_sink("s")
     eng.set_python_webrtc_signaling_callback(cb)
-    eng.handle_incoming_webrtc_signaling_message("s/x", "offer", OFFER)
     holder["eng"] = eng
     del eng
+    # The bound method's temporary reference is gone once this call returns.
+    holder["eng"].handle_incoming_webrtc_signaling_message("s/x", "offer", OFFER)
+    released.set()
     assert done.wait(10)
     time.sleep(0.5)  # the dispatcher thread winds down on its own
     with sinkcast.AudioManager(realtime=False) as other:  # the process is fine
