@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,31 +14,50 @@ from reference_mix import channel_matrix, mix
 
 
 @st.composite
-def mixes(draw: st.DrawFn) -> tuple[int, float, int, list[tuple[int, float, int]]]:
+def mixes(draw: st.DrawFn) -> tuple[int, float, int, list[Source]]:
     sink_channels = draw(st.sampled_from([1, 2]))
     volume = draw(st.floats(0.0, 4.0))
     frames = draw(st.integers(0, 3000))
     n = draw(st.integers(0, 8))
     sources = [
-        (draw(st.integers(1, 8)), draw(st.floats(0.0, 4.0)), draw(st.integers(0, 2**31 - 1)))
+        Source(
+            channels=draw(st.integers(1, 8)),
+            gain=draw(st.floats(0.0, 4.0)),
+            seed=draw(st.integers(0, 2**31 - 1)),
+            # float32 input may go past full scale; the mix clips only at the end
+            amplitude=draw(st.sampled_from([1.0, 3.0])),
+            # fewer frames than rendered: the rest is an underrun, i.e. silence
+            pushed=draw(st.integers(0, frames)) if draw(st.booleans()) else frames,
+        )
         for _ in range(n)
     ]
     return sink_channels, volume, frames, sources
 
 
-@settings(max_examples=150, deadline=None)
+@dataclass
+class Source:
+    channels: int
+    gain: float
+    seed: int
+    amplitude: float
+    pushed: int
+
+
+@settings(max_examples=200, deadline=None)
 @given(mixes())
-def test_mix_matches_numpy_reference(case: tuple[int, float, int, list[tuple[int, float, int]]]) -> None:
+def test_mix_matches_numpy_reference(case: tuple[int, float, int, list[Source]]) -> None:
     sink_channels, volume, frames, sources = case
     with sinkcast.AudioManager(realtime=False) as eng:
         eng.add_sink("out", channels=sink_channels, volume=volume)
         reference = []
-        for i, (channels, gain, seed) in enumerate(sources):
-            samples = np.random.default_rng(seed).uniform(-1, 1, (frames, channels)).astype(np.float32)
-            eng.add_source(f"s{i}", channels=channels)
-            eng.connect(f"s{i}", "out", gain=gain)
-            eng.push(f"s{i}", samples)
-            reference.append((samples, gain))
+        for i, src in enumerate(sources):
+            rng = np.random.default_rng(src.seed)
+            samples = rng.uniform(-src.amplitude, src.amplitude, (frames, src.channels)).astype(np.float32)
+            samples[src.pushed:] = 0.0
+            eng.add_source(f"s{i}", channels=src.channels)
+            eng.connect(f"s{i}", "out", gain=src.gain)
+            eng.push(f"s{i}", samples[: src.pushed])
+            reference.append((samples, src.gain))
         got = eng.render("out", frames)
     assert got.dtype == np.float32 and got.shape == (frames, sink_channels)
     expected = mix(reference, sink_channels, volume) if reference else np.zeros((frames, sink_channels))

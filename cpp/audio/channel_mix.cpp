@@ -1,7 +1,6 @@
 #include "audio/channel_mix.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 
@@ -58,10 +57,32 @@ ChannelMatrix standard_channel_matrix(int source_channels, int sink_channels) {
     return m;
 }
 
+bool is_identity(const ChannelMatrix& m) {
+    if (m.source_channels != m.sink_channels) return false;
+    for (int o = 0; o < m.sink_channels; ++o)
+        for (int i = 0; i < m.source_channels; ++i)
+            if (m.coefficient[o][i] != (o == i ? 1.0 : 0.0)) return false;
+    return true;
+}
+
 namespace {
+
+// The loops below are kept separate and simple so the compiler vectorizes each.
+
+SINKCAST_HOT_LOOP void set_scaled(const float* in, size_t n, double g, double* acc) {
+    for (size_t i = 0; i < n; ++i) acc[i] = g * static_cast<double>(in[i]);
+}
 
 SINKCAST_HOT_LOOP void add_scaled(const float* in, size_t n, double g, double* acc) {
     for (size_t i = 0; i < n; ++i) acc[i] += g * static_cast<double>(in[i]);
+}
+
+SINKCAST_HOT_LOOP void set_mono_to_stereo(const float* in, size_t frames, double gl, double gr, double* acc) {
+    for (size_t f = 0; f < frames; ++f) {
+        const double s = in[f];
+        acc[2 * f] = gl * s;
+        acc[2 * f + 1] = gr * s;
+    }
 }
 
 SINKCAST_HOT_LOOP void add_mono_to_stereo(const float* in, size_t frames, double gl, double gr, double* acc) {
@@ -72,56 +93,81 @@ SINKCAST_HOT_LOOP void add_mono_to_stereo(const float* in, size_t frames, double
     }
 }
 
-}  // namespace
-
-SINKCAST_HOT_LOOP double finish_mix(const double* acc, size_t samples, double volume, float* out) {
-    // Written as two simple loops so both vectorize: clamp-and-convert, then the
-    // peak as an integer max over |sample| bit patterns (for non-negative floats
-    // the bit order is the numeric order, and integer max reductions vectorize
-    // where floating-point ones do not).
-    for (size_t i = 0; i < samples; ++i) {
-        double v = volume * acc[i];
-        v = v < -1.0 ? -1.0 : v;
-        v = v > 1.0 ? 1.0 : v;
-        out[i] = static_cast<float>(v);
+// out = clip(k * in, -1, 1) in float; returns the pre-clip peak and counts clipped samples.
+SINKCAST_HOT_LOOP float scale_clip(const float* in, size_t n, float k, float* out, uint64_t* clipped) {
+    float peak = 0.0f;
+    uint32_t over = 0;  // n is at most one block, far below 2^32
+    for (size_t i = 0; i < n; ++i) {
+        float v = k * in[i];
+        float a = v < 0.0f ? -v : v;
+        peak = peak > a ? peak : a;
+        over += a > 1.0f;
+        v = v < -1.0f ? -1.0f : v;
+        v = v > 1.0f ? 1.0f : v;
+        out[i] = v;
     }
-    uint32_t peak_bits = 0;
-    for (size_t i = 0; i < samples; ++i) {
-        uint32_t bits = std::bit_cast<uint32_t>(out[i]) & 0x7fffffffu;
-        peak_bits = peak_bits > bits ? peak_bits : bits;
-    }
-    const float peak = std::bit_cast<float>(peak_bits);
-    if (peak < 1.0f) return peak;
-    // Something reached full scale: find the true pre-clip peak (rare, so scalar is fine).
-    double true_peak = 0.0;
-    for (size_t i = 0; i < samples; ++i) true_peak = std::max(true_peak, std::fabs(volume * acc[i]));
-    return true_peak;
+    *clipped += over;
+    return peak;
 }
 
-void accumulate(const float* in, size_t frames, const ChannelMatrix& matrix, double gain, double* acc) {
+// Any matrix, frame by frame (the layouts above cover the common cases).
+void mix_general(const float* in, size_t frames, const ChannelMatrix& matrix, double gain, bool overwrite,
+                 double* acc) {
     const int in_ch = matrix.source_channels;
     const int out_ch = matrix.sink_channels;
-    // The common layouts get loops the compiler vectorizes.
-    if (in_ch == out_ch && (in_ch == 1 || (matrix.coefficient[0][0] == 1.0 && matrix.coefficient[0][1] == 0.0 &&
-                                           matrix.coefficient[1][0] == 0.0 && matrix.coefficient[1][1] == 1.0))) {
-        add_scaled(in, frames * static_cast<size_t>(in_ch), gain * (in_ch == 1 ? matrix.coefficient[0][0] : 1.0),
-                   acc);
-        return;
-    }
-    if (in_ch == 1 && out_ch == 2) {
-        add_mono_to_stereo(in, frames, gain * matrix.coefficient[0][0], gain * matrix.coefficient[1][0], acc);
-        return;
-    }
     double c[kMaxSinkChannels][kMaxSourceChannels];
     for (int o = 0; o < out_ch; ++o)
         for (int i = 0; i < in_ch; ++i) c[o][i] = gain * matrix.coefficient[o][i];
     for (size_t f = 0; f < frames; ++f) {
         const float* frame = in + f * static_cast<size_t>(in_ch);
+        double* dst = acc + f * static_cast<size_t>(out_ch);
         for (int o = 0; o < out_ch; ++o) {
             double sum = 0.0;
             for (int i = 0; i < in_ch; ++i) sum += c[o][i] * static_cast<double>(frame[i]);
-            acc[f * static_cast<size_t>(out_ch) + static_cast<size_t>(o)] += sum;
+            dst[o] = overwrite ? sum : dst[o] + sum;
         }
+    }
+}
+
+}  // namespace
+
+SINKCAST_HOT_LOOP double finish_mix(const double* acc, size_t samples, double volume, float* out,
+                                     uint64_t* clipped) {
+    // One pass: scale, peak, count and clip. Branch-free so it vectorizes (the
+    // file is built with finite math: inputs were checked finite on push).
+    double peak = 0.0;
+    uint32_t over = 0;  // samples is at most one block, far below 2^32
+    for (size_t i = 0; i < samples; ++i) {
+        double v = volume * acc[i];
+        double a = v < 0.0 ? -v : v;
+        peak = peak > a ? peak : a;
+        over += a > 1.0;
+        v = v < -1.0 ? -1.0 : v;
+        v = v > 1.0 ? 1.0 : v;
+        out[i] = static_cast<float>(v);
+    }
+    *clipped += over;
+    return peak;
+}
+
+void MixTarget::add(const float* in, size_t offset, size_t frames, const ChannelMatrix& matrix, double gain) {
+    const int in_ch = matrix.source_channels;
+    if (out_) {  // direct: the mixer only chooses this for one route with an identity map
+        const size_t samples = frames * sink_channels_;
+        const float k = static_cast<float>(volume_ * gain);
+        direct_peak_ = std::max(direct_peak_, static_cast<double>(
+                                                  scale_clip(in, samples, k, out_ + offset * sink_channels_, &direct_clipped_)));
+        return;
+    }
+    double* acc = acc_ + offset * sink_channels_;
+    if (is_identity(matrix)) {
+        const size_t samples = frames * static_cast<size_t>(in_ch);
+        overwrite_ ? set_scaled(in, samples, gain, acc) : add_scaled(in, samples, gain, acc);
+    } else if (in_ch == 1 && matrix.sink_channels == 2) {
+        const double gl = gain * matrix.coefficient[0][0], gr = gain * matrix.coefficient[1][0];
+        overwrite_ ? set_mono_to_stereo(in, frames, gl, gr, acc) : add_mono_to_stereo(in, frames, gl, gr, acc);
+    } else {
+        mix_general(in, frames, matrix, gain, overwrite_, acc);
     }
 }
 

@@ -13,10 +13,9 @@ ToneSource::ToneSource(double frequency_hz, double amplitude)
     : Source(1), frequency_hz_(frequency_hz), amplitude_(amplitude) {}
 
 size_t ToneSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
-                            double* acc) {
+                            MixTarget& target) {
     float chunk[kChunk];
     const double step = frequency_hz_ / kEngineRate;
-    const size_t out_ch = static_cast<size_t>(matrix.sink_channels);
     for (size_t done = 0; done < frames;) {
         size_t n = std::min(kChunk, frames - done);
         for (size_t i = 0; i < n; ++i) {
@@ -24,7 +23,7 @@ size_t ToneSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMat
             cursor.phase += step;
             if (cursor.phase >= 1.0) cursor.phase -= 1.0;  // keep precision over hours
         }
-        accumulate(chunk, n, matrix, gain, acc + done * out_ch);
+        target.add(chunk, done, n, matrix, gain);
         done += n;
     }
     return frames;
@@ -39,9 +38,8 @@ void NoiseSource::attach(RouteCursor& cursor) {
 }
 
 size_t NoiseSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
-                             double* acc) {
+                             MixTarget& target) {
     float chunk[kChunk];
-    const size_t out_ch = static_cast<size_t>(matrix.sink_channels);
     uint64_t x = cursor.noise_state;
     for (size_t done = 0; done < frames;) {
         size_t n = std::min(kChunk, frames - done);
@@ -53,7 +51,7 @@ size_t NoiseSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMa
             double u = static_cast<double>(x >> 40) * (2.0 / 16777216.0) - 1.0;
             chunk[i] = static_cast<float>(amplitude_ * u);
         }
-        accumulate(chunk, n, matrix, gain, acc + done * out_ch);
+        target.add(chunk, done, n, matrix, gain);
         done += n;
     }
     cursor.noise_state = x;

@@ -14,7 +14,7 @@ public:
     double amplitude() const { return amplitude_; }
     void attach(RouteCursor& cursor) override { cursor.phase = 0.0; }
     size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
-                    double* acc) override;
+                    MixTarget& target) override;
 
 private:
     double frequency_hz_, amplitude_;
@@ -27,7 +27,7 @@ public:
     double amplitude() const { return amplitude_; }
     void attach(RouteCursor& cursor) override;
     size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
-                    double* acc) override;
+                    MixTarget& target) override;
 
 private:
     double amplitude_;

@@ -36,11 +36,10 @@ void PushSource::push(const void* data, SampleFormat format, size_t frames) {
 }
 
 size_t PushSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
-                            double* acc) {
-    const size_t out_ch = static_cast<size_t>(matrix.sink_channels);
+                            MixTarget& target) {
     // Accumulates straight from the ring: no intermediate copy on the mixer path.
     return ring_.read(&cursor.ring, frames, prebuffer_frames_, [&](const float* src, size_t offset, size_t n) {
-        accumulate(src, n, matrix, gain, acc + offset * out_ch);
+        target.add(src, offset, n, matrix, gain);
     });
 }
 

@@ -28,7 +28,7 @@ public:
     void attach(RouteCursor& cursor) override { ring_.attach(&cursor.ring); }
     void detach(RouteCursor& cursor) override { ring_.detach(&cursor.ring); }
     size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
-                    double* acc) override;
+                    MixTarget& target) override;
     size_t buffered_frames(const RouteCursor& cursor) const override { return ring_.buffered_frames(&cursor.ring); }
     SourceCounters counters() const override;
 

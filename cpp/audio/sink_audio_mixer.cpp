@@ -1,7 +1,6 @@
 #include "audio/sink_audio_mixer.h"
 
 #include <algorithm>
-#include <cmath>
 
 namespace sinkcast {
 
@@ -68,24 +67,52 @@ void SinkAudioMixer::mix(float* out, size_t frames) {
 }
 
 void SinkAudioMixer::mix_block(float* out, size_t frames) {
-    const size_t samples = frames * static_cast<size_t>(channels_);
-    double* acc = acc_.data();
-    std::fill(acc, acc + samples, 0.0);
+    const size_t ch = static_cast<size_t>(channels_);
+    const size_t samples = frames * ch;
+    const double volume = volume_.load(std::memory_order_relaxed);
     std::lock_guard<std::mutex> lock(mutex_);
+
+    // One route with an identity map (the most common sink): straight to the
+    // output, no accumulator.
+    if (routes_.size() == 1 && is_identity(routes_.front()->matrix)) {
+        Route& route = *routes_.front();
+        MixTarget target = MixTarget::direct(out, channels_, volume);
+        size_t got = mix_route(route, frames, target);
+        std::fill(out + got * ch, out + samples, 0.0f);
+        record_block(frames, target.direct_peak(), target.direct_clipped());
+        return;
+    }
+
+    double* acc = acc_.data();
+    MixTarget target = MixTarget::accumulator(acc, channels_);
+    size_t written = 0;  // frames of acc holding this period's audio; the rest is stale
     for (auto& route : routes_) {
-        double gain = route->gain.load(std::memory_order_relaxed);
-        size_t got = route->source->mix_into(route->cursor, frames, route->matrix, gain, acc);
-        if (got < frames) {
-            route->underruns += 1;
-            route->source->count_underrun();
+        // The first route that has audio stores instead of adding: no zero-fill pass.
+        target.set_overwrite(written == 0);
+        size_t got = mix_route(*route, frames, target);
+        if (written == 0 && got > 0) {
+            std::fill(acc + got * ch, acc + samples, 0.0);
+            written = frames;
         }
     }
-    const double volume = volume_.load(std::memory_order_relaxed);
-    const double peak = finish_mix(acc, samples, volume, out);
+    if (written == 0) std::fill(acc, acc + samples, 0.0);
+
     uint64_t clipped = 0;
-    if (peak > 1.0) {  // rare: count only when something clipped
-        for (size_t i = 0; i < samples; ++i) clipped += std::fabs(volume * acc[i]) > 1.0;
+    const double peak = finish_mix(acc, samples, volume, out, &clipped);
+    record_block(frames, peak, clipped);
+}
+
+size_t SinkAudioMixer::mix_route(Route& route, size_t frames, MixTarget& target) {
+    const double gain = route.gain.load(std::memory_order_relaxed);
+    size_t got = route.source->mix_into(route.cursor, frames, route.matrix, gain, target);
+    if (got < frames) {
+        route.underruns += 1;
+        route.source->count_underrun();
     }
+    return got;
+}
+
+void SinkAudioMixer::record_block(size_t frames, double peak, uint64_t clipped) {
     frames_mixed_ += frames;
     clipped_samples_ += clipped;
     peak_ = static_cast<float>(std::min(peak, 1.0));

@@ -64,6 +64,9 @@ private:
     };
 
     void mix_block(float* out, size_t frames);
+    // Both called with mutex_ held.
+    size_t mix_route(Route& route, size_t frames, MixTarget& target);
+    void record_block(size_t frames, double peak, uint64_t clipped);
 
     int channels_;
     size_t max_block_frames_;

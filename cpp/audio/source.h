@@ -43,11 +43,11 @@ public:
     virtual void attach(RouteCursor& cursor) = 0;
     virtual void detach(RouteCursor&) {}
 
-    // Adds `gain * matrix * audio` for up to `frames` frames into `acc`
-    // (interleaved, sink channels). Returns the frames that had audio; the
-    // rest is silence and the caller counts an underrun.
+    // Hands up to `frames` frames of audio, in order from frame 0 of the period,
+    // to `target.add()` with this route's matrix and gain. Returns the frames
+    // that had audio; the rest is silence and the caller counts an underrun.
     virtual size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
-                            double* acc) = 0;
+                            MixTarget& target) = 0;
 
     // Frames queued for this route (0 for generators).
     virtual size_t buffered_frames(const RouteCursor&) const { return 0; }

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "bindings/py_audio_manager.h"
+#include "engine/sink.h"
 #include "bindings/stats_dict.h"
 
 namespace nb = nanobind;
@@ -92,12 +93,13 @@ nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int
             throw nb::type_error("render(out=...) takes a writable C-contiguous float32 array shaped (frames, channels)");
         {
             nb::gil_scoped_release released;
-            size_t channels = static_cast<size_t>(engine.sink_channels(sink_id));
+            std::shared_ptr<Sink> sink = engine.manual_sink(sink_id);
+            size_t channels = static_cast<size_t>(sink->config().channels);
             if (target.shape(0) != static_cast<size_t>(frames) || target.shape(1) != channels)
                 throw std::invalid_argument("render(out=...) needs shape (" + std::to_string(frames) + ", " +
                                             std::to_string(channels) + "), got (" + std::to_string(target.shape(0)) +
                                             ", " + std::to_string(target.shape(1)) + ")");
-            engine.render(sink_id, target.data(), static_cast<size_t>(frames));
+            sink->render(target.data(), static_cast<size_t>(frames));
         }
         return nb::borrow(out);
     }
@@ -110,16 +112,17 @@ nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int
         numpy_empty = nb::object(np.attr("empty")).release().ptr();
         float32 = nb::object(np.attr("float32")).release().ptr();
     }
-    int channels;
+    std::shared_ptr<Sink> sink;
     {
         nb::gil_scoped_release released;
-        channels = engine.sink_channels(sink_id);
+        sink = engine.manual_sink(sink_id);
     }
-    nb::object array = nb::borrow(numpy_empty)(nb::make_tuple(frames, channels), nb::borrow(float32));
+    nb::object array = nb::borrow(numpy_empty)(nb::make_tuple(frames, sink->config().channels), nb::borrow(float32));
     auto target = nb::cast<nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu>>(array, false);
     {
         nb::gil_scoped_release released;
-        engine.render(sink_id, target.data(), static_cast<size_t>(frames));
+        sink->render(target.data(), static_cast<size_t>(frames));
+        sink.reset();  // the last reference may be ours: free the sink without the GIL
     }
     return array;
 }

@@ -141,12 +141,6 @@ std::vector<std::string> AudioManager::sink_ids() const {
     return ids;
 }
 
-int AudioManager::sink_channels(const std::string& sink_id) const {
-    ensure_open();
-    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
-    return find_sink_locked(sink_id)->config().channels;
-}
-
 // ---- sources ----
 
 void AudioManager::add_source_object(const std::string& id, std::shared_ptr<Source> source) {
@@ -326,17 +320,17 @@ void AudioManager::push_into(const std::string& source_id, Source& source, const
 }
 
 void AudioManager::render(const std::string& sink_id, float* out, size_t frames) {
+    manual_sink(sink_id)->render(out, frames);
+}
+
+std::shared_ptr<Sink> AudioManager::manual_sink(const std::string& sink_id) const {
     ensure_open();
     if (config_.realtime)
         throw ClockModeError(
             "render() needs a manual-clock engine (AudioManager(realtime=False)); a real-time sink is "
             "mixed by its own thread, read it with open_tap()");
-    std::shared_ptr<Sink> sink;
-    {
-        std::shared_lock<std::shared_mutex> lock(registry_mutex_);
-        sink = find_sink_locked(sink_id);
-    }
-    sink->render(out, frames);
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    return find_sink_locked(sink_id);
 }
 
 std::shared_ptr<PcmTap> AudioManager::open_tap(const std::string& sink_id, double seconds) {

@@ -70,8 +70,8 @@ public:
     void attach(RouteCursor& cursor) override { inner_.attach(cursor); }
     void detach(RouteCursor& cursor) override { inner_.detach(cursor); }
     size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
-                    double* acc) override {
-        return inner_.mix_into(cursor, frames, matrix, gain, acc);
+                    MixTarget& target) override {
+        return inner_.mix_into(cursor, frames, matrix, gain, target);
     }
     size_t buffered_frames(const RouteCursor& cursor) const override { return inner_.buffered_frames(cursor); }
     SourceCounters counters() const override;
