@@ -424,10 +424,27 @@ class SignalingMachine(RuleBasedStateMachine):
         self.tags[tag] = (target, pt)
         self.accepted.setdefault(target, []).append(mid or "0")
         session = self.sessions[target]
-        msgs = self.wait_for(target, lambda ms: any(t == "candidate" and is_end_of_candidates(m)
-                                                   for t, m in ms[session.mark:]))
-        answer = next(m for t, m in msgs[session.mark:] if t == "answer")
-        probe.accept_answer(merge_candidates(answer, [m for t, m in msgs[session.mark:] if t == "candidate"]))
+
+        # Messages of the session this offer replaced may still be in the
+        # dispatcher's queue (another rule's offer is not waited for), so they can
+        # land after the mark. They all come before this session's own (one FIFO),
+        # and this session's answer is the one that carries the probe's mid (the
+        # other rules tag their offers with unique mids).
+        def own_messages(ms: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+            after = ms[session.mark:]
+            for i, (t, m) in enumerate(after):
+                if t == "answer" and audio_mid_and_opus(m)[0] == mid:
+                    return after[i:]
+            return None
+
+        def gathered(ms: list[tuple[str, str]]) -> bool:
+            own = own_messages(ms)
+            return own is not None and any(t == "candidate" and is_end_of_candidates(m) for t, m in own)
+
+        own = own_messages(self.wait_for(target, gathered))
+        assert own is not None
+        answer = own[0][1]
+        probe.accept_answer(merge_candidates(answer, [m for t, m in own if t == "candidate"]))
         wait_until(lambda: probe.packets > 0, 10.0)
         TOTALS["real_connections"] += 1
 
