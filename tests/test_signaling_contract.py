@@ -268,7 +268,7 @@ def test_removed_listeners_free_their_peers_and_threads() -> None:
 
 
 def test_ice_configuration_is_used() -> None:
-    with sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(47100, 47110),
+    with sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(20100, 20110),
                                ice_servers=["stun:127.0.0.1:3478"]) as eng:
         eng.add_sink("s")
         got: list[str] = []
@@ -276,7 +276,7 @@ def test_ice_configuration_is_used() -> None:
         eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
         wait_until(lambda: any("127.0.0.1" in c for c in got))
         ports = [int(p) for c in got for p in re.findall(r"127\.0\.0\.1 (\d+) typ", c)]
-        assert ports and all(47100 <= p <= 47110 for p in ports)
+        assert ports and all(20100 <= p <= 20110 for p in ports)
 
 
 def test_bad_ice_server_is_refused() -> None:

