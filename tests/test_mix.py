@@ -202,3 +202,17 @@ def test_render_into_a_buffer(manual: sinkcast.AudioManager) -> None:
         manual.render("out", 480, out=np.empty((480, 1), np.float32))
     with pytest.raises(TypeError, match="float32"):
         manual.render("out", 480, out=np.empty((480, 2), np.float64))
+
+
+@pytest.mark.parametrize("frequency", [0.5, 440.0, 997.0, 19999.0])
+def test_tone_is_a_sine_to_float_precision(frequency: float) -> None:
+    # The tone runs a rotating phasor, re-anchored to the exact phase: over 10 s,
+    # rendered in uneven pieces, it must still be the sine itself.
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=1)
+        eng.add_tone_source("t", frequency_hz=frequency, amplitude=0.5)
+        eng.connect("t", "out")
+        pieces = [eng.render("out", n) for n in [1, 255, 256, 257, 479] * 200]
+    got = np.concatenate(pieces)[:, 0]
+    phase = (np.arange(len(got)) * (frequency / 48000.0)) % 1.0
+    np.testing.assert_allclose(got, 0.5 * np.sin(2 * np.pi * phase), rtol=0, atol=1e-6)

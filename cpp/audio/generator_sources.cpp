@@ -1,5 +1,6 @@
 #include "audio/generator_sources.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace sinkcast {
@@ -10,22 +11,42 @@ constexpr double kTwoPi = 6.283185307179586476925286766559;
 }  // namespace
 
 ToneSource::ToneSource(double frequency_hz, double amplitude)
-    : Source(1), frequency_hz_(frequency_hz), amplitude_(amplitude) {}
+    : Source(1),
+      frequency_hz_(frequency_hz),
+      amplitude_(amplitude),
+      step_cos_(std::cos(kTwoPi * frequency_hz / kEngineRate)),
+      step_sin_(std::sin(kTwoPi * frequency_hz / kEngineRate)) {}
 
 size_t ToneSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
                             MixTarget& target) {
+    // A rotating phasor instead of one sin() per sample (~10x cheaper). It is
+    // re-anchored to the exact phase every kAnchorSamples samples of the route's
+    // own count, so rounding cannot build up (it stays near 1e-14) and the output
+    // does not depend on how the caller splits the periods.
+    constexpr uint64_t kAnchorSamples = 256;
     float chunk[kChunk];
     const double step = frequency_hz_ / kEngineRate;
+    double c = cursor.tone_cos, s = cursor.tone_sin;
     for (size_t done = 0; done < frames;) {
         size_t n = std::min(kChunk, frames - done);
         for (size_t i = 0; i < n; ++i) {
-            chunk[i] = static_cast<float>(amplitude_ * std::sin(kTwoPi * cursor.phase));
+            if (cursor.tone_samples % kAnchorSamples == 0) {
+                c = std::cos(kTwoPi * cursor.phase);
+                s = std::sin(kTwoPi * cursor.phase);
+            }
+            chunk[i] = static_cast<float>(amplitude_ * s);
+            const double next_c = c * step_cos_ - s * step_sin_;
+            s = s * step_cos_ + c * step_sin_;
+            c = next_c;
             cursor.phase += step;
             if (cursor.phase >= 1.0) cursor.phase -= 1.0;  // keep precision over hours
+            ++cursor.tone_samples;
         }
         target.add(chunk, done, n, matrix, gain);
         done += n;
     }
+    cursor.tone_cos = c;
+    cursor.tone_sin = s;
     return frames;
 }
 

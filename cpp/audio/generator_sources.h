@@ -12,12 +12,16 @@ public:
     const char* kind() const override { return "tone"; }
     double frequency_hz() const { return frequency_hz_; }
     double amplitude() const { return amplitude_; }
-    void attach(RouteCursor& cursor) override { cursor.phase = 0.0; }
+    void attach(RouteCursor& cursor) override {
+        cursor.phase = 0.0;
+        cursor.tone_samples = 0;
+    }
     size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
                     MixTarget& target) override;
 
 private:
     double frequency_hz_, amplitude_;
+    double step_cos_, step_sin_;  // the rotation of one sample
 };
 
 class NoiseSource final : public Source {

@@ -18,6 +18,8 @@ constexpr int kEngineRate = 48000;
 struct RouteCursor {
     ReadCursor ring;          // pushed sources: position in the source's ring
     double phase = 0.0;       // tone: phase in cycles, [0, 1)
+    uint64_t tone_samples = 0;          // tone: samples generated (for re-anchoring the oscillator)
+    double tone_cos = 1.0, tone_sin = 0.0;  // tone: the oscillator's state, cos/sin(2 pi phase)
     uint64_t noise_state = 0; // noise: generator state
 };
 
