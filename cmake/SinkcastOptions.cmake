@@ -15,7 +15,7 @@
 #   SINKCAST_SANITIZE_DEPS          OFF  also build the bundled deps with it
 #                                        (they get their own cache prefix)
 #   SINKCAST_WERROR                 OFF  warnings are errors (our code only)
-#   SINKCAST_BUILD_CPP_TESTS        OFF  build the C++ tests (cpp/ decides which)
+#   SINKCAST_BUILD_CPP_TESTS        OFF  build the C++ tests in tests/cpp/ (run them with ctest)
 #   SINKCAST_CACHE_DIR              see FetchSdist.cmake
 #
 # Link sinkcast::warnings_and_sanitizers PRIVATE(ly) from our own targets

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The extension built with ASan + UBSan (our code; the bundled dependencies stay
 # uninstrumented), and tests run against it.
-#   scripts/sanitize.sh                 the default subset below
+#   scripts/sanitize.sh                 the C++ tests, then the default pytest subset below
 #   scripts/sanitize.sh tests/...       any pytest arguments
 # Default subset, and why: the tests that drive our C++ hardest (mixing,
 # bad input, counters, the signaling contract with its threads, real aiortc
@@ -15,11 +15,17 @@ VENV=${SINKCAST_ASAN_VENV:-.venv-asan}
 PY=$VENV/bin/python
 if [ ! -e "$VENV/.installed-$(git rev-parse HEAD 2>/dev/null || echo x)" ]; then
     echo "[sanitize] building sinkcast with -fsanitize=address,undefined" >&2
-    SINKCAST_SANITIZE=address,undefined "$PY" -m pip install -q --config-settings=build-dir=build/asan ".[test]"
+    SINKCAST_SANITIZE=address,undefined "$PY" -m pip install -q --config-settings=build-dir=build/asan \
+        --config-settings=cmake.define.SINKCAST_BUILD_CPP_TESTS=ON ".[test]"
     rm -f "$VENV"/.installed-*
     touch "$VENV/.installed-$(git rev-parse HEAD 2>/dev/null || echo x)"
 fi
 if [ $# -eq 0 ]; then
+    # The C++ tests first (tests/cpp/: WebRTCSender and OpusEncoder against a
+    # plain libdatachannel peer over loopback, both offer directions, churn).
+    echo "[sanitize] C++ tests under ASan + UBSan" >&2
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --test-dir build/asan --output-on-failure --timeout 300
     set -- tests/test_mix.py tests/test_errors.py tests/test_counters.py tests/test_resample.py \
            tests/test_signaling_contract.py tests/test_webrtc.py
 fi
