@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,13 +13,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
-from sinkcast.config import build_engine, demo_config
+from sinkcast.config import build_engine, demo_config, parse_config
+from sinkcast.inputs import PipeInput
 from sinkcast.server import make_app
 from webrtc_peer import Listener, dominant_frequency
 
@@ -210,3 +214,35 @@ def test_cli_reports_a_bad_config(tmp_path: os.PathLike[str]) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert f"{path}: sinks.kitchen.channels: must be 1 or 2, got 3" in proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_status_and_metrics_include_pipe_inputs(tmp_path: Path) -> None:
+    # Pipe readers live in Python, beside the engine: their stats join the engine's.
+    raw = tmp_path / "tone.f32"
+    (0.25 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)).astype("<f4").tofile(raw)
+    cfg = parse_config({
+        "sinks": {"out": {"channels": 1}},
+        "sources": {"line": {"type": "pipe", "path": str(raw), "sample_rate": 48000, "channels": 1,
+                             "format": "f32le"}},
+        "routes": [{"source": "line", "sink": "out"}],
+    }, "pipe.toml")
+    pipes: dict[str, PipeInput] = {}
+    srv = TestServer(make_app(build_engine(cfg, pipe_inputs=pipes), pipe_inputs=pipes), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        async with ClientSession(base_url=str(srv.make_url("/"))) as http:
+            deadline = time.monotonic() + 10
+            while True:
+                status = await (await http.get("/api/status")).json()
+                if status["pipe_inputs"]["line"]["frames"] > 0:
+                    break
+                assert time.monotonic() < deadline, status["pipe_inputs"]
+                await asyncio.sleep(0.1)
+            assert status["pipe_inputs"]["line"]["error"] is None
+            assert status["pipe_inputs"]["line"]["bytes"] == 4 * status["pipe_inputs"]["line"]["frames"]
+            text = await (await http.get("/metrics")).text()
+            match = re.search(r'^sinkcast_pipe_input_frames_total\{source="line"\} (\S+)$', text, re.M)
+            assert match and float(match.group(1)) > 0, text
+    finally:
+        await srv.close()

@@ -61,7 +61,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,6 +69,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from sinkcast._sinkcast import AudioManager
+
+if TYPE_CHECKING:
+    from sinkcast.inputs import PipeInput
 
 
 class ConfigError(ValueError):
@@ -354,9 +357,11 @@ def demo_config() -> ServerConfig:
     return parse_config(DEMO, "<built-in demo>")
 
 
-def build_engine(cfg: ServerConfig) -> AudioManager:
+def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = None) -> AudioManager:
     """An engine with the configured sinks, sources and routes. Engine errors are
-    re-raised as ConfigError naming the key."""
+    re-raised as ConfigError naming the key. The readers of pipe sources stop with
+    the engine; pass a dict as `pipe_inputs` to get them by source id (for their
+    stats)."""
     eng = AudioManager(
         bind_address=cfg.bind_address, port_range=cfg.port_range, ice_servers=cfg.ice_servers
     )
@@ -378,7 +383,7 @@ def build_engine(cfg: ServerConfig) -> AudioManager:
             elif src.type == "scream":
                 _with_key(cfg, f"sources.{src.id}", lambda: eng.add_scream_source(src.id, **o), network=True)
             elif src.type == "pipe":
-                _with_key(cfg, f"sources.{src.id}", lambda: _add_pipe(eng, src.id, o), network=True)
+                _with_key(cfg, f"sources.{src.id}", lambda: _add_pipe(eng, src.id, o, pipe_inputs), network=True)
             else:
                 _with_key(cfg, f"sources.{src.id}", lambda: eng.add_source(src.id, **o))
         for i, r in enumerate(cfg.routes):
@@ -400,15 +405,13 @@ def _with_key(cfg: ServerConfig, key: str, call: Any, network: bool = False) -> 
         raise ConfigError(f"{cfg.origin}: {key}: {e}") from None
 
 
-#: The pipe readers started by build_engine(), by source id (they stop with their engine).
-PIPE_INPUTS: dict[str, Any] = {}
-
-
-def _add_pipe(eng: AudioManager, source_id: str, o: dict[str, Any]) -> None:
+def _add_pipe(eng: AudioManager, source_id: str, o: dict[str, Any], pipe_inputs: dict[str, PipeInput] | None) -> None:
     from sinkcast.inputs import add_pipe_source
 
     opts = dict(o)
     path = opts.pop("path")
     if "format" in opts:
         opts["sample_format"] = opts.pop("format")
-    PIPE_INPUTS[source_id] = add_pipe_source(eng, source_id, path, **opts)
+    reader = add_pipe_source(eng, source_id, path, **opts)
+    if pipe_inputs is not None:
+        pipe_inputs[source_id] = reader

@@ -17,6 +17,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from sinkcast._errors import SignalingError, UnknownSinkError
 from sinkcast._sinkcast import AudioManager
 from sinkcast.aio import AsyncSignaling
 from sinkcast.config import ServerConfig
+from sinkcast.inputs import PipeInput
 
 WEB_DIR = Path(__file__).with_name("web")
 MAX_SDP_BYTES = 64 * 1024
@@ -56,8 +58,10 @@ class WhepSession:
 class SinkcastServer:
     """The HTTP face of one AudioManager. Create it inside the running loop (see `make_app`)."""
 
-    def __init__(self, engine: AudioManager, token: str | None = None, answer_timeout: float = 10.0) -> None:
+    def __init__(self, engine: AudioManager, token: str | None = None, answer_timeout: float = 10.0,
+                 pipe_inputs: Mapping[str, PipeInput] | None = None) -> None:
         self.engine = engine
+        self.pipe_inputs = dict(pipe_inputs or {})
         self.token = token
         self.answer_timeout = answer_timeout
         self.sessions: dict[str, WhepSession] = {}
@@ -189,13 +193,19 @@ class SinkcastServer:
 
     async def api_status(self, request: web.Request) -> web.Response:
         self._check_token(request)
-        stats = await asyncio.to_thread(self.engine.stats)
+        stats = await asyncio.to_thread(self.stats)
         return web.json_response(stats, headers=CORS_HEADERS)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        stats = await asyncio.to_thread(self.engine.stats)
+        stats = await asyncio.to_thread(self.stats)
         return web.Response(text=prometheus_text(stats), content_type="text/plain", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
+
+    def stats(self) -> dict[str, Any]:
+        """The engine's stats, plus those of the pipe readers feeding it (they live in Python)."""
+        stats = self.engine.stats()
+        stats["pipe_inputs"] = {source_id: reader.stats() for source_id, reader in self.pipe_inputs.items()}
+        return stats
 
     async def index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_DIR / "index.html")
@@ -226,6 +236,12 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     overruns = family("sinkcast_source_overruns_total", "counter", "Times a full source queue dropped audio.")
     dropped = family("sinkcast_source_dropped_frames_total", "counter", "Frames dropped by full source queues.")
     frames_in = family("sinkcast_source_frames_in_total", "counter", "Frames received per source.")
+    net_packets = family("sinkcast_input_packets_total", "counter", "Valid packets per network input.")
+    net_lost = family("sinkcast_input_lost_packets_total", "counter", "Packets lost per network input.")
+    net_late = family("sinkcast_input_late_packets_total", "counter", "Packets too late per network input.")
+    net_malformed = family("sinkcast_input_malformed_total", "counter", "Datagrams rejected per network input.")
+    pipe_frames = family("sinkcast_pipe_input_frames_total", "counter", "Frames read per pipe input.")
+    pipe_bytes = family("sinkcast_pipe_input_bytes_total", "counter", "Bytes read per pipe input.")
     for sink_id, s in stats["sinks"].items():
         label = {"sink": sink_id}
         frames.append((label, s["frames_mixed"]))
@@ -243,6 +259,16 @@ def prometheus_text(stats: dict[str, Any]) -> str:
         overruns.append((label, s["overruns"]))
         dropped.append((label, s["dropped_frames"]))
         frames_in.append((label, s["frames_in"]))
+    for source_id, s in stats.get("inputs", {}).items():
+        label = {"source": source_id}
+        net_packets.append((label, s["packets"]))
+        net_lost.append((label, s["lost"]))
+        net_late.append((label, s["late"]))
+        net_malformed.append((label, s["malformed"]))
+    for source_id, s in stats.get("pipe_inputs", {}).items():
+        label = {"source": source_id}
+        pipe_frames.append((label, s["frames"]))
+        pipe_bytes.append((label, s["bytes"]))
     lines: list[str] = []
     for name, kind, help, samples in metrics:
         lines.append(f"# HELP {name} {help}")
@@ -267,14 +293,16 @@ async def _errors_as_text(request: web.Request, handler: Any) -> web.StreamRespo
         raise
 
 
-def make_app(engine: AudioManager, token: str | None = None) -> web.Application:
+def make_app(engine: AudioManager, token: str | None = None,
+             pipe_inputs: Mapping[str, PipeInput] | None = None) -> web.Application:
     """The aiohttp application serving `engine`. The server object is created on startup,
-    inside the running loop; the engine is shut down on cleanup."""
+    inside the running loop; the engine is shut down on cleanup. `pipe_inputs` (from
+    `build_engine`) adds their stats to /api/status and /metrics."""
     app = web.Application(middlewares=[_errors_as_text], client_max_size=MAX_SDP_BYTES + 1024)
     app[ENGINE_KEY] = engine
 
     async def on_startup(app: web.Application) -> None:
-        app[SERVER_KEY] = SinkcastServer(engine, token=token)
+        app[SERVER_KEY] = SinkcastServer(engine, token=token, pipe_inputs=pipe_inputs)
 
     async def on_cleanup(app: web.Application) -> None:
         await asyncio.to_thread(engine.shutdown)
@@ -306,8 +334,9 @@ def serve(cfg: ServerConfig) -> int:
     """Runs the server until Ctrl-C (SIGINT) or SIGTERM; returns the exit code."""
     from sinkcast.config import build_engine
 
-    engine = build_engine(cfg)
-    app = make_app(engine, token=cfg.token)
+    pipe_inputs: dict[str, PipeInput] = {}
+    engine = build_engine(cfg, pipe_inputs=pipe_inputs)
+    app = make_app(engine, token=cfg.token, pipe_inputs=pipe_inputs)
     url = f"http://{cfg.host if ':' not in cfg.host else '[' + cfg.host + ']'}:{cfg.port}/"
     sinks = ", ".join(engine.sinks())
     print(f"sinkcast: serving {len(engine.sinks())} sink(s) ({sinks}) from {cfg.origin}", flush=True)
