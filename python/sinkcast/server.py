@@ -253,22 +253,18 @@ def prometheus_text(stats: dict[str, Any]) -> str:
         for target, l in s["listeners"].items():
             packets.append(({"sink": sink_id, "target": target}, l["packets_sent"]))
             sent.append(({"sink": sink_id, "target": target}, l["bytes_sent"]))
-    for source_id, s in stats["sources"].items():
-        label = {"source": source_id}
-        underruns.append((label, s["underruns"]))
-        overruns.append((label, s["overruns"]))
-        dropped.append((label, s["dropped_frames"]))
-        frames_in.append((label, s["frames_in"]))
-    for source_id, s in stats.get("inputs", {}).items():
-        label = {"source": source_id}
-        net_packets.append((label, s["packets"]))
-        net_lost.append((label, s["lost"]))
-        net_late.append((label, s["late"]))
-        net_malformed.append((label, s["malformed"]))
-    for source_id, s in stats.get("pipe_inputs", {}).items():
-        label = {"source": source_id}
-        pipe_frames.append((label, s["frames"]))
-        pipe_bytes.append((label, s["bytes"]))
+    # Everything per source: the engine's sources, its network inputs, the pipe readers.
+    per_source = [
+        ("sources", [(underruns, "underruns"), (overruns, "overruns"), (dropped, "dropped_frames"),
+                     (frames_in, "frames_in")]),
+        ("inputs", [(net_packets, "packets"), (net_lost, "lost"), (net_late, "late"),
+                    (net_malformed, "malformed")]),
+        ("pipe_inputs", [(pipe_frames, "frames"), (pipe_bytes, "bytes")]),
+    ]
+    for key, fields in per_source:
+        for source_id, s in stats.get(key, {}).items():
+            for samples, field in fields:
+                samples.append(({"source": source_id}, s[field]))
     lines: list[str] = []
     for name, kind, help, samples in metrics:
         lines.append(f"# HELP {name} {help}")
