@@ -42,6 +42,7 @@ ChannelMatrix standard_channel_matrix(int source_channels, int sink_channels) {
     ChannelMatrix m;
     m.source_channels = source_channels;
     m.sink_channels = sink_channels;
+    m.identity = source_channels == sink_channels;  // 1 -> 1 and 2 -> 2 pass through unchanged
     double left[kMaxSourceChannels] = {}, right[kMaxSourceChannels] = {};
     stereo_rows(source_channels, left, right);
     for (int i = 0; i < source_channels; ++i) {
@@ -55,14 +56,6 @@ ChannelMatrix standard_channel_matrix(int source_channels, int sink_channels) {
         }
     }
     return m;
-}
-
-bool is_identity(const ChannelMatrix& m) {
-    if (m.source_channels != m.sink_channels) return false;
-    for (int o = 0; o < m.sink_channels; ++o)
-        for (int i = 0; i < m.source_channels; ++i)
-            if (m.coefficient[o][i] != (o == i ? 1.0 : 0.0)) return false;
-    return true;
 }
 
 namespace {
@@ -93,21 +86,31 @@ SINKCAST_HOT_LOOP void add_mono_to_stereo(const float* in, size_t frames, double
     }
 }
 
-// out = clip(k * in, -1, 1) in float; returns the pre-clip peak and counts clipped samples.
-SINKCAST_HOT_LOOP float scale_clip(const float* in, size_t n, float k, float* out, uint64_t* clipped) {
-    float peak = 0.0f;
+// out = clip(k * in, -1, 1), computed in T. Returns the largest |k * in| before
+// clipping and adds the number of samples beyond full scale to *clipped.
+// Branch-free so it vectorizes (this file is built with finite math: inputs were
+// checked finite on push). Inlined into the hot-loop clones below, so each is
+// compiled for its own instruction set.
+template <typename T, typename In>
+[[gnu::always_inline]] inline T scale_and_clip(const In* in, size_t n, T k, float* out, uint64_t* clipped) {
+    T peak = 0;
     uint32_t over = 0;  // n is at most one block, far below 2^32
     for (size_t i = 0; i < n; ++i) {
-        float v = k * in[i];
-        float a = v < 0.0f ? -v : v;
+        T v = k * static_cast<T>(in[i]);
+        T a = v < 0 ? -v : v;
         peak = peak > a ? peak : a;
-        over += a > 1.0f;
-        v = v < -1.0f ? -1.0f : v;
-        v = v > 1.0f ? 1.0f : v;
-        out[i] = v;
+        over += a > T(1);
+        v = v < T(-1) ? T(-1) : v;
+        v = v > T(1) ? T(1) : v;
+        out[i] = static_cast<float>(v);
     }
     *clipped += over;
     return peak;
+}
+
+// The direct path: one route, in float.
+SINKCAST_HOT_LOOP float scale_clip(const float* in, size_t n, float k, float* out, uint64_t* clipped) {
+    return scale_and_clip(in, n, k, out, clipped);
 }
 
 // Any matrix, frame by frame (the layouts above cover the common cases).
@@ -133,21 +136,7 @@ void mix_general(const float* in, size_t frames, const ChannelMatrix& matrix, do
 
 SINKCAST_HOT_LOOP double finish_mix(const double* acc, size_t samples, double volume, float* out,
                                      uint64_t* clipped) {
-    // One pass: scale, peak, count and clip. Branch-free so it vectorizes (the
-    // file is built with finite math: inputs were checked finite on push).
-    double peak = 0.0;
-    uint32_t over = 0;  // samples is at most one block, far below 2^32
-    for (size_t i = 0; i < samples; ++i) {
-        double v = volume * acc[i];
-        double a = v < 0.0 ? -v : v;
-        peak = peak > a ? peak : a;
-        over += a > 1.0;
-        v = v < -1.0 ? -1.0 : v;
-        v = v > 1.0 ? 1.0 : v;
-        out[i] = static_cast<float>(v);
-    }
-    *clipped += over;
-    return peak;
+    return scale_and_clip(acc, samples, volume, out, clipped);
 }
 
 void MixTarget::add(const float* in, size_t offset, size_t frames, const ChannelMatrix& matrix, double gain) {
@@ -160,7 +149,7 @@ void MixTarget::add(const float* in, size_t offset, size_t frames, const Channel
         return;
     }
     double* acc = acc_ + offset * sink_channels_;
-    if (is_identity(matrix)) {
+    if (matrix.identity) {
         const size_t samples = frames * static_cast<size_t>(in_ch);
         overwrite_ ? set_scaled(in, samples, gain, acc) : add_scaled(in, samples, gain, acc);
     } else if (in_ch == 1 && matrix.sink_channels == 2) {

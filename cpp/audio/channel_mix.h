@@ -16,6 +16,7 @@ constexpr int kMaxSinkChannels = 2;
 struct ChannelMatrix {
     int source_channels = 1;
     int sink_channels = 1;
+    bool identity = false;  // every channel passes through unchanged (decided once, not per period)
     double coefficient[kMaxSinkChannels][kMaxSourceChannels] = {};
 };
 
@@ -70,9 +71,6 @@ private:
     double direct_peak_ = 0.0;
     uint64_t direct_clipped_ = 0;
 };
-
-// True when the matrix passes every channel through unchanged (same count, unit diagonal).
-bool is_identity(const ChannelMatrix& matrix);
 
 // out[i] = float(clip(volume * acc[i], -1, 1)). Returns the largest |volume * acc[i]|
 // before clipping and adds the number of samples beyond full scale to *clipped.

@@ -1,10 +1,10 @@
 #include "audio/sample_format.h"
 
-#include "audio/hot_loop.h"
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "audio/hot_loop.h"
 
 namespace sinkcast {
 

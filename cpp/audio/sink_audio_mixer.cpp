@@ -74,7 +74,7 @@ void SinkAudioMixer::mix_block(float* out, size_t frames) {
 
     // One route with an identity map (the most common sink): straight to the
     // output, no accumulator.
-    if (routes_.size() == 1 && is_identity(routes_.front()->matrix)) {
+    if (routes_.size() == 1 && routes_.front()->matrix.identity) {
         Route& route = *routes_.front();
         MixTarget target = MixTarget::direct(out, channels_, volume);
         size_t got = mix_route(route, frames, target);

@@ -319,10 +319,6 @@ void AudioManager::push_into(const std::string& source_id, Source& source, const
     pushable->push(data, format, frames);
 }
 
-void AudioManager::render(const std::string& sink_id, float* out, size_t frames) {
-    manual_sink(sink_id)->render(out, frames);
-}
-
 std::shared_ptr<Sink> AudioManager::manual_sink(const std::string& sink_id) const {
     ensure_open();
     if (config_.realtime)

@@ -116,10 +116,8 @@ public:
     void push_interleaved(const std::string& source_id, const void* data, SampleFormat format, size_t samples);
     int source_channels(const std::string& source_id) const;
 
-    // Manual clock only (realtime=false).
-    void render(const std::string& sink_id, float* out, size_t frames);
-    // The sink render() mixes, after the same checks (open, manual clock, known
-    // id), for callers that render it repeatedly or need its channel count first.
+    // Manual clock only (realtime=false): the sink to render, after the checks
+    // (open, manual clock, known id). Its render() mixes the next frames.
     std::shared_ptr<Sink> manual_sink(const std::string& sink_id) const;
 
     std::shared_ptr<PcmTap> open_tap(const std::string& sink_id, double seconds);

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -61,7 +61,7 @@ class SinkcastServer:
     def __init__(self, engine: AudioManager, token: str | None = None, answer_timeout: float = 10.0,
                  pipe_inputs: Mapping[str, PipeInput] | None = None) -> None:
         self.engine = engine
-        self.pipe_inputs = dict(pipe_inputs or {})
+        self.pipe_inputs = pipe_inputs or {}
         self.token = token
         self.answer_timeout = answer_timeout
         self.sessions: dict[str, WhepSession] = {}
