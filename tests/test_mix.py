@@ -64,6 +64,41 @@ def test_mix_matches_numpy_reference(case: tuple[int, float, int, list[Source]])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([1, 2]), st.integers(21, 40)), min_size=1, max_size=11),
+    st.lists(st.integers(1, 480), min_size=1, max_size=12),
+    st.integers(0, 2**31 - 1),
+)
+def test_many_sources_through_wrapping_rings_match_reference(
+    layouts: list[tuple[int, int]], periods: list[int], seed: int
+) -> None:
+    """Stereo sources are read several per pass, straight from their rings; mono ones
+    through the channel map. Rings of different sizes wrap at different frames, so
+    the passes are cut at every wrap; each period is pushed in uneven pieces."""
+    rng = np.random.default_rng(seed)
+    total = sum(periods)
+    streams = [rng.uniform(-1, 1, (total, ch)).astype(np.float32) for ch, _ in layouts]
+    gains = rng.uniform(0, 2, len(layouts))
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2, volume=0.8)
+        for i, (ch, buffer_ms) in enumerate(layouts):
+            eng.add_source(f"s{i}", channels=ch, buffer_ms=buffer_ms)
+            eng.connect(f"s{i}", "out", gain=float(gains[i]))
+        rendered, start = [], 0
+        for n in periods:
+            for i, stream in enumerate(streams):
+                cut = int(rng.integers(0, n + 1))
+                eng.push(f"s{i}", stream[start : start + cut])
+                eng.push(f"s{i}", stream[start + cut : start + n])
+            rendered.append(eng.render("out", n))
+            start += n
+        stats = eng.stats()
+    assert all(s["underruns"] == 0 and s["dropped_frames"] == 0 for s in stats["sources"].values())
+    expected = mix(list(zip(streams, gains)), 2, 0.8)
+    np.testing.assert_allclose(np.concatenate(rendered), expected, rtol=0, atol=1e-6)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(1, 1500), min_size=1, max_size=8), st.integers(0, 2**31 - 1))
 def test_render_in_pieces_equals_render_at_once(pieces: list[int], seed: int) -> None:

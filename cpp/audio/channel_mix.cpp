@@ -86,33 +86,6 @@ SINKCAST_HOT_LOOP void add_mono_to_stereo(const float* in, size_t frames, double
     }
 }
 
-// out = clip(k * in, -1, 1), computed in T. Returns the largest |k * in| before
-// clipping and adds the number of samples beyond full scale to *clipped.
-// Branch-free so it vectorizes (this file is built with finite math: inputs were
-// checked finite on push). Inlined into the hot-loop clones below, so each is
-// compiled for its own instruction set.
-template <typename T, typename In>
-[[gnu::always_inline]] inline T scale_and_clip(const In* in, size_t n, T k, float* out, uint64_t* clipped) {
-    T peak = 0;
-    uint32_t over = 0;  // n is at most one block, far below 2^32
-    for (size_t i = 0; i < n; ++i) {
-        T v = k * static_cast<T>(in[i]);
-        T a = v < 0 ? -v : v;
-        peak = peak > a ? peak : a;
-        over += a > T(1);
-        v = v < T(-1) ? T(-1) : v;
-        v = v > T(1) ? T(1) : v;
-        out[i] = static_cast<float>(v);
-    }
-    *clipped += over;
-    return peak;
-}
-
-// The direct path: one route, in float.
-SINKCAST_HOT_LOOP float scale_clip(const float* in, size_t n, float k, float* out, uint64_t* clipped) {
-    return scale_and_clip(in, n, k, out, clipped);
-}
-
 // Any matrix, frame by frame (the layouts above cover the common cases).
 void mix_general(const float* in, size_t frames, const ChannelMatrix& matrix, double gain, bool overwrite,
                  double* acc) {
@@ -134,20 +107,8 @@ void mix_general(const float* in, size_t frames, const ChannelMatrix& matrix, do
 
 }  // namespace
 
-SINKCAST_HOT_LOOP double finish_mix(const double* acc, size_t samples, double volume, float* out,
-                                     uint64_t* clipped) {
-    return scale_and_clip(acc, samples, volume, out, clipped);
-}
-
 void MixTarget::add(const float* in, size_t offset, size_t frames, const ChannelMatrix& matrix, double gain) {
     const int in_ch = matrix.source_channels;
-    if (out_) {  // direct: the mixer only chooses this for one route with an identity map
-        const size_t samples = frames * sink_channels_;
-        const float k = static_cast<float>(volume_ * gain);
-        direct_peak_ = std::max(direct_peak_, static_cast<double>(
-                                                  scale_clip(in, samples, k, out_ + offset * sink_channels_, &direct_clipped_)));
-        return;
-    }
     double* acc = acc_ + offset * sink_channels_;
     if (matrix.identity) {
         const size_t samples = frames * static_cast<size_t>(in_ch);

@@ -29,25 +29,19 @@ struct ChannelMatrix {
 // stereo source becomes (L + R) / 2. No normalisation: the sink clips.
 ChannelMatrix standard_channel_matrix(int source_channels, int sink_channels);
 
-// Where a route's audio lands while one period is mixed. Sources hand every
-// run of frames they have to add(); the target decides how it is stored:
+// Where a route's audio lands while one period is mixed: the sink's double
+// accumulator. Sources hand every run of frames they have to add():
 //
-//   accumulator, first route   acc  = gain * matrix * in   (so no zero-fill pass)
-//   accumulator, later routes  acc += gain * matrix * in
-//   direct                     out  = clip(volume * gain * in, -1, 1), straight into
-//                              the float output: a sink fed by exactly one route
-//                              with an identity channel map needs no accumulator.
+//   first route   acc  = gain * matrix * in   (so no zero-fill pass)
+//   later routes  acc += gain * matrix * in
 //
 // The accumulator is double so the mix of many sources stays exact to float
-// precision (DESIGN.md's clip(volume * sum) has no rounding of its own). The
-// direct path may work in float: one product of two roundings is within
-// 1.2e-7 of the exact result, far inside the output's own precision.
+// precision (DESIGN.md's clip(volume * sum) has no rounding of its own).
+// Sources that lend their frames in place skip this and are read several at a
+// time (mix_kernels.h); this path is for generators and channel maps.
 class MixTarget {
 public:
-    static MixTarget accumulator(double* acc, int sink_channels) { return MixTarget(acc, nullptr, sink_channels, 0.0); }
-    static MixTarget direct(float* out, int sink_channels, double volume) {
-        return MixTarget(nullptr, out, sink_channels, volume);
-    }
+    MixTarget(double* acc, int sink_channels) : acc_(acc), sink_channels_(static_cast<size_t>(sink_channels)) {}
 
     // The next add() stores instead of adding (the first route of a period).
     void set_overwrite(bool overwrite) { overwrite_ = overwrite; }
@@ -55,26 +49,10 @@ public:
     // Mixes `frames` interleaved frames of source audio in at frame `offset` of the period.
     void add(const float* in, size_t offset, size_t frames, const ChannelMatrix& matrix, double gain);
 
-    // Direct mode: the largest |sample| before clipping, and how many samples clipped.
-    double direct_peak() const { return direct_peak_; }
-    uint64_t direct_clipped() const { return direct_clipped_; }
-
 private:
-    MixTarget(double* acc, float* out, int sink_channels, double volume)
-        : acc_(acc), out_(out), sink_channels_(static_cast<size_t>(sink_channels)), volume_(volume) {}
-
     double* acc_;
-    float* out_;
     size_t sink_channels_;
-    double volume_;
     bool overwrite_ = false;
-    double direct_peak_ = 0.0;
-    uint64_t direct_clipped_ = 0;
 };
-
-// out[i] = float(clip(volume * acc[i], -1, 1)). Returns the largest |volume * acc[i]|
-// before clipping and adds the number of samples beyond full scale to *clipped.
-double finish_mix(const double* acc, size_t samples, double volume, float* out, uint64_t* clipped);
-
 
 }  // namespace sinkcast

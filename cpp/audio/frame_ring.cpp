@@ -21,6 +21,28 @@ void FrameRing::detach(ReadCursor* cursor) {
     readers_.erase(std::remove(readers_.begin(), readers_.end(), cursor), readers_.end());
 }
 
+RingRuns FrameRing::take_locked(ReadCursor* cursor, size_t frames, size_t prebuffer_frames) {
+    RingRuns runs;
+    uint64_t available = write_position_ - cursor->position;
+    if (!cursor->primed) {
+        if (available < prebuffer_frames || available == 0) return runs;
+        cursor->primed = true;
+    }
+    size_t take = static_cast<size_t>(std::min<uint64_t>(available, frames));
+    size_t done = 0;
+    while (done < take) {
+        size_t slot = static_cast<size_t>(cursor->position % capacity_);
+        size_t run = std::min(take - done, capacity_ - slot);
+        runs.data[runs.count] = data_.data() + slot * static_cast<size_t>(channels_);
+        runs.frames[runs.count] = run;
+        runs.count += 1;
+        cursor->position += run;
+        done += run;
+    }
+    if (take < frames) cursor->primed = false;  // starved: prebuffer again
+    return runs;
+}
+
 size_t FrameRing::buffered_frames(const ReadCursor* cursor) const {
     std::lock_guard<std::mutex> lock(mutex_);
     return static_cast<size_t>(write_position_ - cursor->position);

@@ -28,6 +28,15 @@ struct ReadCursor {
     std::atomic<uint64_t> overruns{0};        // times that happened
 };
 
+// Where frames sit in the ring: one contiguous run, or two when they wrap
+// around its end. Frame 0 of the request is data[0][0].
+struct RingRuns {
+    const float* data[2] = {nullptr, nullptr};
+    size_t frames[2] = {0, 0};
+    int count = 0;
+    size_t total() const { return frames[0] + frames[1]; }
+};
+
 class FrameRing {
 public:
     FrameRing(size_t capacity_frames, int channels);
@@ -61,30 +70,31 @@ public:
         drop_overwritten_locked();
     }
 
-    // Calls `visit(src, frames)` for the up to two contiguous runs of the next
-    // `frames` frames available to `cursor`, consuming them. Returns how many
+    // Calls `visit(src, offset, frames)` for the up to two contiguous runs of the
+    // next `frames` frames available to `cursor`, consuming them. Returns how many
     // frames were consumed (< frames when the reader is starved). Readers wait
     // for `prebuffer_frames` after every underrun before they consume again.
     template <typename Visit>
     size_t read(ReadCursor* cursor, size_t frames, size_t prebuffer_frames, Visit&& visit) {
         std::lock_guard<std::mutex> lock(mutex_);
-        uint64_t available = write_position_ - cursor->position;
-        if (!cursor->primed) {
-            if (available < prebuffer_frames || available == 0) return 0;
-            cursor->primed = true;
+        RingRuns runs = take_locked(cursor, frames, prebuffer_frames);
+        size_t offset = 0;
+        for (int i = 0; i < runs.count; ++i) {
+            visit(runs.data[i], offset, runs.frames[i]);
+            offset += runs.frames[i];
         }
-        size_t take = static_cast<size_t>(std::min<uint64_t>(available, frames));
-        size_t done = 0;
-        while (done < take) {
-            size_t slot = static_cast<size_t>(cursor->position % capacity_);
-            size_t run = std::min(take - done, capacity_ - slot);
-            visit(data_.data() + slot * channels_, done, run);
-            cursor->position += run;
-            done += run;
-        }
-        if (take < frames) cursor->primed = false;  // starved: prebuffer again
-        return take;
+        return runs.total();
     }
+
+    // Reading in place across calls, for a mixer that reads several rings in one
+    // pass: lock_for_reading() takes the ring's lock (or only tries to, with
+    // wait=false; check owns_lock()), and while it is held take_locked() consumes
+    // frames as read() would and says where they are. The runs stay valid, and
+    // no writer can touch them, until the lock is released.
+    std::unique_lock<std::mutex> lock_for_reading(bool wait) {
+        return wait ? std::unique_lock<std::mutex>(mutex_) : std::unique_lock<std::mutex>(mutex_, std::try_to_lock);
+    }
+    RingRuns take_locked(ReadCursor* cursor, size_t frames, size_t prebuffer_frames);
 
     size_t buffered_frames(const ReadCursor* cursor) const;
     uint64_t total_overruns() const;

@@ -43,6 +43,13 @@ size_t PushSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMat
     });
 }
 
+bool PushSource::lend(RouteCursor& cursor, size_t frames, bool wait, SourceLoan& loan) {
+    loan.lock = ring_.lock_for_reading(wait);
+    if (!loan.lock.owns_lock()) return false;
+    loan.runs = ring_.take_locked(&cursor.ring, frames, prebuffer_frames_);
+    return true;
+}
+
 SourceCounters PushSource::counters() const {
     SourceCounters c = Source::counters();
     c.frames_in = frames_in_.load(std::memory_order_relaxed);

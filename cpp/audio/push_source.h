@@ -29,6 +29,8 @@ public:
     void detach(RouteCursor& cursor) override { ring_.detach(&cursor.ring); }
     size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
                     MixTarget& target) override;
+    bool lends_frames() const override { return true; }
+    bool lend(RouteCursor& cursor, size_t frames, bool wait, SourceLoan& loan) override;
     size_t buffered_frames(const RouteCursor& cursor) const override { return ring_.buffered_frames(&cursor.ring); }
     SourceCounters counters() const override;
 

@@ -1,6 +1,7 @@
 #include "audio/sink_audio_mixer.h"
 
 #include <algorithm>
+#include <array>
 
 namespace sinkcast {
 
@@ -26,6 +27,7 @@ void SinkAudioMixer::add_route(const std::string& source_id, std::shared_ptr<Sou
     route->source_id = source_id;
     route->matrix = standard_channel_matrix(source->channels(), channels_);
     route->gain.store(gain);
+    route->lends = route->matrix.identity && source->lends_frames();
     route->source = std::move(source);
     route->source->attach(route->cursor);
     std::lock_guard<std::mutex> lock(mutex_);
@@ -67,39 +69,112 @@ void SinkAudioMixer::mix(float* out, size_t frames) {
 }
 
 void SinkAudioMixer::mix_block(float* out, size_t frames) {
-    const size_t ch = static_cast<size_t>(channels_);
-    const size_t samples = frames * ch;
-    const double volume = volume_.load(std::memory_order_relaxed);
+    const size_t samples = frames * static_cast<size_t>(channels_);
     std::lock_guard<std::mutex> lock(mutex_);
+    BlockMix block{out, frames, volume_.load(std::memory_order_relaxed)};
 
-    // One route with an identity map (the most common sink): straight to the
-    // output, no accumulator.
-    if (routes_.size() == 1 && routes_.front()->matrix.identity) {
-        Route& route = *routes_.front();
-        MixTarget target = MixTarget::direct(out, channels_, volume);
-        size_t got = mix_route(route, frames, target);
-        std::fill(out + got * ch, out + samples, 0.0f);
-        record_block(frames, target.direct_peak(), target.direct_clipped());
-        return;
-    }
-
-    double* acc = acc_.data();
-    MixTarget target = MixTarget::accumulator(acc, channels_);
-    size_t written = 0;  // frames of acc holding this period's audio; the rest is stale
+    // Routes that cannot lend their frames (generators, channel maps) go into the
+    // accumulator one at a time.
+    MixTarget target(acc_.data(), channels_);
+    size_t lenders = 0;
     for (auto& route : routes_) {
+        if (route->lends) {
+            lenders += 1;
+            continue;
+        }
         // The first route that has audio stores instead of adding: no zero-fill pass.
-        target.set_overwrite(written == 0);
+        target.set_overwrite(!block.acc_in_use);
         size_t got = mix_route(*route, frames, target);
-        if (written == 0 && got > 0) {
-            std::fill(acc + got * ch, acc + samples, 0.0);
-            written = frames;
+        if (!block.acc_in_use && got > 0) {
+            std::fill(acc_.data() + got * static_cast<size_t>(channels_), acc_.data() + samples, 0.0);
+            block.acc_in_use = true;
         }
     }
-    if (written == 0) std::fill(acc, acc + samples, 0.0);
 
-    uint64_t clipped = 0;
-    const double peak = finish_mix(acc, samples, volume, out, &clipped);
-    record_block(frames, peak, clipped);
+    // The others are read in place, kMaxGroup per pass; the last pass writes the output.
+    if (lenders > 0) {
+        mix_lenders(block, lenders);
+    } else {
+        SourceGroup none;
+        block.peak = finish_group(none, samples, block.acc_in_use ? acc_.data() : nullptr, block.volume, out,
+                                  &block.clipped);
+    }
+    record_block(frames, block.peak, block.clipped);
+}
+
+void SinkAudioMixer::mix_lenders(BlockMix& block, size_t lenders) {
+    std::array<SourceLoan, kMaxGroup> loans;
+    std::array<Route*, kMaxGroup> members{};
+    int held = 0;
+    for (auto& route : routes_) {
+        if (!route->lends) continue;
+        lenders -= 1;
+        // Only the first loan of a group may wait for its lock. When a later one
+        // is busy (a push is writing that ring), the group mixes what it holds
+        // and lets go before waiting: the mixer never waits while it holds a lock.
+        if (!route->source->lend(route->cursor, block.frames, held == 0, loans[static_cast<size_t>(held)])) {
+            mix_group(block, members.data(), loans.data(), held, false);
+            held = 0;
+            route->source->lend(route->cursor, block.frames, true, loans[0]);
+        }
+        members[static_cast<size_t>(held)] = route.get();
+        held += 1;
+        if (held == kMaxGroup || lenders == 0) {
+            mix_group(block, members.data(), loans.data(), held, lenders == 0);
+            held = 0;
+        }
+    }
+}
+
+void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoan* loans, int count, bool last) {
+    const size_t ch = static_cast<size_t>(channels_);
+    double gains[kMaxGroup];
+    // Each loan holds up to two runs (a ring wraps) and may end early (an
+    // underrun); cut the period where any of them changes, so every piece reads
+    // each source from one contiguous run.
+    size_t cuts[2 * kMaxGroup + 2];
+    size_t ncuts = 0;
+    cuts[ncuts++] = 0;
+    cuts[ncuts++] = block.frames;
+    for (int i = 0; i < count; ++i) {
+        Route& route = *members[i];
+        const RingRuns& runs = loans[i].runs;
+        gains[i] = route.gain.load(std::memory_order_relaxed);
+        if (runs.total() < block.frames) {
+            route.underruns += 1;
+            route.source->count_underrun();
+        }
+        cuts[ncuts++] = runs.frames[0];
+        cuts[ncuts++] = runs.total();
+    }
+    std::sort(cuts, cuts + ncuts);
+
+    double* acc = acc_.data();
+    for (size_t c = 0; c + 1 < ncuts; ++c) {
+        const size_t begin = cuts[c], end = cuts[c + 1];
+        if (begin == end) continue;
+        SourceGroup group;
+        for (int i = 0; i < count; ++i) {
+            const RingRuns& runs = loans[i].runs;
+            if (begin >= runs.total()) continue;  // this source ran dry before this piece
+            group.in[group.count] =
+                begin < runs.frames[0] ? runs.data[0] + begin * ch : runs.data[1] + (begin - runs.frames[0]) * ch;
+            group.gain[group.count] = gains[i];
+            group.count += 1;
+        }
+        const size_t samples = (end - begin) * ch;
+        if (last) {
+            const double* mixed = block.acc_in_use ? acc + begin * ch : nullptr;
+            block.peak = std::max(block.peak, finish_group(group, samples, mixed, block.volume,
+                                                           block.out + begin * ch, &block.clipped));
+        } else if (group.count > 0) {
+            accumulate_group(group, samples, !block.acc_in_use, acc + begin * ch);
+        } else if (!block.acc_in_use) {
+            std::fill(acc + begin * ch, acc + end * ch, 0.0);
+        }
+    }
+    if (!last) block.acc_in_use = true;
+    for (int i = 0; i < count; ++i) loans[i] = SourceLoan{};  // unlocks: the rings may be written again
 }
 
 size_t SinkAudioMixer::mix_route(Route& route, size_t frames, MixTarget& target) {

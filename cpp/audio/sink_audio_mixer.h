@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "audio/channel_mix.h"
+#include "audio/mix_kernels.h"
 #include "audio/source.h"
 
 namespace sinkcast {
@@ -60,12 +61,25 @@ private:
         RouteCursor cursor;  // address must stay stable: the source's ring points at it
         ChannelMatrix matrix;
         std::atomic<double> gain{1.0};
+        bool lends = false;  // the source lends its frames in place and the map is identity
         uint64_t underruns = 0;
     };
 
+    // One period being mixed.
+    struct BlockMix {
+        float* out;
+        size_t frames;
+        double volume;
+        bool acc_in_use = false;  // acc_ holds this period's audio so far
+        double peak = 0.0;
+        uint64_t clipped = 0;
+    };
+
     void mix_block(float* out, size_t frames);
-    // Both called with mutex_ held.
+    // All called with mutex_ held.
     size_t mix_route(Route& route, size_t frames, MixTarget& target);
+    void mix_lenders(BlockMix& block, size_t lenders);
+    void mix_group(BlockMix& block, Route* const* members, SourceLoan* loans, int count, bool last);
     void record_block(size_t frames, double peak, uint64_t clipped);
 
     int channels_;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "audio/channel_mix.h"
@@ -30,6 +31,13 @@ struct SourceCounters {
     uint64_t dropped_frames = 0;  // frames lost that way (48 kHz frames)
 };
 
+// Frames a source lends to the mixer in place: `runs` stay valid, and no
+// writer can touch them, while `lock` is held.
+struct SourceLoan {
+    std::unique_lock<std::mutex> lock;
+    RingRuns runs;
+};
+
 class Source {
 public:
     explicit Source(int channels) : channels_(channels) {}
@@ -50,6 +58,15 @@ public:
     // that had audio; the rest is silence and the caller counts an underrun.
     virtual size_t mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,
                             MixTarget& target) = 0;
+
+    // Sources that keep their 48 kHz frames in a ring lend them in place, so the
+    // mixer can read several of them in one pass over its accumulator. lend()
+    // consumes up to `frames` frames for this route as mix_into() would. With
+    // wait=false it only tries the lock and returns false when it is busy: the
+    // mixer never waits for one source while it holds another, so two sinks that
+    // share sources can never wait for each other.
+    virtual bool lends_frames() const { return false; }
+    virtual bool lend(RouteCursor& /*cursor*/, size_t /*frames*/, bool /*wait*/, SourceLoan& /*loan*/) { return false; }
 
     // Frames queued for this route (0 for generators).
     virtual size_t buffered_frames(const RouteCursor&) const { return 0; }

@@ -73,6 +73,10 @@ public:
                     MixTarget& target) override {
         return inner_.mix_into(cursor, frames, matrix, gain, target);
     }
+    bool lends_frames() const override { return true; }
+    bool lend(RouteCursor& cursor, size_t frames, bool wait, SourceLoan& loan) override {
+        return inner_.lend(cursor, frames, wait, loan);
+    }
     size_t buffered_frames(const RouteCursor& cursor) const override { return inner_.buffered_frames(cursor); }
     SourceCounters counters() const override;
     int sample_rate() const override { return wire_rate_.load(std::memory_order_relaxed); }

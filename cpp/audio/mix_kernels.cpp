@@ -1,0 +1,118 @@
+#include "audio/mix_kernels.h"
+
+#include <algorithm>
+#include <type_traits>
+
+#include "audio/hot_loop.h"
+
+namespace sinkcast {
+
+namespace {
+
+// The loops are written once as inlined templates and instantiated inside the
+// two hot-loop functions at the bottom, so every variant is compiled for each
+// instruction set. All are branch-free per sample so they vectorize (this file
+// is built with finite math: push() rejects NaN and Inf).
+
+template <int K, bool kFirst>
+[[gnu::always_inline]] inline void accumulate(const SourceGroup& group, size_t n, double* acc) {
+    const float* in[K];
+    double gain[K];
+    for (int k = 0; k < K; ++k) {
+        in[k] = group.in[k];
+        gain[k] = group.gain[k];
+    }
+    for (size_t i = 0; i < n; ++i) {
+        double sum = kFirst ? gain[0] * in[0][i] : acc[i] + gain[0] * in[0][i];
+        for (int k = 1; k < K; ++k) sum += gain[k] * in[k][i];
+        acc[i] = sum;
+    }
+}
+
+// out = clip(k * sample(i), -1, 1), computed in T. Returns the largest |k * sample|
+// and adds the number beyond full scale to *clipped.
+template <typename T, typename Sample>
+[[gnu::always_inline]] inline T scale_and_clip(size_t n, T k, Sample&& sample, float* out, uint64_t* clipped) {
+    T peak = 0;
+    // As wide as T, so the comparison's mask adds up without narrowing shuffles.
+    std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t> over = 0;
+    for (size_t i = 0; i < n; ++i) {
+        T v = k * sample(i);
+        T a = v < 0 ? -v : v;
+        peak = peak > a ? peak : a;
+        over += a > T(1);
+        v = v < T(-1) ? T(-1) : v;
+        v = v > T(1) ? T(1) : v;
+        out[i] = static_cast<float>(v);
+    }
+    *clipped += over;
+    return peak;
+}
+
+// Sums in double with the volume folded into the gains, then rounds once to
+// float, so the clip, peak and count run on twice as many samples per vector.
+template <int K, bool kAcc>
+[[gnu::always_inline]] inline double finish(const SourceGroup& group, size_t n, const double* acc, double volume,
+                                            float* out, uint64_t* clipped) {
+    const float* in[K > 0 ? K : 1];
+    double gain[K > 0 ? K : 1];
+    for (int k = 0; k < K; ++k) {
+        in[k] = group.in[k];
+        gain[k] = volume * group.gain[k];
+    }
+    return scale_and_clip<float>(
+        n, 1.0f,
+        [&](size_t i) {
+            double sum = kAcc ? volume * acc[i] : 0.0;
+            for (int k = 0; k < K; ++k) sum += gain[k] * in[k][i];
+            return static_cast<float>(sum);
+        },
+        out, clipped);
+}
+
+SINKCAST_HOT_LOOP void accumulate_any(const SourceGroup& group, size_t n, bool first, double* acc) {
+    switch (group.count * 2 + (first ? 1 : 0)) {
+        case 2: return accumulate<1, false>(group, n, acc);
+        case 3: return accumulate<1, true>(group, n, acc);
+        case 4: return accumulate<2, false>(group, n, acc);
+        case 5: return accumulate<2, true>(group, n, acc);
+        case 6: return accumulate<3, false>(group, n, acc);
+        case 7: return accumulate<3, true>(group, n, acc);
+        case 8: return accumulate<4, false>(group, n, acc);
+        case 9: return accumulate<4, true>(group, n, acc);
+        default: return;
+    }
+}
+
+SINKCAST_HOT_LOOP double finish_any(const SourceGroup& group, size_t n, const double* acc, double volume,
+                                    float* out, uint64_t* clipped) {
+    if (!acc && group.count == 1) {  // the most common sink: one source, no accumulator, in float
+        const float* in = group.in[0];
+        return scale_and_clip<float>(n, static_cast<float>(volume * group.gain[0]), [&](size_t i) { return in[i]; },
+                                     out, clipped);
+    }
+    switch (group.count * 2 + (acc ? 1 : 0)) {
+        case 1: return finish<0, true>(group, n, acc, volume, out, clipped);
+        case 3: return finish<1, true>(group, n, acc, volume, out, clipped);
+        case 4: return finish<2, false>(group, n, acc, volume, out, clipped);
+        case 5: return finish<2, true>(group, n, acc, volume, out, clipped);
+        case 6: return finish<3, false>(group, n, acc, volume, out, clipped);
+        case 7: return finish<3, true>(group, n, acc, volume, out, clipped);
+        case 8: return finish<4, false>(group, n, acc, volume, out, clipped);
+        case 9: return finish<4, true>(group, n, acc, volume, out, clipped);
+        default: std::fill(out, out + n, 0.0f); return 0.0;  // nothing to mix: silence
+    }
+}
+
+}  // namespace
+
+void accumulate_group(const SourceGroup& group, size_t samples, bool first, double* acc) {
+    accumulate_any(group, samples, first, acc);
+}
+
+double finish_group(const SourceGroup& group, size_t samples, const double* acc, double volume, float* out,
+                    uint64_t* clipped) {
+    return finish_any(group, samples, acc, volume, out, clipped);
+}
+
+}  // namespace sinkcast

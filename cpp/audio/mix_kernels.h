@@ -1,0 +1,36 @@
+// The loops that carry a sink's audio from its sources' rings to its output.
+// Each is compiled for AVX2+FMA and for baseline x86-64 (hot_loop.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sinkcast {
+
+// How many sources one pass reads. Each pass loads and stores the whole
+// double accumulator, which costs more than reading a float source; reading
+// four sources per pass spreads that cost over four.
+constexpr int kMaxGroup = 4;
+
+// Up to kMaxGroup runs of interleaved samples with identity channel maps,
+// all of the same length, and their gains.
+struct SourceGroup {
+    const float* in[kMaxGroup] = {};
+    double gain[kMaxGroup] = {};
+    int count = 0;
+};
+
+// acc[i] = (first ? 0 : acc[i]) + sum_k gain_k * in_k[i] for i < samples; count >= 1.
+void accumulate_group(const SourceGroup& group, size_t samples, bool first, double* acc);
+
+// out[i] = float(clip(volume * ((acc ? acc[i] : 0) + sum_k gain_k * in_k[i]), -1, 1)).
+// Any count from 0 and a null acc are allowed (both together: silence). Returns
+// the largest |value| before clipping and adds the samples beyond full scale to
+// *clipped. Sums are in double so the mix of many sources stays exact to float
+// precision; one source without an accumulator is scaled in float, within
+// 1.2e-7 of exact (one product of two roundings), far inside the output's own
+// precision.
+double finish_group(const SourceGroup& group, size_t samples, const double* acc, double volume, float* out,
+                    uint64_t* clipped);
+
+}  // namespace sinkcast
