@@ -144,10 +144,12 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
             route.underruns += 1;
             route.source->count_underrun();
         }
-        cuts[ncuts++] = runs.frames[0];
-        cuts[ncuts++] = runs.total();
+        if (runs.frames[0] < block.frames) {  // the usual case, one run of every frame, needs no cut
+            cuts[ncuts++] = runs.frames[0];
+            cuts[ncuts++] = runs.total();
+        }
     }
-    std::sort(cuts, cuts + ncuts);
+    if (ncuts > 2) std::sort(cuts, cuts + ncuts);
 
     double* acc = acc_.data();
     for (size_t c = 0; c + 1 < ncuts; ++c) {

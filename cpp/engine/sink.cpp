@@ -19,7 +19,7 @@ Sink::Sink(std::string id, const SinkConfig& config, bool realtime)
       config_(config),
       mixer_(config.channels, kPeriodFrames),
       streamer_(opus_settings_for(config)),
-      period_(kPeriodFrames * static_cast<size_t>(config.channels)) {
+      period_(static_cast<size_t>(config.frame_ms / kPeriodMs) * kPeriodFrames * static_cast<size_t>(config.channels)) {
     mixer_.set_volume(config.volume);
     if (realtime) clock_thread_ = std::thread([this] { run_clock(); });
 }
@@ -37,21 +37,27 @@ void Sink::stop() {
 
 void Sink::run_clock() {
     using clock = std::chrono::steady_clock;
-    const auto period = std::chrono::milliseconds(kPeriodMs);
+    // One wake-up per Opus frame (10 or 20 ms), mixing the 10 ms periods it
+    // covers. Waking every period would cost a second wake-up per 20 ms frame
+    // and change nothing downstream: the encoder needs the whole frame anyway,
+    // and a period mixed later only finds more of its audio queued.
+    const size_t periods_per_tick = static_cast<size_t>(config_.frame_ms / kPeriodMs);
+    const size_t tick_frames = periods_per_tick * kPeriodFrames;
+    const auto tick = std::chrono::milliseconds(kPeriodMs) * periods_per_tick;
     // Falling further behind than this (a suspended VM, a debugger) resets the
     // clock instead of mixing a burst of catch-up periods.
     const auto give_up = std::chrono::milliseconds(200);
     auto deadline = clock::now();
     std::unique_lock<std::mutex> lock(clock_mutex_);
     while (!stopping_) {
-        deadline += period;  // absolute deadlines: sleep jitter never accumulates into drift
+        deadline += tick;  // absolute deadlines: sleep jitter never accumulates into drift
         if (clock_wake_.wait_until(lock, deadline, [this] { return stopping_; })) break;
         lock.unlock();
-        mixer_.mix(period_.data(), kPeriodFrames);
-        periods_.fetch_add(1, std::memory_order_relaxed);
-        deliver(period_.data(), kPeriodFrames);
+        mixer_.mix(period_.data(), tick_frames);
+        periods_.fetch_add(periods_per_tick, std::memory_order_relaxed);
+        deliver(period_.data(), tick_frames);
         const auto now = clock::now();
-        if (now - deadline > period) late_periods_.fetch_add(1, std::memory_order_relaxed);
+        if (now - deadline > tick) late_periods_.fetch_add(periods_per_tick, std::memory_order_relaxed);
         if (now - deadline > give_up) {
             resyncs_.fetch_add(1, std::memory_order_relaxed);
             deadline = now;

@@ -31,7 +31,7 @@ OpusSettings opus_settings_for(const SinkConfig& config);
 
 struct SinkClockStats {
     uint64_t periods = 0;       // periods mixed by the clock (real time) or render()
-    uint64_t late_periods = 0;  // real time: periods mixed after their deadline by more than one period
+    uint64_t late_periods = 0;  // real time: periods mixed more than one clock tick after their deadline
     uint64_t resyncs = 0;       // real time: times the clock fell so far behind it skipped ahead
 };
 
@@ -69,7 +69,7 @@ private:
     SinkConfig config_;
     SinkAudioMixer mixer_;
     SinkStreamer streamer_;
-    std::vector<float> period_;  // the real-time thread's output buffer
+    std::vector<float> period_;  // the real-time thread's output buffer: one Opus frame of periods
 
     mutable std::mutex taps_mutex_;
     std::vector<std::shared_ptr<PcmTap>> taps_;
