@@ -31,6 +31,10 @@ import sinkcast
 from sinkcast.aio import merge_candidates
 
 WINDOW_S = 5.0
+# Streaming before the window, so it measures the steady state: sinkcast's
+# per-listener retransmission history (64 packets) has filled by then, and
+# aiortc has settled its encoders and congestion control.
+SETTLE_S = 3.0
 
 
 # ---------------------------------------------------------------------------- listeners
@@ -138,6 +142,7 @@ def measure_sinkcast(probes: Probes, n: int) -> dict[str, float]:
             offer_to_answer.append((sig.answer_at[f"s/{i}"] - t0) / 1e6)
         probes.call("answers", answers)
         probes.wait_all_receiving(n)
+        time.sleep(SETTLE_S)
         before = probes.call("counts")
         c0, w0 = time.process_time(), time.monotonic()
         time.sleep(WINDOW_S)
@@ -254,6 +259,7 @@ def measure_aiortc(probes: Probes, n: int) -> dict[str, float]:
             answers.append(pc.localDescription.sdp)
         await asyncio.to_thread(probes.call, "answers", answers)
         await asyncio.to_thread(probes.wait_all_receiving, n)
+        await asyncio.sleep(SETTLE_S)
         before = await asyncio.to_thread(probes.call, "counts")
         c0, w0 = time.process_time(), time.monotonic()
         await asyncio.sleep(WINDOW_S)

@@ -133,6 +133,11 @@ namespace {
 
 constexpr size_t kMaxPendingCandidates = 64;
 constexpr int kDefaultOpusPayloadType = 111;
+// Packets kept per listener for retransmission on a NACK: 1.28 s of 20 ms
+// frames. A resent audio packet only helps while the receiver's jitter buffer
+// has not played past it (well under a second), and libdatachannel's default
+// of 512 packets is 10 s and ~200 KB per listener, 20 MB at 100 listeners.
+constexpr size_t kNackHistoryPackets = 64;
 constexpr const char* kDefaultMid = "0";
 
 uint32_t random_u32() {
@@ -349,7 +354,7 @@ void WebRTCSender::setup_track_locked(const std::string& mid, int payload_type, 
       rtc::OpusRtpPacketizer::DefaultClockRate);
   auto packetizer = std::make_shared<rtc::OpusRtpPacketizer>(config);
   packetizer->addToChain(std::make_shared<rtc::RtcpSrReporter>(config));
-  packetizer->addToChain(std::make_shared<rtc::RtcpNackResponder>());
+  packetizer->addToChain(std::make_shared<rtc::RtcpNackResponder>(kNackHistoryPackets));
   packetizer->addToChain(std::make_shared<StatsHandler>(shared_));
   track->setMediaHandler(packetizer);
 
