@@ -106,11 +106,16 @@ std::vector<ProbePacket> ReceiveProbe::take_packets() {
 
 void ReceiveProbe::close() {
     std::shared_ptr<rtc::PeerConnection> pc;
+    std::shared_ptr<rtc::Track> track;
     {
         std::lock_guard<std::mutex> lock(state_->mutex);
         pc = std::move(state_->pc);
-        state_->track.reset();
+        track = std::move(state_->track);
     }
+    // Both outside the lock: destroying the track waits for a running onMessage
+    // callback, and that callback takes the lock (DESIGN.md's rule for blocking
+    // libdatachannel calls). Doing it under the lock deadlocked with packets flowing.
+    track.reset();
     if (pc) pc->close();
 }
 
