@@ -17,6 +17,7 @@ token = "t"
 [ice]
 bind_address = "127.0.0.1"
 port_range = [41000, 41100]
+udp_mux = true
 servers = ["stun:127.0.0.1:3478"]
 
 [sinks.kitchen]
@@ -57,6 +58,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD))
     assert (cfg.host, cfg.port, cfg.token, cfg.port_range) == ("127.0.0.1", 9000, "t", (41000, 41100))
+    assert cfg.udp_mux is True
     eng = build_engine(cfg)
     try:
         stats = eng.stats()
@@ -89,6 +91,7 @@ def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
          "routes[0]: gain must be a finite number from 0 to 10"),
         ("[server]\nport = 70000\n", "server.port: must be 0 to 65535"),
         ("[ice]\nport_range = [5, 2]\n", "ice.port_range: must satisfy"),
+        ("[ice]\nudp_mux = 1\n", "ice.udp_mux: must be"),
         ("[ice]\nservers = [\"http://x\"]\n", "ice.servers[0]: must be a stun:, turn: or turns: URL"),
         ("[colours]\n", "colours: unknown key"),
         ("sinks = 3\n", "sinks: must be a table"),

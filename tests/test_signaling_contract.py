@@ -279,6 +279,31 @@ def test_ice_configuration_is_used() -> None:
         assert ports and all(20100 <= p <= 20110 for p in ports)
 
 
+def test_ice_udp_mux_puts_every_listener_on_one_port() -> None:
+    with sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(20120, 20130), ice_udp_mux=True) as eng:
+        eng.add_sink("s")
+        got: dict[str, list[str]] = {}
+        eng.set_python_webrtc_signaling_callback(
+            lambda t, ty, m: got.setdefault(t, []).append(m) if ty == "candidate" else None)
+        for i in range(3):
+            eng.handle_incoming_webrtc_signaling_message(f"s/{i}", "offer", OFFER)
+        wait_until(lambda: all(any("127.0.0.1" in c for c in got.get(f"s/{i}", [])) for i in range(3)))
+        ports = {int(p) for cs in got.values() for c in cs for p in re.findall(r"127\.0\.0\.1 (\d+) typ", c)}
+        assert len(ports) == 1 and 20120 <= ports.pop() <= 20130
+
+
+def test_ice_udp_mux_engines_with_different_addresses_need_separate_port_ranges() -> None:
+    with sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(20160, 20170), ice_udp_mux=True):
+        with pytest.raises(ValueError, match="ice_udp_mux.*port_range"):
+            sinkcast.AudioManager(bind_address="0.0.0.0", port_range=(20165, 20175), ice_udp_mux=True)
+        with pytest.raises(ValueError, match="ice_udp_mux"):
+            sinkcast.AudioManager(bind_address="0.0.0.0", ice_udp_mux=True)  # no range: every port
+        # Fine: the same address (one shared socket), a disjoint range, or no mux.
+        for kwargs in ({"bind_address": "127.0.0.1"}, {"bind_address": "0.0.0.0", "port_range": (20180, 20190)}):
+            sinkcast.AudioManager(ice_udp_mux=True, **kwargs).shutdown()
+        sinkcast.AudioManager(bind_address="0.0.0.0", port_range=(20165, 20175)).shutdown()
+
+
 def test_bad_ice_server_is_refused() -> None:
     with pytest.raises(ValueError, match="ice"):
         eng = sinkcast.AudioManager(ice_servers=["not a url at all"])

@@ -129,6 +129,23 @@ async def test_ten_listeners_all_receive_and_one_leaving_disturbs_none(engine: s
         sig.close()
 
 
+async def test_listeners_sharing_one_udp_port_each_hear_the_tone() -> None:
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(20140, 20150), ice_udp_mux=True)
+    eng.add_sink("a440", channels=2)
+    eng.add_tone_source("tone440", frequency_hz=440.0, amplitude=0.4)
+    eng.connect("tone440", "a440")
+    sig = AsyncSignaling(eng)
+    listeners = [await connect_listener(sig, f"a440/m{i}") for i in range(3)]
+    try:
+        await asyncio.gather(*(l.wait_seconds(1.5) for l in listeners))
+        for listener in listeners:
+            assert dominant_frequency(listener.audio()[-48000:, 0], 48000) == pytest.approx(440.0, abs=1.0)
+    finally:
+        await asyncio.gather(*(l.close() for l in listeners))
+        sig.close()
+        await asyncio.to_thread(eng.shutdown)
+
+
 async def test_removing_a_sink_sends_bye_to_its_listeners(engine: sinkcast.AudioManager) -> None:
     sig = AsyncSignaling(engine)
     listeners = [await connect_listener(sig, t) for t in ("a440", "a440/b")]

@@ -187,11 +187,14 @@ void shutdown_all_managers() {
 void bind_audio_manager(nb::module_& m) {
     auto cls = nb::class_<PyAudioManager>(m, "AudioManager",
                                "The sinkcast engine: sources mixed into named sinks, each streamed to its "
-                               "listeners. realtime=False gives a manual clock driven by render().")
+                               "listeners. realtime=False gives a manual clock driven by render(). ICE: bind_address, "
+                               "port_range=(first, last), ice_servers (stun:/turn: URLs), ice_udp_mux=True to put "
+                               "every listener on one UDP port (the first free one of port_range).")
         .def(
             "__init__",
             [](PyAudioManager* self, bool realtime, std::string bind_address,
-               std::optional<std::pair<int, int>> port_range, std::vector<std::string> ice_servers) {
+               std::optional<std::pair<int, int>> port_range, std::vector<std::string> ice_servers,
+               bool ice_udp_mux) {
                 ManagerConfig config;
                 config.realtime = realtime;
                 config.bind_address = std::move(bind_address);
@@ -203,10 +206,11 @@ void bind_audio_manager(nb::module_& m) {
                     config.port_range_end = static_cast<uint16_t>(last);
                 }
                 config.ice_servers = std::move(ice_servers);
+                config.ice_udp_mux = ice_udp_mux;
                 new (self) PyAudioManager(std::move(config));
             },
             nb::kw_only(), "realtime"_a = true, "bind_address"_a = "127.0.0.1", "port_range"_a = nb::none(),
-            "ice_servers"_a = std::vector<std::string>{})
+            "ice_servers"_a = std::vector<std::string>{}, "ice_udp_mux"_a = false)
         .def_static(
             "get_instance",
             []() -> PyAudioManager* {

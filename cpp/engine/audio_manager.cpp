@@ -42,6 +42,18 @@ void validate_id(const std::string& kind, const std::string& id) {
             throw std::invalid_argument(kind + " id must not contain control characters");
 }
 
+namespace {
+// libjuice keeps one ICE UDP mux socket per port range for the whole process
+// and hands it to any agent whose range contains its port, whatever address
+// that agent asked to bind. Two engines that mux over overlapping ranges
+// therefore share one socket, which is only right if they bind the same address.
+bool mux_ranges_overlap(const ManagerConfig& a, const ManagerConfig& b) {
+    auto first = [](const ManagerConfig& c) { return c.port_range_begin ? c.port_range_begin : 1; };
+    auto last = [](const ManagerConfig& c) { return c.port_range_end ? c.port_range_end : 65535; };
+    return first(a) <= last(b) && first(b) <= last(a);
+}
+}  // namespace
+
 AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
     if (config_.port_range_begin > config_.port_range_end)
         throw std::invalid_argument("port_range must be (first, last) with first <= last");
@@ -53,11 +65,22 @@ AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
             throw std::invalid_argument("ice_servers: '" + url +
                                         "' is not a stun:host[:port], turn:user:pass@host[:port] or turns: URL");
     }
+    std::lock_guard<std::mutex> lock(live_mutex());
+    if (config_.ice_udp_mux) {
+        for (const AudioManager* other : live_set()) {
+            if (other->closed() || !other->config_.ice_udp_mux || !mux_ranges_overlap(config_, other->config_) ||
+                other->config_.bind_address == config_.bind_address)
+                continue;
+            throw std::invalid_argument(
+                "ice_udp_mux: another engine in this process muxes ICE on bind address '" +
+                other->config_.bind_address + "' over an overlapping port range, and libjuice would give this "
+                "engine its socket; use a port_range that does not overlap, or the same bind_address");
+        }
+    }
     // Sized before the first peer connection exists (the 2-core setRemoteDescription deadlock).
     configure_libdatachannel_once();
     dispatcher_ = std::make_unique<SignalingDispatcher>(
         [slot = handler_slot_](const SignalingMessage& m) { deliver_via(slot, m); });
-    std::lock_guard<std::mutex> lock(live_mutex());
     live_set().insert(this);
 }
 

@@ -32,6 +32,7 @@ struct ManagerConfig {
     std::string bind_address = "127.0.0.1";
     uint16_t port_range_begin = 0;
     uint16_t port_range_end = 0;
+    bool ice_udp_mux = false;  // all listeners share one UDP port (see IceConfig::udp_mux)
     std::vector<std::string> ice_servers;
     // Accept remote candidates named "<uuid>.local" (browsers hide LAN addresses
     // that way; resolving them takes mDNS). Other host names are always refused.

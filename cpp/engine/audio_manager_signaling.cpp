@@ -48,6 +48,7 @@ IceConfig AudioManager::ice_config() const {
     ice.bind_address = config_.bind_address;
     ice.port_range_begin = config_.port_range_begin;
     ice.port_range_end = config_.port_range_end;
+    ice.udp_mux = config_.ice_udp_mux;
     ice.ice_servers = config_.ice_servers;
     return ice;
 }

@@ -257,6 +257,7 @@ WebRTCSender::WebRTCSender(const IceConfig& ice, int channels, SenderCallbacks c
     config.portRangeBegin = begin;
     config.portRangeEnd = end;
   }
+  config.enableIceUdpMux = ice.udp_mux;
   for (const auto& url : ice.ice_servers) {
     try {
       config.iceServers.emplace_back(url);

@@ -21,6 +21,9 @@ namespace sinkcast {
 struct IceConfig {
   std::string bind_address;  // e.g. "127.0.0.1"; empty = all interfaces
   uint16_t port_range_begin = 0, port_range_end = 0;  // 0/0 = libdatachannel's default range
+  // Every listener on one UDP socket (libjuice's ICE UDP mux): one port to open
+  // in a firewall, one file descriptor and one poll entry for all listeners.
+  bool udp_mux = false;
   // "stun:host:port", "turn:user:pass@host:port", "turns:...", "turn:...?transport=tcp"
   std::vector<std::string> ice_servers;
 };

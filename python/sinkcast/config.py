@@ -14,6 +14,7 @@ Example::
     [ice]
     bind_address = "127.0.0.1"  # the address ICE gathers on (and offers)
     port_range = [40000, 40100]
+    udp_mux = true              # every listener on one UDP port (the first free one of port_range)
     servers = ["stun:stun.example.org:3478"]
 
     [sinks.kitchen]
@@ -110,6 +111,7 @@ class ServerConfig:
     token: str | None = None
     bind_address: str = "127.0.0.1"
     port_range: tuple[int, int] | None = None
+    udp_mux: bool = False
     ice_servers: list[str] = field(default_factory=list)
     sinks: list[SinkSpec] = field(default_factory=list)
     sources: list[SourceSpec] = field(default_factory=list)
@@ -224,7 +226,7 @@ def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
         cfg.token = c.typed(server["token"], "server.token", str) or None
 
     ice = c.table(data.get("ice", {}), "ice")
-    c.no_unknown(ice, {"bind_address", "port_range", "servers"}, "ice")
+    c.no_unknown(ice, {"bind_address", "port_range", "udp_mux", "servers"}, "ice")
     if "bind_address" in ice:
         cfg.bind_address = c.typed(ice["bind_address"], "ice.bind_address", str)
     if "port_range" in ice:
@@ -234,6 +236,8 @@ def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
         if not 1 <= pr[0] <= pr[1] <= 65535:
             raise c.fail("ice.port_range", f"must satisfy 1 <= first <= last <= 65535, got {pr!r}")
         cfg.port_range = (pr[0], pr[1])
+    if "udp_mux" in ice:
+        cfg.udp_mux = c.typed(ice["udp_mux"], "ice.udp_mux", bool)
     if "servers" in ice:
         servers = c.typed(ice["servers"], "ice.servers", list)
         for i, s in enumerate(servers):
@@ -363,7 +367,8 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
     the engine; pass a dict as `pipe_inputs` to get them by source id (for their
     stats)."""
     eng = AudioManager(
-        bind_address=cfg.bind_address, port_range=cfg.port_range, ice_servers=cfg.ice_servers
+        bind_address=cfg.bind_address, port_range=cfg.port_range, ice_servers=cfg.ice_servers,
+        ice_udp_mux=cfg.udp_mux,
     )
     try:
         for s in cfg.sinks:
