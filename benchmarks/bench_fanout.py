@@ -126,8 +126,8 @@ class SyncSignaling:
         return merge_candidates(answer, [m for t, m in msgs if t == "candidate"])
 
 
-def measure_sinkcast(probes: Probes, n: int) -> dict[str, float]:
-    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+def measure_sinkcast(probes: Probes, n: int, udp_mux: bool = False) -> dict[str, float]:
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1", ice_udp_mux=udp_mux)
     eng.add_sink("s", channels=2, frame_ms=20)
     eng.add_tone_source("t", frequency_hz=440.0, amplitude=0.3)
     eng.connect("t", "s")
@@ -321,6 +321,10 @@ def main() -> None:
         print(" us/pkt = server CPU microseconds per RTP packet delivered to a listener;")
         print(" ratio = aiortc us/pkt / sinkcast us/pkt, i.e. how many times more CPU aiortc spends per listener;")
         print(" pkts/s = RTP packets each listener received per second, 50 expected)")
+        n = max(counts)
+        plain, mux = measure_sinkcast(probes, n), measure_sinkcast(probes, n, udp_mux=True)
+        print(f"sinkcast at {n} listeners, measured again back to back: {plain['cpu_ms_per_s'] / n:.3f} ms/s per "
+              f"listener with a UDP port each, {mux['cpu_ms_per_s'] / n:.3f} with ice_udp_mux=True (one port)")
         print(f"offer->answer (handle_incoming_webrtc_signaling_message to the answer callback): "
               f"median of medians {statistics.median(offer_answer):.2f} ms")
         lat = measure_latency(probes)

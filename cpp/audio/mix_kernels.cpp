@@ -1,7 +1,6 @@
 #include "audio/mix_kernels.h"
 
 #include <algorithm>
-#include <type_traits>
 
 #include "audio/hot_loop.h"
 
@@ -29,21 +28,23 @@ template <int K, bool kFirst>
     }
 }
 
-// out = clip(k * sample(i), -1, 1), computed in T. Returns the largest |k * sample|
-// and adds the number beyond full scale to *clipped.
-template <typename T, typename Sample>
-[[gnu::always_inline]] inline T scale_and_clip(size_t n, T k, Sample&& sample, float* out, uint64_t* clipped) {
-    T peak = 0;
-    // As wide as T, so the comparison's mask adds up without narrowing shuffles.
-    std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t> over = 0;
+// out = clip(k * sample(i), -1, 1), in float. Returns the largest |k * sample|
+// and adds the number of samples beyond full scale to *clipped. Both are judged
+// on the float value: a sum that exceeds 1 by less than float resolution rounds
+// to exactly 1.0 and is not counted, as the output is the same either way.
+template <typename Sample>
+[[gnu::always_inline]] inline float scale_and_clip(size_t n, float k, Sample&& sample, float* out,
+                                                   uint64_t* clipped) {
+    float peak = 0;
+    uint32_t over = 0;  // n is at most one block, far below 2^32
     for (size_t i = 0; i < n; ++i) {
-        T v = k * sample(i);
-        T a = v < 0 ? -v : v;
+        float v = k * sample(i);
+        float a = v < 0 ? -v : v;
         peak = peak > a ? peak : a;
-        over += a > T(1);
-        v = v < T(-1) ? T(-1) : v;
-        v = v > T(1) ? T(1) : v;
-        out[i] = static_cast<float>(v);
+        over += a > 1.0f;
+        v = v < -1.0f ? -1.0f : v;
+        v = v > 1.0f ? 1.0f : v;
+        out[i] = v;
     }
     *clipped += over;
     return peak;
@@ -60,7 +61,7 @@ template <int K, bool kAcc>
         in[k] = group.in[k];
         gain[k] = volume * group.gain[k];
     }
-    return scale_and_clip<float>(
+    return scale_and_clip(
         n, 1.0f,
         [&](size_t i) {
             double sum = kAcc ? volume * acc[i] : 0.0;
@@ -88,7 +89,7 @@ SINKCAST_HOT_LOOP double finish_any(const SourceGroup& group, size_t n, const do
                                     float* out, uint64_t* clipped) {
     if (!acc && group.count == 1) {  // the most common sink: one source, no accumulator, in float
         const float* in = group.in[0];
-        return scale_and_clip<float>(n, static_cast<float>(volume * group.gain[0]), [&](size_t i) { return in[i]; },
+        return scale_and_clip(n, static_cast<float>(volume * group.gain[0]), [&](size_t i) { return in[i]; },
                                      out, clipped);
     }
     switch (group.count * 2 + (acc ? 1 : 0)) {

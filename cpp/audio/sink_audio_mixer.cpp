@@ -113,8 +113,11 @@ void SinkAudioMixer::mix_lenders(BlockMix& block, size_t lenders) {
         // is busy (a push is writing that ring), the group mixes what it holds
         // and lets go before waiting: the mixer never waits while it holds a lock.
         if (!route->source->lend(route->cursor, block.frames, held == 0, loans[static_cast<size_t>(held)])) {
-            mix_group(block, members.data(), loans.data(), held, false);
+            if (held > 0) mix_group(block, members.data(), loans.data(), held, false);
             held = 0;
+            loans[0] = SourceLoan{};
+            // Waiting now holds nothing. A source that still lends nothing leaves
+            // the loan empty: silence, counted as an underrun.
             route->source->lend(route->cursor, block.frames, true, loans[0]);
         }
         members[static_cast<size_t>(held)] = route.get();

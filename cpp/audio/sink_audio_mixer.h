@@ -27,7 +27,7 @@ struct RouteStats {
 struct MixerStats {
     uint64_t frames_mixed = 0;
     uint64_t clipped_samples = 0;
-    float peak = 0.0f;  // largest |sample| of the most recent mix call
+    float peak = 0.0f;  // largest |sample| of the most recent 10 ms period
     std::vector<RouteStats> routes;
 };
 

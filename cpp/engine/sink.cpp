@@ -39,8 +39,9 @@ void Sink::run_clock() {
     using clock = std::chrono::steady_clock;
     // One wake-up per Opus frame (10 or 20 ms), mixing the 10 ms periods it
     // covers. Waking every period would cost a second wake-up per 20 ms frame
-    // and change nothing downstream: the encoder needs the whole frame anyway,
-    // and a period mixed later only finds more of its audio queued.
+    // and gain the listeners nothing: the encoder needs the whole frame anyway,
+    // and a period mixed later only finds more of its audio queued. Taps get
+    // the frame's periods together, the first one 10 ms later than before.
     const size_t periods_per_tick = static_cast<size_t>(config_.frame_ms / kPeriodMs);
     const size_t tick_frames = periods_per_tick * kPeriodFrames;
     const auto tick = std::chrono::milliseconds(kPeriodMs) * periods_per_tick;

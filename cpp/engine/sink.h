@@ -31,7 +31,9 @@ OpusSettings opus_settings_for(const SinkConfig& config);
 
 struct SinkClockStats {
     uint64_t periods = 0;       // periods mixed by the clock (real time) or render()
-    uint64_t late_periods = 0;  // real time: periods mixed more than one clock tick after their deadline
+    // Real time: periods of ticks that ran more than one tick (10 or 20 ms, the
+    // Opus frame) after the tick's deadline, the end of its last period.
+    uint64_t late_periods = 0;
     uint64_t resyncs = 0;       // real time: times the clock fell so far behind it skipped ahead
 };
 
