@@ -35,6 +35,9 @@ WINDOW_S = 5.0
 # per-listener retransmission history (64 packets) has filled by then, and
 # aiortc has settled its encoders and congestion control.
 SETTLE_S = 3.0
+# aiortc encodes through PyAV's libopus wrapper, whose default compression level
+# is 10; sinkcast's default is libopus's own, 9. Compare like with like.
+COMPLEXITY = 10
 
 
 # ---------------------------------------------------------------------------- listeners
@@ -128,7 +131,7 @@ class SyncSignaling:
 
 def measure_sinkcast(probes: Probes, n: int, udp_mux: bool = False) -> dict[str, float]:
     eng = sinkcast.AudioManager(bind_address="127.0.0.1", ice_udp_mux=udp_mux)
-    eng.add_sink("s", channels=2, frame_ms=20)
+    eng.add_sink("s", channels=2, frame_ms=20, complexity=COMPLEXITY)
     eng.add_tone_source("t", frequency_hz=440.0, amplitude=0.3)
     eng.connect("t", "s")
     sig = SyncSignaling(eng)
@@ -161,7 +164,7 @@ def measure_sinkcast(probes: Probes, n: int, udp_mux: bool = False) -> dict[str,
 
 def idle_sinkcast_cpu() -> float:
     with sinkcast.AudioManager(bind_address="127.0.0.1") as eng:
-        eng.add_sink("s", channels=2, frame_ms=20)
+        eng.add_sink("s", channels=2, frame_ms=20, complexity=COMPLEXITY)
         eng.add_tone_source("t", frequency_hz=440.0, amplitude=0.3)
         eng.connect("t", "s")
         time.sleep(0.5)
