@@ -71,37 +71,59 @@ template <int K, bool kAcc>
         out, clipped);
 }
 
+// The per-count variants, each choosing its first-pass or accumulator flavour.
+template <int K>
+[[gnu::always_inline]] inline void accumulate_k(const SourceGroup& group, size_t n, bool first, double* acc) {
+    if (first)
+        accumulate<K, true>(group, n, acc);
+    else
+        accumulate<K, false>(group, n, acc);
+}
+
+template <int K>
+[[gnu::always_inline]] inline double finish_k(const SourceGroup& group, size_t n, const double* acc, double volume,
+                                              float* out, uint64_t* clipped) {
+    return acc ? finish<K, true>(group, n, acc, volume, out, clipped)
+               : finish<K, false>(group, n, acc, volume, out, clipped);
+}
+
 SINKCAST_HOT_LOOP void accumulate_any(const SourceGroup& group, size_t n, bool first, double* acc) {
-    switch (group.count * 2 + (first ? 1 : 0)) {
-        case 2: return accumulate<1, false>(group, n, acc);
-        case 3: return accumulate<1, true>(group, n, acc);
-        case 4: return accumulate<2, false>(group, n, acc);
-        case 5: return accumulate<2, true>(group, n, acc);
-        case 6: return accumulate<3, false>(group, n, acc);
-        case 7: return accumulate<3, true>(group, n, acc);
-        case 8: return accumulate<4, false>(group, n, acc);
-        case 9: return accumulate<4, true>(group, n, acc);
+    static_assert(kMaxGroup == 8, "one case per group size");
+    switch (group.count) {
+        case 1: return accumulate_k<1>(group, n, first, acc);
+        case 2: return accumulate_k<2>(group, n, first, acc);
+        case 3: return accumulate_k<3>(group, n, first, acc);
+        case 4: return accumulate_k<4>(group, n, first, acc);
+        case 5: return accumulate_k<5>(group, n, first, acc);
+        case 6: return accumulate_k<6>(group, n, first, acc);
+        case 7: return accumulate_k<7>(group, n, first, acc);
+        case 8: return accumulate_k<8>(group, n, first, acc);
         default: return;
     }
 }
 
 SINKCAST_HOT_LOOP double finish_any(const SourceGroup& group, size_t n, const double* acc, double volume,
                                     float* out, uint64_t* clipped) {
-    if (!acc && group.count == 1) {  // the most common sink: one source, no accumulator, in float
-        const float* in = group.in[0];
-        return scale_and_clip(n, static_cast<float>(volume * group.gain[0]), [&](size_t i) { return in[i]; },
-                                     out, clipped);
-    }
-    switch (group.count * 2 + (acc ? 1 : 0)) {
-        case 1: return finish<0, true>(group, n, acc, volume, out, clipped);
-        case 3: return finish<1, true>(group, n, acc, volume, out, clipped);
-        case 4: return finish<2, false>(group, n, acc, volume, out, clipped);
-        case 5: return finish<2, true>(group, n, acc, volume, out, clipped);
-        case 6: return finish<3, false>(group, n, acc, volume, out, clipped);
-        case 7: return finish<3, true>(group, n, acc, volume, out, clipped);
-        case 8: return finish<4, false>(group, n, acc, volume, out, clipped);
-        case 9: return finish<4, true>(group, n, acc, volume, out, clipped);
-        default: std::fill(out, out + n, 0.0f); return 0.0;  // nothing to mix: silence
+    switch (group.count) {
+        case 0:
+            if (acc) return finish<0, true>(group, n, acc, volume, out, clipped);
+            std::fill(out, out + n, 0.0f);  // nothing to mix: silence
+            return 0.0;
+        case 1:
+            if (!acc) {  // the most common sink: one source, no accumulator, in float
+                const float* in = group.in[0];
+                return scale_and_clip(n, static_cast<float>(volume * group.gain[0]), [&](size_t i) { return in[i]; },
+                                      out, clipped);
+            }
+            return finish<1, true>(group, n, acc, volume, out, clipped);
+        case 2: return finish_k<2>(group, n, acc, volume, out, clipped);
+        case 3: return finish_k<3>(group, n, acc, volume, out, clipped);
+        case 4: return finish_k<4>(group, n, acc, volume, out, clipped);
+        case 5: return finish_k<5>(group, n, acc, volume, out, clipped);
+        case 6: return finish_k<6>(group, n, acc, volume, out, clipped);
+        case 7: return finish_k<7>(group, n, acc, volume, out, clipped);
+        case 8: return finish_k<8>(group, n, acc, volume, out, clipped);
+        default: return 0.0;
     }
 }
 

@@ -9,8 +9,9 @@ namespace sinkcast {
 
 // How many sources one pass reads. Each pass loads and stores the whole
 // double accumulator, which costs more than reading a float source; reading
-// four sources per pass spreads that cost over four.
-constexpr int kMaxGroup = 4;
+// eight sources per pass spreads that cost over eight, and a sink of up to
+// eight such sources never touches the accumulator at all.
+constexpr int kMaxGroup = 8;
 
 // Up to kMaxGroup runs of interleaved samples with identity channel maps,
 // all of the same length, and their gains.
