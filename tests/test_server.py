@@ -246,3 +246,23 @@ async def test_status_and_metrics_include_pipe_inputs(tmp_path: Path) -> None:
             assert match and float(match.group(1)) > 0, text
     finally:
         await srv.close()
+
+
+@pytest.mark.asyncio
+async def test_a_pipe_reader_added_after_the_app_is_made_is_reported(tmp_path: Path) -> None:
+    # The server keeps the mapping it is given, even an empty one, so a reader added later shows up.
+    from sinkcast.inputs import add_pipe_source
+
+    raw = tmp_path / "tone.f32"
+    (0.25 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)).astype("<f4").tofile(raw)
+    eng = build_engine(parse_config({"sinks": {"out": {"channels": 1}}}, "late.toml"))
+    pipes: dict[str, PipeInput] = {}
+    srv = TestServer(make_app(eng, pipe_inputs=pipes), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        pipes["line"] = add_pipe_source(eng, "line", str(raw), sample_rate=48000, channels=1, sample_format="f32le")
+        async with ClientSession(base_url=str(srv.make_url("/"))) as http:
+            status = await (await http.get("/api/status")).json()
+            assert "line" in status["pipe_inputs"], status["pipe_inputs"]
+    finally:
+        await srv.close()

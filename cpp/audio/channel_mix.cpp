@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-
 #include <stdexcept>
 #include <string>
+
+#include "audio/mix_kernels.h"
 
 namespace sinkcast {
 
@@ -61,14 +62,7 @@ ChannelMatrix standard_channel_matrix(int source_channels, int sink_channels) {
 namespace {
 
 // The loops below are kept separate and simple so the compiler vectorizes each.
-
-SINKCAST_HOT_LOOP void set_scaled(const float* in, size_t n, double g, double* acc) {
-    for (size_t i = 0; i < n; ++i) acc[i] = g * static_cast<double>(in[i]);
-}
-
-SINKCAST_HOT_LOOP void add_scaled(const float* in, size_t n, double g, double* acc) {
-    for (size_t i = 0; i < n; ++i) acc[i] += g * static_cast<double>(in[i]);
-}
+// (An identity map is a group of one for mix_kernels.h.)
 
 SINKCAST_HOT_LOOP void set_mono_to_stereo(const float* in, size_t frames, double gl, double gr, double* acc) {
     for (size_t f = 0; f < frames; ++f) {
@@ -111,8 +105,11 @@ void MixTarget::add(const float* in, size_t offset, size_t frames, const Channel
     const int in_ch = matrix.source_channels;
     double* acc = acc_ + offset * sink_channels_;
     if (matrix.identity) {
-        const size_t samples = frames * static_cast<size_t>(in_ch);
-        overwrite_ ? set_scaled(in, samples, gain, acc) : add_scaled(in, samples, gain, acc);
+        SourceGroup one;
+        one.in[0] = in;
+        one.gain[0] = gain;
+        one.count = 1;
+        accumulate_group(one, frames * static_cast<size_t>(in_ch), overwrite_, acc);
     } else if (in_ch == 1 && matrix.sink_channels == 2) {
         const double gl = gain * matrix.coefficient[0][0], gr = gain * matrix.coefficient[1][0];
         overwrite_ ? set_mono_to_stereo(in, frames, gl, gr, acc) : add_mono_to_stereo(in, frames, gl, gr, acc);

@@ -143,10 +143,7 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
         Route& route = *members[i];
         const RingRuns& runs = loans[i].runs;
         gains[i] = route.gain.load(std::memory_order_relaxed);
-        if (runs.total() < block.frames) {
-            route.underruns += 1;
-            route.source->count_underrun();
-        }
+        if (runs.total() < block.frames) count_underrun(route);
         if (runs.frames[0] < block.frames) {  // the usual case, one run of every frame, needs no cut
             cuts[ncuts++] = runs.frames[0];
             cuts[ncuts++] = runs.total();
@@ -185,11 +182,13 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
 size_t SinkAudioMixer::mix_route(Route& route, size_t frames, MixTarget& target) {
     const double gain = route.gain.load(std::memory_order_relaxed);
     size_t got = route.source->mix_into(route.cursor, frames, route.matrix, gain, target);
-    if (got < frames) {
-        route.underruns += 1;
-        route.source->count_underrun();
-    }
+    if (got < frames) count_underrun(route);
     return got;
+}
+
+void SinkAudioMixer::count_underrun(Route& route) {
+    route.underruns += 1;
+    route.source->count_underrun();
 }
 
 void SinkAudioMixer::record_block(size_t frames, double peak, uint64_t clipped) {

@@ -80,6 +80,7 @@ private:
     size_t mix_route(Route& route, size_t frames, MixTarget& target);
     void mix_lenders(BlockMix& block, size_t lenders);
     void mix_group(BlockMix& block, Route* const* members, SourceLoan* loans, int count, bool last);
+    void count_underrun(Route& route);  // the route's and its source's counters
     void record_block(size_t frames, double peak, uint64_t clipped);
 
     int channels_;

@@ -19,7 +19,7 @@ Sink::Sink(std::string id, const SinkConfig& config, bool realtime)
       config_(config),
       mixer_(config.channels, kPeriodFrames),
       streamer_(opus_settings_for(config)),
-      period_(static_cast<size_t>(config.frame_ms / kPeriodMs) * kPeriodFrames * static_cast<size_t>(config.channels)) {
+      period_(periods_per_tick() * kPeriodFrames * static_cast<size_t>(config.channels)) {
     mixer_.set_volume(config.volume);
     if (realtime) clock_thread_ = std::thread([this] { run_clock(); });
 }
@@ -42,9 +42,9 @@ void Sink::run_clock() {
     // and gain the listeners nothing: the encoder needs the whole frame anyway,
     // and a period mixed later only finds more of its audio queued. Taps get
     // the frame's periods together, the first one 10 ms later than before.
-    const size_t periods_per_tick = static_cast<size_t>(config_.frame_ms / kPeriodMs);
-    const size_t tick_frames = periods_per_tick * kPeriodFrames;
-    const auto tick = std::chrono::milliseconds(kPeriodMs) * periods_per_tick;
+    const size_t periods = periods_per_tick();
+    const size_t tick_frames = periods * kPeriodFrames;
+    const auto tick = std::chrono::milliseconds(kPeriodMs) * periods;
     // Falling further behind than this (a suspended VM, a debugger) resets the
     // clock instead of mixing a burst of catch-up periods.
     const auto give_up = std::chrono::milliseconds(200);
@@ -55,10 +55,10 @@ void Sink::run_clock() {
         if (clock_wake_.wait_until(lock, deadline, [this] { return stopping_; })) break;
         lock.unlock();
         mixer_.mix(period_.data(), tick_frames);
-        periods_.fetch_add(periods_per_tick, std::memory_order_relaxed);
+        periods_.fetch_add(periods, std::memory_order_relaxed);
         deliver(period_.data(), tick_frames);
         const auto now = clock::now();
-        if (now - deadline > tick) late_periods_.fetch_add(periods_per_tick, std::memory_order_relaxed);
+        if (now - deadline > tick) late_periods_.fetch_add(periods, std::memory_order_relaxed);
         if (now - deadline > give_up) {
             resyncs_.fetch_add(1, std::memory_order_relaxed);
             deadline = now;

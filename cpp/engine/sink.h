@@ -65,6 +65,8 @@ public:
 
 private:
     void run_clock();
+    // The real-time clock ticks once per Opus frame: 1 or 2 periods.
+    size_t periods_per_tick() const { return static_cast<size_t>(config_.frame_ms / kPeriodMs); }
     void deliver(const float* frames, size_t count);
 
     std::string id_;

@@ -38,9 +38,8 @@ void SinkStreamer::on_pcm(const float* frames, size_t count) {
         std::lock_guard<std::mutex> lock(mutex_);
         listeners = listeners_;
     }
-    bool anyone_open = false;
-    for (const auto& l : *listeners) anyone_open = anyone_open || l->track_open();
-    if (!anyone_open) {
+    // Stops at the first open track: the send loop below checks each one anyway.
+    if (std::none_of(listeners->begin(), listeners->end(), [](const auto& l) { return l->track_open(); })) {
         filled_ = 0;  // nobody to send to: skip the encoder entirely
         return;
     }
@@ -60,11 +59,8 @@ void SinkStreamer::on_pcm(const float* frames, size_t count) {
         bytes_encoded_.fetch_add(bytes, std::memory_order_relaxed);
         // The same packet for everyone: per listener it is only packetizing, SRTP and the send.
         uint64_t sent = 0;
-        for (const auto& l : *listeners) {
-            if (!l->track_open()) continue;
-            l->send_frame(packet_.data(), bytes, duration);
-            ++sent;
-        }
+        for (const auto& l : *listeners)
+            if (l->send_frame(packet_.data(), bytes, duration)) ++sent;  // no-op for a track not open yet
         packets_fanned_out_.fetch_add(sent, std::memory_order_relaxed);  // one atomic per frame, not per listener
     }
 }

@@ -508,20 +508,21 @@ bool WebRTCSender::track_open() const {
   return shared_->track_open.load(std::memory_order_acquire);
 }
 
-void WebRTCSender::send_frame(const uint8_t* data, size_t size,
+bool WebRTCSender::send_frame(const uint8_t* data, size_t size,
                               std::chrono::microseconds frame_duration) {
-  if (!shared_->track_open.load(std::memory_order_acquire)) return;
+  if (!shared_->track_open.load(std::memory_order_acquire)) return false;
   // rtc_->track was set before the track could open (happens-before via the
   // acquire above), and is never reset before the destructor.
   const uint32_t timestamp = rtc_->rtp_start + rtp_timestamp_;
   if (frame_duration.count() > 0)
     rtp_timestamp_ += static_cast<uint32_t>(frame_duration.count() * 48 / 1000);  // 48 kHz clock
-  if (data == nullptr || size == 0) return;
+  if (data == nullptr || size == 0) return true;
   try {
     rtc_->track->sendFrame(reinterpret_cast<const rtc::byte*>(data), size, rtc::FrameInfo(timestamp));
   } catch (...) {
     // Closed concurrently or transport gone: the frame is dropped.
   }
+  return true;
 }
 
 SenderStats WebRTCSender::stats() const {

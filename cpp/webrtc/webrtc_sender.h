@@ -88,8 +88,9 @@ class WebRTCSender {
   // Sends one encoded Opus frame. The RTP timestamp advances by
   // frame_duration * 48 kHz per call (also for frames dropped by the
   // transport). Called from the sink's mixer thread: never blocks for long,
-  // never throws, no-op when the track is not open.
-  void send_frame(const uint8_t* data, size_t size, std::chrono::microseconds frame_duration);
+  // never throws, no-op when the track is not open. Returns whether the track
+  // was open.
+  bool send_frame(const uint8_t* data, size_t size, std::chrono::microseconds frame_duration);
 
   SenderStats stats() const;
 

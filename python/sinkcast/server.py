@@ -61,7 +61,8 @@ class SinkcastServer:
     def __init__(self, engine: AudioManager, token: str | None = None, answer_timeout: float = 10.0,
                  pipe_inputs: Mapping[str, PipeInput] | None = None) -> None:
         self.engine = engine
-        self.pipe_inputs = pipe_inputs or {}
+        # The mapping itself, not a copy: readers added to it later are reported too.
+        self.pipe_inputs = pipe_inputs if pipe_inputs is not None else {}
         self.token = token
         self.answer_timeout = answer_timeout
         self.sessions: dict[str, WhepSession] = {}

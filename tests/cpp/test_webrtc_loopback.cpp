@@ -543,8 +543,8 @@ void test_listener_offers() {
   check(log.signals.load() == signals && log.closed.load() == closed && closed == 0,
         "no callback after close()");
   check(!sender.track_open(), "track not open after close()");
-  sender.send_frame(reinterpret_cast<const uint8_t*>("x"), 1, std::chrono::microseconds(20000));
-  check(true, "send_frame after close() is a no-op");
+  check(!sender.send_frame(reinterpret_cast<const uint8_t*>("x"), 1, std::chrono::microseconds(20000)),
+        "send_frame after close() is a no-op");
 }
 
 // (b) the sender offers, the listener answers.
