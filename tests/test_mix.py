@@ -99,6 +99,54 @@ def test_many_sources_through_wrapping_rings_match_reference(
     np.testing.assert_allclose(np.concatenate(rendered), expected, rtol=0, atol=1e-6)
 
 
+def test_nearly_cancelling_sources_within_full_scale_stay_exact() -> None:
+    # Sources within [-1, 1] with moderate gains are summed in float; the worst
+    # case of that is cancellation, where a small sum carries the rounding of
+    # large terms. Four sources whose weighted sum nearly cancels, at the largest
+    # gains that path takes (mix_kernels.cpp), must still meet the contract.
+    rng = np.random.default_rng(5)
+    frames, gains = 48_000, [0.8, 0.8, 0.8, 0.79]
+    a, b = rng.uniform(-0.98, 0.98, (2, frames, 2))
+    small = rng.uniform(-1e-3, 1e-3, (2, frames, 2))
+    blocks = [np.clip(v, -1, 1).astype(np.float32) for v in (a, b, -a + small[0], -b * 0.8 / 0.79 + small[1])]
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i, (block, gain) in enumerate(zip(blocks, gains)):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=2000)
+            eng.connect(f"s{i}", "out", gain=gain)
+            eng.push(f"s{i}", block)
+        got = eng.render("out", frames)
+    expected = mix(list(zip(blocks, gains)), 2, 1.0)
+    assert np.abs(expected).max() < 0.01  # the sources really do cancel
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_audio_beyond_full_scale_is_summed_exactly_and_only_while_queued() -> None:
+    # float32 pushes may exceed full scale. Summed in float, 1000.x * 0.1 would
+    # be off by ~6e-6 after cancelling; the mixer must notice such frames in the
+    # ring and sum them in double, then go back to float once they are consumed.
+    rng = np.random.default_rng(6)
+    quiet = [rng.uniform(-0.5, 0.5, (480, 2)).astype(np.float32) for _ in range(2)]
+    loud = (1000.0 + rng.uniform(-1, 1, (480, 2))).astype(np.float32)
+    streams = [
+        np.concatenate([quiet[0], loud, quiet[0]]),
+        np.concatenate([quiet[1], np.full((480, 2), -1000.0, np.float32), quiet[1]]),
+    ]
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i, stream in enumerate(streams):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=100)
+            eng.connect(f"s{i}", "out", gain=0.1)
+        got = []
+        for part in range(3):  # one push per part, rendered in pieces that straddle the edges
+            for i, stream in enumerate(streams):
+                eng.push(f"s{i}", stream[480 * part : 480 * (part + 1)])
+            got += [eng.render("out", n) for n in (100, 380)] if part < 2 else [eng.render("out", 480)]
+    expected = mix([(s, 0.1) for s in streams], 2, 1.0)
+    assert np.abs(expected[480:960]).max() > 0.05
+    np.testing.assert_allclose(np.concatenate(got), expected, rtol=0, atol=1e-6)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(1, 1500), min_size=1, max_size=8), st.integers(0, 2**31 - 1))
 def test_render_in_pieces_equals_render_at_once(pieces: list[int], seed: int) -> None:

@@ -31,6 +31,7 @@ RingRuns FrameRing::take_locked(ReadCursor* cursor, size_t frames, size_t prebuf
     // An attached cursor never lags by more than the capacity (writes move it on),
     // so at most two runs; the bound keeps that true for any cursor.
     size_t take = static_cast<size_t>(std::min<uint64_t>({available, frames, capacity_}));
+    runs.within_unit = cursor->position >= unbounded_until_;
     size_t done = 0;
     while (done < take) {
         size_t slot = static_cast<size_t>(cursor->position % capacity_);

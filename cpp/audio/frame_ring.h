@@ -34,6 +34,7 @@ struct RingRuns {
     const float* data[2] = {nullptr, nullptr};
     size_t frames[2] = {0, 0};
     int count = 0;
+    bool within_unit = false;  // every sample of the runs is within [-1, 1]
     size_t total() const { return frames[0] + frames[1]; }
 };
 
@@ -48,8 +49,10 @@ public:
     void attach(ReadCursor* cursor);
     void detach(ReadCursor* cursor);
 
-    // Appends frames. `fill(dst, frames)` writes `frames` interleaved frames into dst;
-    // it is called once or twice (when the write wraps) with the ring lock held.
+    // Appends frames. `fill(dst, offset, frames)` writes `frames` interleaved
+    // frames, from `offset` on in the caller's data, into dst, and returns true
+    // when every sample it wrote is within [-1, 1]. It is called once or twice
+    // (when the write wraps) with the ring lock held.
     template <typename Fill>
     void write(size_t frames, Fill&& fill) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -61,7 +64,7 @@ public:
         while (remaining > 0) {
             size_t slot = static_cast<size_t>(start % capacity_);
             size_t run = std::min(remaining, capacity_ - slot);
-            fill(data_.data() + slot * channels_, offset, run);
+            if (!fill(data_.data() + slot * channels_, offset, run)) unbounded_until_ = start + run;
             start += run;
             offset += run;
             remaining -= run;
@@ -107,6 +110,9 @@ private:
     int channels_;
     std::vector<float> data_;
     uint64_t write_position_ = 0;
+    // Frames before this absolute index may hold samples beyond full scale; the
+    // mixer sums frames after it in float when that is exact enough (mix_kernels.h).
+    uint64_t unbounded_until_ = 0;
     std::vector<ReadCursor*> readers_;
     uint64_t total_overruns_ = 0;
     uint64_t total_dropped_frames_ = 0;

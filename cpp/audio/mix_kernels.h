@@ -14,11 +14,13 @@ namespace sinkcast {
 constexpr int kMaxGroup = 8;
 
 // Up to kMaxGroup runs of interleaved samples with identity channel maps,
-// all of the same length, and their gains.
+// all of the same length, and their gains. Only the first `count` entries are
+// read, so they are left uninitialized: clearing them costs more than a small mix.
 struct SourceGroup {
-    const float* in[kMaxGroup] = {};
-    double gain[kMaxGroup] = {};
+    const float* in[kMaxGroup];
+    double gain[kMaxGroup];
     int count = 0;
+    bool within_unit = false;  // every sample of every run is known to be in [-1, 1]
 };
 
 // acc[i] = (first ? 0 : acc[i]) + sum_k gain_k * in_k[i] for i < samples; count >= 1.
@@ -28,9 +30,14 @@ void accumulate_group(const SourceGroup& group, size_t samples, bool first, doub
 // Any count from 0 and a null acc are allowed (both together: silence). Returns
 // the largest |value| before clipping and adds the samples beyond full scale to
 // *clipped. Sums are in double so the mix of many sources stays exact to float
-// precision; one source without an accumulator is scaled in float, within
-// 1.2e-7 of exact (one product of two roundings), far inside the output's own
-// precision.
+// precision, with two exceptions that are as exact and twice as fast:
+// - one source without an accumulator is scaled in float, within 1.2e-7 of
+//   exact (one product of two roundings), far inside the output's own precision;
+// - a group without an accumulator whose samples are all within [-1, 1] is summed
+//   in float when the worst-case rounding error of that sum, which grows with the
+//   count and the gains, stays under 8e-7 (the mix's contract is 1e-6 from a
+//   float64 reference). Everyday mixes qualify: four sources whose gains times
+//   the volume add up to 3.3, eight that add up to 2.6.
 double finish_group(const SourceGroup& group, size_t samples, const double* acc, double volume, float* out,
                     uint64_t* clipped);
 

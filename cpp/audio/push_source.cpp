@@ -1,7 +1,5 @@
 #include "audio/push_source.h"
 
-#include <cstring>
-
 namespace sinkcast {
 
 PushSource::PushSource(int sample_rate, int channels, size_t capacity_frames, size_t prebuffer_frames)
@@ -20,7 +18,7 @@ void PushSource::push(const void* data, SampleFormat format, size_t frames) {
     if (!resampler_) {
         // The one copy: straight from the caller's buffer into the ring, converting.
         ring_.write(frames, [&](float* dst, size_t offset, size_t n) {
-            convert_to_float(bytes + offset * frame_bytes, format, n * ch, dst);
+            return convert_to_float(bytes + offset * frame_bytes, format, n * ch, dst);
         });
         return;
     }
@@ -30,7 +28,7 @@ void PushSource::push(const void* data, SampleFormat format, size_t frames) {
     convert_to_float(data, format, frames * ch, scratch_.data());
     resampler_->process(scratch_.data(), frames, [&](const float* out, size_t n) {
         ring_.write(n, [&](float* dst, size_t offset, size_t run) {
-            std::memcpy(dst, out + offset * ch, run * ch * sizeof(float));
+            return copy_samples(out + offset * ch, run * ch, dst);  // resampling may overshoot full scale
         });
     });
 }

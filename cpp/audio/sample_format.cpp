@@ -26,24 +26,24 @@ size_t sample_format_bytes(SampleFormat format) {
     return 0;
 }
 
-void convert_to_float(const void* input, SampleFormat format, size_t samples, float* output) {
+bool convert_to_float(const void* input, SampleFormat format, size_t samples, float* output) {
     switch (format) {
         case SampleFormat::Int16: {
             const auto* in = static_cast<const int16_t*>(input);
             for (size_t i = 0; i < samples; ++i) output[i] = static_cast<float>(in[i]) * (1.0f / 32768.0f);
-            break;
+            return true;
         }
         case SampleFormat::Int32: {
             const auto* in = static_cast<const int32_t*>(input);
             // Through double: float has only 24 bits of mantissa, the scale itself is exact.
             for (size_t i = 0; i < samples; ++i)
                 output[i] = static_cast<float>(static_cast<double>(in[i]) * (1.0 / 2147483648.0));
-            break;
+            return true;
         }
         case SampleFormat::Float32:
-            std::memcpy(output, input, samples * sizeof(float));
-            break;
+            return copy_samples(input, samples, output);
     }
+    return false;
 }
 
 SINKCAST_HOT_LOOP bool all_samples_finite(const void* input, SampleFormat format, size_t samples) {
@@ -62,6 +62,22 @@ SINKCAST_HOT_LOOP bool all_samples_finite(const void* input, SampleFormat format
         top = top > bits ? top : bits;
     }
     return top != kExponent;
+}
+
+SINKCAST_HOT_LOOP bool copy_samples(const void* input, size_t samples, float* output) {
+    // Without the sign bit, a float's bits order as its magnitude does (NaN
+    // above every number), so the same integer max reduction as above works.
+    const auto* bytes = static_cast<const unsigned char*>(input);
+    constexpr uint32_t kMagnitude = 0x7fffffffu, kOne = 0x3f800000u;
+    uint32_t top = 0;
+    for (size_t i = 0; i < samples; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, bytes + i * sizeof(float), sizeof bits);
+        std::memcpy(output + i, &bits, sizeof bits);
+        bits &= kMagnitude;
+        top = top > bits ? top : bits;
+    }
+    return top <= kOne;
 }
 
 }  // namespace sinkcast

@@ -12,10 +12,16 @@ enum class SampleFormat { Int16, Int32, Float32 };
 const char* sample_format_name(SampleFormat format);
 size_t sample_format_bytes(SampleFormat format);
 
-// int16 -> x / 32768, int32 -> x / 2^31, float32 as is (DESIGN.md).
-void convert_to_float(const void* input, SampleFormat format, size_t samples, float* output);
+// int16 -> x / 32768, int32 -> x / 2^31, float32 as is (DESIGN.md). Returns
+// true when every output sample is within [-1, 1] (always, from integers).
+bool convert_to_float(const void* input, SampleFormat format, size_t samples, float* output);
 
 // True when every sample is a finite number. Integer formats are always finite.
 bool all_samples_finite(const void* input, SampleFormat format, size_t samples);
+
+// Copies float samples (the input may be unaligned) and returns true when
+// every one is within [-1, 1]. The check rides along with the copy, which
+// costs less than a second pass over the copied samples.
+bool copy_samples(const void* input, size_t samples, float* output);
 
 }  // namespace sinkcast

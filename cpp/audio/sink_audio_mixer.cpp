@@ -1,7 +1,6 @@
 #include "audio/sink_audio_mixer.h"
 
 #include <algorithm>
-#include <array>
 
 namespace sinkcast {
 
@@ -103,8 +102,8 @@ void SinkAudioMixer::mix_block(float* out, size_t frames) {
 }
 
 void SinkAudioMixer::mix_lenders(BlockMix& block, size_t lenders) {
-    std::array<SourceLoan, kMaxGroup> loans;
-    std::array<Route*, kMaxGroup> members{};
+    std::array<SourceLoan, kMaxGroup>& loans = loans_;
+    std::array<Route*, kMaxGroup> members;
     int held = 0;
     for (auto& route : routes_) {
         if (!route->lends) continue;
@@ -156,8 +155,10 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
         const size_t begin = cuts[c], end = cuts[c + 1];
         if (begin == end) continue;
         SourceGroup group;
+        group.within_unit = true;
         for (int i = 0; i < count; ++i) {
             const RingRuns& runs = loans[i].runs;
+            group.within_unit = group.within_unit && runs.within_unit;
             if (begin >= runs.total()) continue;  // this source ran dry before this piece
             group.in[group.count] =
                 begin < runs.frames[0] ? runs.data[0] + begin * ch : runs.data[1] + (begin - runs.frames[0]) * ch;

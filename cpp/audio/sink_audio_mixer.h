@@ -3,6 +3,7 @@
 // render()); the mixer itself has no thread and no clock.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -89,6 +90,10 @@ private:
     std::atomic<double> volume_{1.0};
     mutable std::mutex mutex_;  // guards routes_ and the counters below
     std::vector<std::unique_ptr<Route>> routes_;
+    // The loans of the group being mixed. A member rather than a local: building
+    // eight empty loans every period costs as much as mixing one source. Each
+    // is emptied (unlocked) as soon as its group is mixed.
+    std::array<SourceLoan, kMaxGroup> loans_;
     uint64_t frames_mixed_ = 0;
     uint64_t clipped_samples_ = 0;
     float peak_ = 0.0f;
