@@ -117,11 +117,11 @@ nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int
     // numpy.empty is the cheapest way to a fresh, numpy-owned array (cheaper than
     // wrapping our own buffer in a capsule); the mix is written straight into it.
     static PyObject* numpy_empty = nullptr;  // kept for the process's life on purpose
-    static PyObject* float32 = nullptr;
+    static PyObject* float32 = nullptr;      // a dtype instance: numpy.float32, a type, is converted on every call
     if (!numpy_empty) {
         nb::module_ np = nb::module_::import_("numpy");
         numpy_empty = nb::object(np.attr("empty")).release().ptr();
-        float32 = nb::object(np.attr("float32")).release().ptr();
+        float32 = nb::object(np.attr("dtype")("float32")).release().ptr();
     }
     std::shared_ptr<Sink> sink;
     {
