@@ -147,6 +147,55 @@ def test_audio_beyond_full_scale_is_summed_exactly_and_only_while_queued() -> No
     np.testing.assert_allclose(np.concatenate(got), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_cancelling_integer_sources_at_high_gain_stay_exact(dtype: type) -> None:
+    # Integer pushes report their peak too. Eight sources at gain 9.9 that
+    # cancel in pairs across the halves of the sum: summed in float, the error
+    # would reach ~2e-6, so these must be summed in double.
+    rng = np.random.default_rng(8)
+    scale = 2**15 if dtype == np.int16 else 2**31
+    halves = [rng.integers(-scale * 45 // 100, scale * 45 // 100, (48_000, 2)) for _ in range(4)]
+    ints = halves + [-x + rng.integers(-scale // 500, scale // 500, (48_000, 2)) for x in halves]
+    blocks = [x.astype(dtype) for x in ints]
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i, block in enumerate(blocks):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=2000)
+            eng.connect(f"s{i}", "out", gain=9.9)
+            eng.push(f"s{i}", block)
+        got = eng.render("out", 48_000)
+    expected = mix([(x.astype(np.float64) / scale, 9.9) for x in blocks], 2, 1.0)
+    assert np.abs(expected).max() < 0.2  # they cancel: no clipping hides an error
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_loud_audio_left_from_the_last_lap_of_a_ring_is_summed_exactly() -> None:
+    # The ring keeps a peak per block of slots for the frames still readable in
+    # it, including those of its previous lap. Here quiet pushes overwrite the
+    # start of a ring full of loud, cancelling audio; the frames read next are
+    # the loud ones that share a block with the quiet pushes, and must not be
+    # summed as if they were quiet.
+    rng = np.random.default_rng(7)
+    capacity = 4800  # buffer_ms=100
+    loud = [(1000.0 + rng.uniform(-1, 1, (capacity, 2))).astype(np.float32), np.full((capacity, 2), -1000.0, np.float32)]
+    quiet = [rng.uniform(-0.5, 0.5, (150, 2)).astype(np.float32) for _ in range(2)]
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i in range(2):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=100)
+            eng.connect(f"s{i}", "out", gain=0.1)
+            eng.push(f"s{i}", loud[i])
+            # The ring is full: the oldest 150 loud frames go. Two pushes, so the
+            # second writes into the middle of a block that still holds loud frames.
+            eng.push(f"s{i}", quiet[i][:100])
+            eng.push(f"s{i}", quiet[i][100:])
+        got = np.concatenate([eng.render("out", 106), eng.render("out", capacity - 106)])
+        assert all(s["dropped_frames"] == 150 for s in eng.stats()["sources"].values())
+    streams = [np.concatenate([loud[i][150:], quiet[i]]) for i in range(2)]
+    expected = mix([(s, 0.1) for s in streams], 2, 1.0)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(1, 1500), min_size=1, max_size=8), st.integers(0, 2**31 - 1))
 def test_render_in_pieces_equals_render_at_once(pieces: list[int], seed: int) -> None:

@@ -7,7 +7,8 @@ namespace sinkcast {
 FrameRing::FrameRing(size_t capacity_frames, int channels)
     : capacity_(std::max<size_t>(capacity_frames, 1)),
       channels_(channels),
-      data_(capacity_ * static_cast<size_t>(channels), 0.0f) {}
+      data_(capacity_ * static_cast<size_t>(channels), 0.0f),
+      block_peaks_((capacity_ + kPeakBlockFrames - 1) / kPeakBlockFrames) {}
 
 void FrameRing::attach(ReadCursor* cursor) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -31,13 +32,13 @@ RingRuns FrameRing::take_locked(ReadCursor* cursor, size_t frames, size_t prebuf
     // An attached cursor never lags by more than the capacity (writes move it on),
     // so at most two runs; the bound keeps that true for any cursor.
     size_t take = static_cast<size_t>(std::min<uint64_t>({available, frames, capacity_}));
-    runs.within_unit = cursor->position >= unbounded_until_;
     size_t done = 0;
     while (done < take) {
         size_t slot = static_cast<size_t>(cursor->position % capacity_);
         size_t run = std::min(take - done, capacity_ - slot);
         runs.data[runs.count] = data_.data() + slot * static_cast<size_t>(channels_);
         runs.frames[runs.count] = run;
+        runs.peak = std::max(runs.peak, peak_locked(slot, run));
         runs.count += 1;
         cursor->position += run;
         done += run;
@@ -59,6 +60,25 @@ uint64_t FrameRing::total_overruns() const {
 uint64_t FrameRing::total_dropped_frames() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return total_dropped_frames_;
+}
+
+void FrameRing::note_peak_locked(size_t slot, size_t frames, float peak) {
+    for (size_t b = slot / kPeakBlockFrames; b <= (slot + frames - 1) / kPeakBlockFrames; ++b) {
+        BlockPeak& block = block_peaks_[b];
+        if (slot <= b * kPeakBlockFrames) {  // this write reaches the block's first slot: a new lap
+            block.previous_lap = block.this_lap;
+            block.this_lap = peak;
+        } else {
+            block.this_lap = std::max(block.this_lap, peak);
+        }
+    }
+}
+
+float FrameRing::peak_locked(size_t slot, size_t frames) const {
+    float peak = 0;
+    for (size_t b = slot / kPeakBlockFrames; b <= (slot + frames - 1) / kPeakBlockFrames; ++b)
+        peak = std::max({peak, block_peaks_[b].this_lap, block_peaks_[b].previous_lap});
+    return peak;
 }
 
 void FrameRing::drop_overwritten_locked() {

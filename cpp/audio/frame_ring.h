@@ -34,7 +34,7 @@ struct RingRuns {
     const float* data[2] = {nullptr, nullptr};
     size_t frames[2] = {0, 0};
     int count = 0;
-    bool within_unit = false;  // every sample of the runs is within [-1, 1]
+    float peak = 0;  // no sample of the runs is larger in magnitude (a bound, not always reached)
     size_t total() const { return frames[0] + frames[1]; }
 };
 
@@ -50,9 +50,9 @@ public:
     void detach(ReadCursor* cursor);
 
     // Appends frames. `fill(dst, offset, frames)` writes `frames` interleaved
-    // frames, from `offset` on in the caller's data, into dst, and returns true
-    // when every sample it wrote is within [-1, 1]. It is called once or twice
-    // (when the write wraps) with the ring lock held.
+    // frames, from `offset` on in the caller's data, into dst, and returns the
+    // largest |sample| it wrote. It is called once or twice (when the write
+    // wraps) with the ring lock held.
     template <typename Fill>
     void write(size_t frames, Fill&& fill) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -64,7 +64,7 @@ public:
         while (remaining > 0) {
             size_t slot = static_cast<size_t>(start % capacity_);
             size_t run = std::min(remaining, capacity_ - slot);
-            if (!fill(data_.data() + slot * channels_, offset, run)) unbounded_until_ = start + run;
+            note_peak_locked(slot, run, fill(data_.data() + slot * channels_, offset, run));
             start += run;
             offset += run;
             remaining -= run;
@@ -105,18 +105,28 @@ public:
 
 private:
     void drop_overwritten_locked();
+    void note_peak_locked(size_t slot, size_t frames, float peak);
+    float peak_locked(size_t slot, size_t frames) const;
 
     size_t capacity_;
     int channels_;
     std::vector<float> data_;
     uint64_t write_position_ = 0;
-    // Frames before this absolute index may hold samples beyond full scale; the
-    // mixer sums frames after it in float when that is exact enough (mix_kernels.h).
-    uint64_t unbounded_until_ = 0;
     std::vector<ReadCursor*> readers_;
     uint64_t total_overruns_ = 0;
     uint64_t total_dropped_frames_ = 0;
     mutable std::mutex mutex_;
+
+    // The largest |sample| per block of ring slots, so a reader learns a bound
+    // for the frames it takes: the mixer sums quiet sources in float when that
+    // is exact enough (mix_kernels.h). A block holds samples of the lap that is
+    // rewriting it and of the lap before; each has its own peak, and a write
+    // that reaches the block's first slot starts a new lap.
+    static constexpr size_t kPeakBlockFrames = 256;
+    struct BlockPeak {
+        float this_lap = 0, previous_lap = 0;
+    };
+    std::vector<BlockPeak> block_peaks_;  // after capacity_, which sizes it
 };
 
 }  // namespace sinkcast

@@ -20,7 +20,7 @@ struct SourceGroup {
     const float* in[kMaxGroup];
     double gain[kMaxGroup];
     int count = 0;
-    bool within_unit = false;  // every sample of every run is known to be in [-1, 1]
+    float peak[kMaxGroup];  // no |in_k[i]| is larger (a bound)
 };
 
 // acc[i] = (first ? 0 : acc[i]) + sum_k gain_k * in_k[i] for i < samples; count >= 1.
@@ -33,11 +33,12 @@ void accumulate_group(const SourceGroup& group, size_t samples, bool first, doub
 // precision, with two exceptions that are as exact and twice as fast:
 // - one source without an accumulator is scaled in float, within 1.2e-7 of
 //   exact (one product of two roundings), far inside the output's own precision;
-// - a group without an accumulator whose samples are all within [-1, 1] is summed
-//   in float when the worst-case rounding error of that sum, which grows with the
-//   count and the gains, stays under 8e-7 (the mix's contract is 1e-6 from a
-//   float64 reference). Everyday mixes qualify: four sources whose gains times
-//   the volume add up to 3.3, eight that add up to 2.6.
+// - a group without an accumulator is summed in float when the worst-case
+//   rounding error of that sum, which grows with the count, the gains and the
+//   sources' peaks, stays under 8e-7 (the mix's contract is 1e-6 from a float64
+//   reference). Everyday mixes qualify: four full-scale sources whose gains
+//   times the volume add up to 3.3, eight that add up to 2.6, or more gain for
+//   quieter sources.
 double finish_group(const SourceGroup& group, size_t samples, const double* acc, double volume, float* out,
                     uint64_t* clipped);
 

@@ -14,7 +14,7 @@ void PcmTap::write(const float* frames, size_t count) {
     const size_t ch = static_cast<size_t>(ring_.channels());
     ring_.write(count, [&](float* dst, size_t offset, size_t n) {
         std::memcpy(dst, frames + offset * ch, n * ch * sizeof(float));
-        return true;  // a sink's output is clipped to full scale
+        return 1.0f;  // a sink's output is clipped to full scale
     });
 }
 

@@ -28,7 +28,7 @@ void PushSource::push(const void* data, SampleFormat format, size_t frames) {
     convert_to_float(data, format, frames * ch, scratch_.data());
     resampler_->process(scratch_.data(), frames, [&](const float* out, size_t n) {
         ring_.write(n, [&](float* dst, size_t offset, size_t run) {
-            return copy_samples(out + offset * ch, run * ch, dst);  // resampling may overshoot full scale
+            return copy_samples(out + offset * ch, run * ch, dst);
         });
     });
 }

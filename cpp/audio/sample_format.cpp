@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "audio/hot_loop.h"
 
@@ -26,24 +27,36 @@ size_t sample_format_bytes(SampleFormat format) {
     return 0;
 }
 
-bool convert_to_float(const void* input, SampleFormat format, size_t samples, float* output) {
+SINKCAST_HOT_LOOP float convert_to_float(const void* input, SampleFormat format, size_t samples, float* output) {
     switch (format) {
         case SampleFormat::Int16: {
             const auto* in = static_cast<const int16_t*>(input);
-            for (size_t i = 0; i < samples; ++i) output[i] = static_cast<float>(in[i]) * (1.0f / 32768.0f);
-            return true;
+            int32_t top = 0;  // the largest |x| in integers, which vectorizes (a float max would need finite math)
+            for (size_t i = 0; i < samples; ++i) {
+                int32_t x = in[i];
+                output[i] = static_cast<float>(x) * (1.0f / 32768.0f);
+                int32_t a = x < 0 ? -x : x;
+                top = top > a ? top : a;
+            }
+            return static_cast<float>(top) * (1.0f / 32768.0f);
         }
         case SampleFormat::Int32: {
             const auto* in = static_cast<const int32_t*>(input);
-            // Through double: float has only 24 bits of mantissa, the scale itself is exact.
-            for (size_t i = 0; i < samples; ++i)
-                output[i] = static_cast<float>(static_cast<double>(in[i]) * (1.0 / 2147483648.0));
-            return true;
+            uint32_t top = 0;
+            for (size_t i = 0; i < samples; ++i) {
+                int32_t x = in[i];
+                // Through double: float has only 24 bits of mantissa, the scale itself is exact.
+                output[i] = static_cast<float>(static_cast<double>(x) * (1.0 / 2147483648.0));
+                uint32_t a = x < 0 ? 0u - static_cast<uint32_t>(x) : static_cast<uint32_t>(x);
+                top = top > a ? top : a;
+            }
+            // Rounded as the samples were: rounding is monotonic, so no sample exceeds it.
+            return static_cast<float>(static_cast<double>(top) * (1.0 / 2147483648.0));
         }
         case SampleFormat::Float32:
             return copy_samples(input, samples, output);
     }
-    return false;
+    return std::numeric_limits<float>::infinity();
 }
 
 SINKCAST_HOT_LOOP bool all_samples_finite(const void* input, SampleFormat format, size_t samples) {
@@ -64,11 +77,11 @@ SINKCAST_HOT_LOOP bool all_samples_finite(const void* input, SampleFormat format
     return top != kExponent;
 }
 
-SINKCAST_HOT_LOOP bool copy_samples(const void* input, size_t samples, float* output) {
+SINKCAST_HOT_LOOP float copy_samples(const void* input, size_t samples, float* output) {
     // Without the sign bit, a float's bits order as its magnitude does (NaN
     // above every number), so the same integer max reduction as above works.
     const auto* bytes = static_cast<const unsigned char*>(input);
-    constexpr uint32_t kMagnitude = 0x7fffffffu, kOne = 0x3f800000u;
+    constexpr uint32_t kMagnitude = 0x7fffffffu;
     uint32_t top = 0;
     for (size_t i = 0; i < samples; ++i) {
         uint32_t bits;
@@ -77,7 +90,9 @@ SINKCAST_HOT_LOOP bool copy_samples(const void* input, size_t samples, float* ou
         bits &= kMagnitude;
         top = top > bits ? top : bits;
     }
-    return top <= kOne;
+    float peak;
+    std::memcpy(&peak, &top, sizeof peak);
+    return peak;
 }
 
 }  // namespace sinkcast

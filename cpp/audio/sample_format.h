@@ -13,15 +13,15 @@ const char* sample_format_name(SampleFormat format);
 size_t sample_format_bytes(SampleFormat format);
 
 // int16 -> x / 32768, int32 -> x / 2^31, float32 as is (DESIGN.md). Returns
-// true when every output sample is within [-1, 1] (always, from integers).
-bool convert_to_float(const void* input, SampleFormat format, size_t samples, float* output);
+// the largest |output sample| (the mixer uses it to bound rounding errors).
+float convert_to_float(const void* input, SampleFormat format, size_t samples, float* output);
 
 // True when every sample is a finite number. Integer formats are always finite.
 bool all_samples_finite(const void* input, SampleFormat format, size_t samples);
 
-// Copies float samples (the input may be unaligned) and returns true when
-// every one is within [-1, 1]. The check rides along with the copy, which
-// costs less than a second pass over the copied samples.
-bool copy_samples(const void* input, size_t samples, float* output);
+// Copies float samples (the input may be unaligned) and returns the largest
+// |sample|. Finding it rides along with the copy, which costs less than a
+// second pass over the copied samples.
+float copy_samples(const void* input, size_t samples, float* output);
 
 }  // namespace sinkcast

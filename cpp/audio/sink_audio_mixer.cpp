@@ -155,14 +155,13 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
         const size_t begin = cuts[c], end = cuts[c + 1];
         if (begin == end) continue;
         SourceGroup group;
-        group.within_unit = true;
         for (int i = 0; i < count; ++i) {
             const RingRuns& runs = loans[i].runs;
-            group.within_unit = group.within_unit && runs.within_unit;
             if (begin >= runs.total()) continue;  // this source ran dry before this piece
             group.in[group.count] =
                 begin < runs.frames[0] ? runs.data[0] + begin * ch : runs.data[1] + (begin - runs.frames[0]) * ch;
             group.gain[group.count] = gains[i];
+            group.peak[group.count] = runs.peak;
             group.count += 1;
         }
         const size_t samples = (end - begin) * ch;
