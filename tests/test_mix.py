@@ -332,8 +332,29 @@ def test_render_into_a_buffer(manual: sinkcast.AudioManager) -> None:
         np.testing.assert_array_equal(buf, ref.render("out", 480))
     with pytest.raises(ValueError, match=r"needs shape \(480, 2\)"):
         manual.render("out", 480, out=np.empty((480, 1), np.float32))
-    with pytest.raises(TypeError, match="float32"):
-        manual.render("out", 480, out=np.empty((480, 2), np.float64))
+    read_only = np.empty((480, 2), np.float32)
+    read_only.flags.writeable = False
+    wrong = [
+        np.empty((480, 2), np.float64),
+        np.empty((960, 2), np.float32)[::2],  # strided
+        np.asfortranarray(np.empty((480, 2), np.float32)),
+        np.empty((480, 2), ">f4"),  # float32, but big-endian
+        read_only,
+        [[0.0, 0.0]] * 480,
+    ]
+    before = buf.copy()
+    for target in wrong:
+        with pytest.raises(TypeError, match="writable C-contiguous float32"):
+            manual.render("out", 480, out=target)
+    # A refused call mixes nothing: the next period is the one after buf's.
+    manual.render("out", 480, out=buf)
+    with sinkcast.AudioManager(realtime=False) as ref:
+        ref.add_sink("out", channels=2)
+        ref.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)
+        ref.connect("t", "out")
+        ref.render("out", 480)
+        np.testing.assert_array_equal(buf, ref.render("out", 480))
+    assert not np.array_equal(buf, before)
 
 
 @pytest.mark.parametrize("frequency", [0.5, 440.0, 997.0, 19999.0])

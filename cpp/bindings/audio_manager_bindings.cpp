@@ -84,60 +84,76 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
 // A writable buffer-protocol view of an object, released (with the GIL held) on scope exit.
 struct WritableBuffer {
     Py_buffer view;
-    explicit WritableBuffer(nb::handle object) {
-        if (PyObject_GetBuffer(object.ptr(), &view, PyBUF_WRITABLE) != 0) nb::raise_python_error();
+    // On failure, raises `error` (a TypeError) if given, else Python's own error.
+    WritableBuffer(nb::handle object, int flags, const char* error = nullptr) {
+        if (PyObject_GetBuffer(object.ptr(), &view, PyBUF_WRITABLE | flags) == 0) return;
+        if (!error) nb::raise_python_error();
+        PyErr_Clear();
+        throw nb::type_error(error);
     }
     ~WritableBuffer() { PyBuffer_Release(&view); }
     WritableBuffer(const WritableBuffer&) = delete;
     WritableBuffer& operator=(const WritableBuffer&) = delete;
 };
 
+// The sink to render. The lookup only waits when the registry is being changed
+// (add or remove a sink): only then is the GIL released for it, as for any lock wait.
+std::shared_ptr<Sink> sink_to_render(PyAudioManager& engine, const std::string& sink_id) {
+    if (auto sink = engine.manual_sink(sink_id, false)) return sink;
+    nb::gil_scoped_release released;
+    return engine.manual_sink(sink_id);
+}
+
+// render(out=...) takes a writable, C-contiguous float32 array shaped (frames,
+// channels). Read through the plain buffer protocol: a DLPack import costs
+// several times more, as much as mixing one source.
+constexpr const char* kRenderOutError =
+    "render(out=...) takes a writable C-contiguous float32 array shaped (frames, channels)";
+
+float* render_target(size_t frames, size_t channels, const WritableBuffer& buffer) {
+    const Py_buffer& v = buffer.view;
+    const bool float32 = v.itemsize == 4 && v.format != nullptr &&
+                         (std::strcmp(v.format, "f") == 0 || std::strcmp(v.format, "<f") == 0 ||
+                          std::strcmp(v.format, "=f") == 0);
+    if (!float32 || v.ndim != 2) throw nb::type_error(kRenderOutError);
+    if (static_cast<size_t>(v.shape[0]) != frames || static_cast<size_t>(v.shape[1]) != channels)
+        throw std::invalid_argument("render(out=...) needs shape (" + std::to_string(frames) + ", " +
+                                    std::to_string(channels) + "), got (" + std::to_string(v.shape[0]) + ", " +
+                                    std::to_string(v.shape[1]) + ")");
+    return static_cast<float*>(v.buf);
+}
+
 nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int64_t frames, nb::handle out) {
     if (frames < 0 || static_cast<size_t>(frames) > kMaxRenderFrames)
         throw nb::value_error(("render() frames must be from 0 to " + std::to_string(kMaxRenderFrames) +
                                ", got " + std::to_string(frames))
                                   .c_str());
+    std::shared_ptr<Sink> sink = sink_to_render(engine, sink_id);
+    const size_t channels = static_cast<size_t>(sink->config().channels);
+    nb::object result;
     if (!out.is_none()) {
         // Into the caller's buffer: no allocation, for loops that render period after period.
-        nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> target;
-        if (!nb::try_cast(out, target, false))
-            throw nb::type_error("render(out=...) takes a writable C-contiguous float32 array shaped (frames, channels)");
-        {
-            nb::gil_scoped_release released;
-            std::shared_ptr<Sink> sink = engine.manual_sink(sink_id);
-            size_t channels = static_cast<size_t>(sink->config().channels);
-            if (target.shape(0) != static_cast<size_t>(frames) || target.shape(1) != channels)
-                throw std::invalid_argument("render(out=...) needs shape (" + std::to_string(frames) + ", " +
-                                            std::to_string(channels) + "), got (" + std::to_string(target.shape(0)) +
-                                            ", " + std::to_string(target.shape(1)) + ")");
-            sink->render(target.data(), static_cast<size_t>(frames));
+        result = nb::borrow(out);
+    } else {
+        // numpy.empty is the cheapest way to a fresh, numpy-owned array (cheaper
+        // than wrapping our own buffer in a capsule); the mix is written straight into it.
+        static PyObject* numpy_empty = nullptr;  // kept for the process's life on purpose
+        static PyObject* float32 = nullptr;      // a dtype instance: numpy.float32, a type, is converted on every call
+        if (!numpy_empty) {
+            nb::module_ np = nb::module_::import_("numpy");
+            numpy_empty = nb::object(np.attr("empty")).release().ptr();
+            float32 = nb::object(np.attr("dtype")("float32")).release().ptr();
         }
-        return nb::borrow(out);
+        result = nb::borrow(numpy_empty)(nb::make_tuple(frames, channels), nb::borrow(float32));
     }
-    // numpy.empty is the cheapest way to a fresh, numpy-owned array (cheaper than
-    // wrapping our own buffer in a capsule); the mix is written straight into it.
-    static PyObject* numpy_empty = nullptr;  // kept for the process's life on purpose
-    static PyObject* float32 = nullptr;      // a dtype instance: numpy.float32, a type, is converted on every call
-    if (!numpy_empty) {
-        nb::module_ np = nb::module_::import_("numpy");
-        numpy_empty = nb::object(np.attr("empty")).release().ptr();
-        float32 = nb::object(np.attr("dtype")("float32")).release().ptr();
-    }
-    std::shared_ptr<Sink> sink;
+    WritableBuffer buffer(result, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, out.is_none() ? nullptr : kRenderOutError);
+    float* target = render_target(static_cast<size_t>(frames), channels, buffer);
     {
         nb::gil_scoped_release released;
-        sink = engine.manual_sink(sink_id);
-    }
-    nb::object array = nb::borrow(numpy_empty)(nb::make_tuple(frames, sink->config().channels), nb::borrow(float32));
-    // The array is ours, fresh and C-contiguous: the plain buffer protocol gives its
-    // memory for a third of what a DLPack import through nb::ndarray costs.
-    WritableBuffer buffer(array);
-    {
-        nb::gil_scoped_release released;
-        sink->render(static_cast<float*>(buffer.view.buf), static_cast<size_t>(frames));
+        sink->render(target, static_cast<size_t>(frames));
         sink.reset();  // the last reference may be ours: free the sink without the GIL
     }
-    return array;
+    return result;
 }
 
 FloatFrames read_tap(PcmTap& tap, std::optional<int64_t> max_frames) {

@@ -342,13 +342,17 @@ void AudioManager::push_into(const std::string& source_id, Source& source, const
     pushable->push(data, format, frames);
 }
 
-std::shared_ptr<Sink> AudioManager::manual_sink(const std::string& sink_id) const {
+std::shared_ptr<Sink> AudioManager::manual_sink(const std::string& sink_id, bool wait) const {
     ensure_open();
     if (config_.realtime)
         throw ClockModeError(
             "render() needs a manual-clock engine (AudioManager(realtime=False)); a real-time sink is "
             "mixed by its own thread, read it with open_tap()");
-    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_, std::defer_lock);
+    if (wait)
+        lock.lock();
+    else if (!lock.try_lock())
+        return nullptr;
     return find_sink_locked(sink_id);
 }
 

@@ -119,7 +119,9 @@ public:
 
     // Manual clock only (realtime=false): the sink to render, after the checks
     // (open, manual clock, known id). Its render() mixes the next frames.
-    std::shared_ptr<Sink> manual_sink(const std::string& sink_id) const;
+    // With wait=false it returns null instead of waiting when the registry is
+    // being changed, so a caller holding the GIL can release it only then.
+    std::shared_ptr<Sink> manual_sink(const std::string& sink_id, bool wait = true) const;
 
     std::shared_ptr<PcmTap> open_tap(const std::string& sink_id, double seconds);
 
