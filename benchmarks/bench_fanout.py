@@ -9,7 +9,7 @@ packets and do not decode. Both servers stream one stereo 440 Hz source in
   aiortc    one RTCPeerConnection per listener, fed from one track through MediaRelay
 
 Server CPU is the server process's CPU time (all threads) over a steady window,
-per listener-second. Run: ./run python benchmarks/bench_fanout.py [--counts 1,10,50,100]
+per listener-second. Run: ./run python benchmarks/bench_fanout.py [--counts 1,10,50,100,200]
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def measure_aiortc(probes: Probes, n: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--counts", default="1,10,50,100")
+    parser.add_argument("--counts", default="1,10,50,100,200")
     parser.add_argument("--aiortc-max", type=int, default=100, help="largest listener count to try with aiortc")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
