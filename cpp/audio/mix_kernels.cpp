@@ -53,6 +53,7 @@ template <int K, bool kFirst>
 template <typename Sample>
 [[gnu::always_inline]] inline float store_and_clip(size_t n, Sample&& sample, float* out, uint64_t* clipped) {
     float hi = 0, lo = 0;
+#pragma GCC unroll 4
     for (size_t i = 0; i < n; ++i) {
         float v = sample(i);
         hi = hi > v ? hi : v;
