@@ -50,9 +50,9 @@ public:
     void detach(ReadCursor* cursor);
 
     // Appends frames. `fill(dst, offset, frames)` writes `frames` interleaved
-    // frames, from `offset` on in the caller's data, into dst, and returns the
-    // largest |sample| it wrote. It is called once or twice (when the write
-    // wraps) with the ring lock held.
+    // frames, from `offset` on in the caller's data, into dst, and returns a
+    // bound on the largest |sample| it wrote (that sample's magnitude, or more).
+    // It is called once or twice (when the write wraps) with the ring lock held.
     template <typename Fill>
     void write(size_t frames, Fill&& fill) {
         std::lock_guard<std::mutex> lock(mutex_);

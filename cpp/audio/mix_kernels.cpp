@@ -113,23 +113,6 @@ template <int K>
         out, clipped);
 }
 
-// Summing K samples in float, each times a float gain g_k (c_k = volume * gain_k
-// rounded once), rounds at most depth + 2 times on the path of any one term: its
-// gain, its product, and the depth = ceil(log2 K) additions of tree_sum(). With
-// every |sample of source k| <= peak_k the error is therefore at most
-// (depth + 2) * u * sum_k c_k * peak_k, u = 2^-24, to first order (the next
-// order is ~1e-14 here). That holds for every sample, so it is decided once per
-// group. The bound is what cancellation costs: sources that nearly cancel leave
-// a small sum with the rounding error of the large terms (test_mix.py has such
-// a case).
-bool float_sum_is_exact_enough(const SourceGroup& group, double volume) {
-    constexpr double kUnitRoundoff = 0x1p-24;
-    constexpr double kBudget = 8e-7;
-    double total = 0;
-    for (int k = 0; k < group.count; ++k) total += volume * group.gain[k] * group.peak[k];
-    return (tree_depth(group.count) + 2) * kUnitRoundoff * total <= kBudget;
-}
-
 // The per-count variants, each choosing its first-pass or accumulator flavour.
 template <int K>
 [[gnu::always_inline]] inline void accumulate_k(const SourceGroup& group, size_t n, bool first, double* acc) {
@@ -188,6 +171,23 @@ SINKCAST_HOT_LOOP double finish_any(const SourceGroup& group, size_t n, const do
 }
 
 }  // namespace
+
+// Summing K samples in float, each times a float gain g_k (c_k = volume * gain_k
+// rounded once), rounds at most depth + 2 times on the path of any one term: its
+// gain, its product, and the depth = ceil(log2 K) additions of tree_sum(). With
+// every |sample of source k| <= peak_k the error is therefore at most
+// (depth + 2) * u * sum_k c_k * peak_k, u = 2^-24, to first order (the next
+// order is below 3e-13 here). That holds for every sample, so it is decided once per
+// group. The bound is what cancellation costs: sources that nearly cancel leave
+// a small sum with the rounding error of the large terms (test_mix.py has such
+// a case).
+bool float_sum_is_exact_enough(const SourceGroup& group, double volume) {
+    constexpr double kUnitRoundoff = 0x1p-24;
+    constexpr double kBudget = 8e-7;
+    double total = 0;
+    for (int k = 0; k < group.count; ++k) total += volume * group.gain[k] * group.peak[k];
+    return (tree_depth(group.count) + 2) * kUnitRoundoff * total <= kBudget;
+}
 
 void accumulate_group(const SourceGroup& group, size_t samples, bool first, double* acc) {
     accumulate_any(group, samples, first, acc);

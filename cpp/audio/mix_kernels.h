@@ -30,7 +30,8 @@ void accumulate_group(const SourceGroup& group, size_t samples, bool first, doub
 // Any count from 0 and a null acc are allowed (both together: silence). Returns
 // the largest |value| before clipping and adds the samples beyond full scale to
 // *clipped. Sums are in double so the mix of many sources stays exact to float
-// precision, with two exceptions that are as exact and twice as fast:
+// precision, with two exceptions that stay within the mix's contract and are
+// about twice as fast:
 // - one source without an accumulator is scaled in float, within 1.2e-7 of
 //   exact (one product of two roundings), far inside the output's own precision;
 // - a group without an accumulator is summed in float when the worst-case
@@ -41,5 +42,9 @@ void accumulate_group(const SourceGroup& group, size_t samples, bool first, doub
 //   quieter sources.
 double finish_group(const SourceGroup& group, size_t samples, const double* acc, double volume, float* out,
                     uint64_t* clipped);
+
+// Whether finish_group() sums this group in float when there is no accumulator:
+// true when the worst-case rounding error of that sum is under 8e-7.
+bool float_sum_is_exact_enough(const SourceGroup& group, double volume);
 
 }  // namespace sinkcast
