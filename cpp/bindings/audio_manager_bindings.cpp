@@ -81,21 +81,6 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
     engine.push(source_id, array.data(), *format, array.shape(0), static_cast<int>(array.shape(1)));
 }
 
-// A writable buffer-protocol view of an object, released (with the GIL held) on scope exit.
-struct WritableBuffer {
-    Py_buffer view;
-    // On failure, raises `error` (a TypeError) if given, else Python's own error.
-    WritableBuffer(nb::handle object, int flags, const char* error = nullptr) {
-        if (PyObject_GetBuffer(object.ptr(), &view, PyBUF_WRITABLE | flags) == 0) return;
-        if (!error) nb::raise_python_error();
-        PyErr_Clear();
-        throw nb::type_error(error);
-    }
-    ~WritableBuffer() { PyBuffer_Release(&view); }
-    WritableBuffer(const WritableBuffer&) = delete;
-    WritableBuffer& operator=(const WritableBuffer&) = delete;
-};
-
 // The sink to render. The lookup only waits when the registry is being changed
 // (add or remove a sink): only then is the GIL released for it, as for any lock wait.
 std::shared_ptr<Sink> sink_to_render(PyAudioManager& engine, const std::string& sink_id) {
@@ -104,24 +89,60 @@ std::shared_ptr<Sink> sink_to_render(PyAudioManager& engine, const std::string& 
     return engine.manual_sink(sink_id);
 }
 
-// render(out=...) takes a writable, C-contiguous float32 array shaped (frames,
-// channels). Read through the plain buffer protocol: a DLPack import costs
-// several times more, as much as mixing one source.
 constexpr const char* kRenderOutError =
     "render(out=...) takes a writable C-contiguous float32 array shaped (frames, channels)";
 
-float* render_target(size_t frames, size_t channels, const WritableBuffer& buffer) {
-    const Py_buffer& v = buffer.view;
-    const bool float32 = v.itemsize == 4 && v.format != nullptr &&
-                         (std::strcmp(v.format, "f") == 0 || std::strcmp(v.format, "<f") == 0 ||
-                          std::strcmp(v.format, "=f") == 0);
-    if (!float32 || v.ndim != 2) throw nb::type_error(kRenderOutError);
-    if (static_cast<size_t>(v.shape[0]) != frames || static_cast<size_t>(v.shape[1]) != channels)
-        throw std::invalid_argument("render(out=...) needs shape (" + std::to_string(frames) + ", " +
-                                    std::to_string(channels) + "), got (" + std::to_string(v.shape[0]) + ", " +
-                                    std::to_string(v.shape[1]) + ")");
-    return static_cast<float*>(v.buf);
-}
+// Where render() writes: a writable, C-contiguous float32 array. Arrays are
+// read through the plain buffer protocol, as a DLPack import costs several
+// times more (as much as mixing one source); objects that only speak DLPack
+// (a CPU torch tensor, say) go through nanobind's ndarray. Held with the GIL.
+class RenderTarget {
+public:
+    explicit RenderTarget(nb::handle object) {
+        if (PyObject_GetBuffer(object.ptr(), &view_, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+            has_view_ = true;
+            return;
+        }
+        PyErr_Clear();
+        if (!nb::try_cast(object, dlpack_, false)) throw nb::type_error(kRenderOutError);
+    }
+    ~RenderTarget() {
+        if (has_view_) PyBuffer_Release(&view_);
+    }
+    RenderTarget(const RenderTarget&) = delete;
+    RenderTarget& operator=(const RenderTarget&) = delete;
+
+    // The samples, once the target is known to be float32 shaped (frames, channels).
+    float* checked(size_t frames, size_t channels) const {
+        size_t rows, columns;
+        float* data;
+        if (!has_view_) {
+            rows = dlpack_.shape(0);
+            columns = dlpack_.shape(1);
+            data = dlpack_.data();
+        } else {
+            const Py_buffer& v = view_;
+            const bool float32 = v.itemsize == 4 && v.format != nullptr &&
+                                 (std::strcmp(v.format, "f") == 0 || std::strcmp(v.format, "=f") == 0 ||
+                                  (std::strcmp(v.format, "<f") == 0 && kLittleEndian));
+            if (!float32 || v.ndim != 2) throw nb::type_error(kRenderOutError);
+            rows = static_cast<size_t>(v.shape[0]);
+            columns = static_cast<size_t>(v.shape[1]);
+            data = static_cast<float*>(v.buf);
+        }
+        if (rows != frames || columns != channels)
+            throw std::invalid_argument("render(out=...) needs shape (" + std::to_string(frames) + ", " +
+                                        std::to_string(channels) + "), got (" + std::to_string(rows) + ", " +
+                                        std::to_string(columns) + ")");
+        return data;
+    }
+
+private:
+    static constexpr bool kLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+    Py_buffer view_{};
+    bool has_view_ = false;
+    nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> dlpack_;
+};
 
 nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int64_t frames, nb::handle out) {
     if (frames < 0 || static_cast<size_t>(frames) > kMaxRenderFrames)
@@ -141,16 +162,17 @@ nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int
         static PyObject* float32 = nullptr;      // a dtype instance: numpy.float32, a type, is converted on every call
         if (!numpy_empty) {
             nb::module_ np = nb::module_::import_("numpy");
-            numpy_empty = nb::object(np.attr("empty")).release().ptr();
-            float32 = nb::object(np.attr("dtype")("float32")).release().ptr();
+            nb::object empty = np.attr("empty"), dtype = np.attr("dtype")("float32");
+            float32 = dtype.release().ptr();  // both set only once both exist
+            numpy_empty = empty.release().ptr();
         }
         result = nb::borrow(numpy_empty)(nb::make_tuple(frames, channels), nb::borrow(float32));
     }
-    WritableBuffer buffer(result, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, out.is_none() ? nullptr : kRenderOutError);
-    float* target = render_target(static_cast<size_t>(frames), channels, buffer);
+    RenderTarget target(result);
+    float* samples = target.checked(static_cast<size_t>(frames), channels);
     {
         nb::gil_scoped_release released;
-        sink->render(target, static_cast<size_t>(frames));
+        sink->render(samples, static_cast<size_t>(frames));
         sink.reset();  // the last reference may be ours: free the sink without the GIL
     }
     return result;
