@@ -61,37 +61,37 @@ SINKCAST_HOT_LOOP float convert_to_float(const void* input, SampleFormat format,
     return std::numeric_limits<float>::infinity();
 }
 
-SINKCAST_HOT_LOOP bool all_samples_finite(const void* input, SampleFormat format, size_t samples) {
-    if (format != SampleFormat::Float32) return true;
-    // NaN and Inf are exactly the floats whose exponent bits are all ones, so
-    // the largest masked exponent says whether there is one. An integer max
-    // reduction vectorizes (a float sum would not: its order matters); the
-    // input may be unaligned, hence memcpy.
+namespace {
+
+// The largest magnitude among float samples, as bits: without the sign bit a
+// float's bits order as its magnitude does, with Inf and then NaN above every
+// number. An integer max reduction vectorizes (a float max would need finite
+// math); the input may be unaligned, hence memcpy. With an output, the
+// samples are copied there in the same pass.
+[[gnu::always_inline]] inline uint32_t largest_magnitude_bits(const void* input, size_t samples, float* output) {
     const auto* bytes = static_cast<const unsigned char*>(input);
-    constexpr uint32_t kExponent = 0x7f800000u;
     uint32_t top = 0;
     for (size_t i = 0; i < samples; ++i) {
         uint32_t bits;
         std::memcpy(&bits, bytes + i * sizeof(float), sizeof bits);
-        bits &= kExponent;
+        if (output) std::memcpy(output + i, &bits, sizeof bits);  // hoisted out of the loop by the compiler
+        bits &= 0x7fffffffu;
         top = top > bits ? top : bits;
     }
-    return top != kExponent;
+    return top;
+}
+
+constexpr uint32_t kInfinityBits = 0x7f800000u;
+
+}  // namespace
+
+SINKCAST_HOT_LOOP bool all_samples_finite(const void* input, SampleFormat format, size_t samples) {
+    if (format != SampleFormat::Float32) return true;
+    return largest_magnitude_bits(input, samples, nullptr) < kInfinityBits;
 }
 
 SINKCAST_HOT_LOOP float copy_samples(const void* input, size_t samples, float* output) {
-    // Without the sign bit, a float's bits order as its magnitude does (NaN
-    // above every number), so the same integer max reduction as above works.
-    const auto* bytes = static_cast<const unsigned char*>(input);
-    constexpr uint32_t kMagnitude = 0x7fffffffu;
-    uint32_t top = 0;
-    for (size_t i = 0; i < samples; ++i) {
-        uint32_t bits;
-        std::memcpy(&bits, bytes + i * sizeof(float), sizeof bits);
-        std::memcpy(output + i, &bits, sizeof bits);
-        bits &= kMagnitude;
-        top = top > bits ? top : bits;
-    }
+    uint32_t top = largest_magnitude_bits(input, samples, output);
     float peak;
     std::memcpy(&peak, &top, sizeof peak);
     return peak;
