@@ -18,7 +18,7 @@ def mixes(draw: st.DrawFn) -> tuple[int, float, int, list[Source]]:
     sink_channels = draw(st.sampled_from([1, 2]))
     volume = draw(st.floats(0.0, 4.0))
     frames = draw(st.integers(0, 3000))
-    n = draw(st.integers(0, 8))
+    n = draw(st.integers(0, 20))  # past 8: the mixer sums in several groups
     sources = [
         Source(
             channels=draw(st.integers(1, 8)),
@@ -118,6 +118,61 @@ def test_nearly_cancelling_sources_within_full_scale_stay_exact() -> None:
         got = eng.render("out", frames)
     expected = mix(list(zip(blocks, gains)), 2, 1.0)
     assert np.abs(expected).max() < 0.01  # the sources really do cancel
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_many_nearly_cancelling_sources_stay_exact() -> None:
+    # Past eight sources the mixer sums in groups of eight, each in float pairs
+    # while the rounding budget allows it (mix_kernels.h). Twenty-four sources
+    # at the largest gain for which all three groups take float pairs, where
+    # the last twelve cancel the first twelve across the groups.
+    rng = np.random.default_rng(6)
+    frames, gain = 48_000, 0.185
+    loud = rng.uniform(-0.98, 0.98, (12, frames, 2))
+    small = rng.uniform(-1e-4, 1e-4, (12, frames, 2))
+    blocks = [v.astype(np.float32) for v in (*loud, *(-loud + small))]
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i, block in enumerate(blocks):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=2000)
+            eng.connect(f"s{i}", "out", gain=gain)
+            eng.push(f"s{i}", block)
+        got = eng.render("out", frames)
+    expected = mix([(b, gain) for b in blocks], 2, 1.0)
+    assert np.abs(expected).max() < 0.01  # the sources really do cancel
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_float_pairs_spend_one_rounding_budget_for_the_whole_mix() -> None:
+    # Eighty sources at gain 0.5 built so that every pair of them summed in
+    # float (mix_kernels.h: sources 2p and 2p+1 of each group of eight) rounds
+    # by the same -2^-25: a + b on the 2^-24 grid lands on a tie that rounds
+    # half to even the same way in every pair. Each group of eight fits the
+    # budget on its own, so a mixer that gave every group the whole budget
+    # would sum all forty pairs in float and miss the contract; spending one
+    # budget across the groups keeps the rest in double.
+    rng = np.random.default_rng(7)
+    frames, pairs = 4800, 20
+    ia = rng.integers(2**23, 3 * 2**22, (pairs, frames, 2))
+    ib = rng.integers(2**23, int(0.98 * 2**24), (pairs, frames, 2))
+    ib += (1 - (ia + ib)) % 4  # a + b = k * 2^-24, k = 1 mod 4: rounds down
+    a, b = (ia / 2**24).astype(np.float32), (ib / 2**24).astype(np.float32)
+    b_up = ((ib + 2) / 2**24).astype(np.float32)  # k = 3 mod 4: rounds up, away from zero once negated
+    blocks = [x for p in range(pairs) for x in (a[p], b[p])] + [x for p in range(pairs) for x in (-a[p], -b_up[p])]
+    gain = 0.5
+    expected = mix([(block, gain) for block in blocks], 2, 1.0)
+    half = np.float32(gain)
+    every_pair_in_float = sum(
+        (half * blocks[i] + half * blocks[i + 1]).astype(np.float64) for i in range(0, len(blocks), 2)
+    )
+    assert np.abs(every_pair_in_float - expected).min() > 1e-6  # the inputs are that adversarial
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i, block in enumerate(blocks):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=200)
+            eng.connect(f"s{i}", "out", gain=gain)
+            eng.push(f"s{i}", block)
+        got = eng.render("out", frames)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 

@@ -109,7 +109,7 @@ void MixTarget::add(const float* in, size_t offset, size_t frames, const Channel
         one.in[0] = in;
         one.gain[0] = gain;
         one.count = 1;
-        accumulate_group(one, frames * static_cast<size_t>(in_ch), overwrite_, acc);
+        accumulate_group(one, frames * static_cast<size_t>(in_ch), overwrite_, acc, GroupSum::in_double);
     } else if (in_ch == 1 && matrix.sink_channels == 2) {
         const double gl = gain * matrix.coefficient[0][0], gr = gain * matrix.coefficient[1][0];
         overwrite_ ? set_mono_to_stereo(in, frames, gl, gr, acc) : add_mono_to_stereo(in, frames, gl, gr, acc);

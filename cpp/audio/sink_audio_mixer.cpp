@@ -96,7 +96,7 @@ void SinkAudioMixer::mix_block(float* out, size_t frames) {
     } else {
         SourceGroup none;
         block.peak = finish_group(none, samples, block.acc_in_use ? acc_.data() : nullptr, block.volume, out,
-                                  &block.clipped);
+                                  &block.clipped, GroupSum::in_double);
     }
     record_block(frames, block.peak, block.clipped);
 }
@@ -150,6 +150,19 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
     }
     if (ncuts > 2) std::sort(cuts, cuts + ncuts);
 
+    // One way of summing for every piece: a piece holds a subset of the group's
+    // sources, so the group's bound covers it. The budget is spent in the order
+    // of the groups; once it is gone, the remaining groups sum in double.
+    SourceGroup whole;
+    whole.count = count;
+    for (int i = 0; i < count; ++i) {
+        whole.gain[i] = gains[i];
+        whole.peak[i] = loans[i].runs.peak;
+    }
+    const GroupSum how =
+        cheapest_sum_within(whole, block.volume, block.rounding_budget, last && !block.acc_in_use);
+    block.rounding_budget -= rounding_bound(whole, block.volume, how);
+
     double* acc = acc_.data();
     for (size_t c = 0; c + 1 < ncuts; ++c) {
         const size_t begin = cuts[c], end = cuts[c + 1];
@@ -168,9 +181,9 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
         if (last) {
             const double* mixed = block.acc_in_use ? acc + begin * ch : nullptr;
             block.peak = std::max(block.peak, finish_group(group, samples, mixed, block.volume,
-                                                           block.out + begin * ch, &block.clipped));
+                                                           block.out + begin * ch, &block.clipped, how));
         } else if (group.count > 0) {
-            accumulate_group(group, samples, !block.acc_in_use, acc + begin * ch);
+            accumulate_group(group, samples, !block.acc_in_use, acc + begin * ch, how);
         } else if (!block.acc_in_use) {
             std::fill(acc + begin * ch, acc + end * ch, 0.0);
         }

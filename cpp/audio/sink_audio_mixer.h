@@ -74,6 +74,9 @@ private:
         bool acc_in_use = false;  // acc_ holds this period's audio so far
         double peak = 0.0;
         uint64_t clipped = 0;
+        // What float sums may still cost each output sample (mix_kernels.h):
+        // each group that sums in float spends its rounding bound from it.
+        double rounding_budget = kRoundingBudget;
     };
 
     void mix_block(float* out, size_t frames);

@@ -1,6 +1,6 @@
 // The mix kernels' choice between float and double sums, checked directly:
-// the budget's documented thresholds, and that the float path, right under its
-// budget and on inputs built to cancel, stays within the bound it claims.
+// the budget's documented thresholds, and that the float paths, right under
+// their budget and on inputs built to cancel, stay within the bound they claim.
 // (The Python tests check the mix end to end against numpy; they cannot tell
 // which path ran.)
 //
@@ -38,79 +38,129 @@ sinkcast::SourceGroup group_of(int k, double total_gain, float peak) {
     return g;
 }
 
+using sinkcast::GroupSum;
+
+bool all_float(const sinkcast::SourceGroup& g, double volume) {
+    return sinkcast::cheapest_sum_within(g, volume, sinkcast::kRoundingBudget, true) == GroupSum::float_tree;
+}
+
+GroupSum choice(const sinkcast::SourceGroup& g, double volume, double budget, bool tree_allowed) {
+    return sinkcast::cheapest_sum_within(g, volume, budget, tree_allowed);
+}
+
 void check_thresholds() {
     std::printf("float or double (the numbers README.md gives)\n");
     // Full-scale sources: (ceil(log2 K) + 2) * 2^-24 * sum(gain) <= 8e-7.
-    check(sinkcast::float_sum_is_exact_enough(group_of(2, 4.4, 1.0f), 1.0), "2 sources, gains adding to 4.4: float");
-    check(!sinkcast::float_sum_is_exact_enough(group_of(2, 4.5, 1.0f), 1.0), "2 sources, gains adding to 4.5: double");
-    check(sinkcast::float_sum_is_exact_enough(group_of(4, 3.3, 1.0f), 1.0), "4 sources, gains adding to 3.3: float");
-    check(!sinkcast::float_sum_is_exact_enough(group_of(4, 3.4, 1.0f), 1.0), "4 sources, gains adding to 3.4: double");
-    check(sinkcast::float_sum_is_exact_enough(group_of(8, 2.6, 1.0f), 1.0), "8 sources, gains adding to 2.6: float");
-    check(!sinkcast::float_sum_is_exact_enough(group_of(8, 2.7, 1.0f), 1.0), "8 sources, gains adding to 2.7: double");
+    check(all_float(group_of(2, 4.4, 1.0f), 1.0), "2 sources, gains adding to 4.4: float");
+    check(!all_float(group_of(2, 4.5, 1.0f), 1.0), "2 sources, gains adding to 4.5: double");
+    check(all_float(group_of(4, 3.3, 1.0f), 1.0), "4 sources, gains adding to 3.3: float");
+    check(!all_float(group_of(4, 3.4, 1.0f), 1.0), "4 sources, gains adding to 3.4: double");
+    check(all_float(group_of(8, 2.6, 1.0f), 1.0), "8 sources, gains adding to 2.6: float");
+    check(!all_float(group_of(8, 2.7, 1.0f), 1.0), "8 sources, gains adding to 2.7: double");
     // The volume multiplies every gain; quieter sources allow more gain.
-    check(sinkcast::float_sum_is_exact_enough(group_of(8, 1.3, 1.0f), 2.0), "8 sources, 1.3 at volume 2: float");
-    check(!sinkcast::float_sum_is_exact_enough(group_of(8, 1.4, 1.0f), 2.0), "8 sources, 1.4 at volume 2: double");
-    check(sinkcast::float_sum_is_exact_enough(group_of(8, 5.0, 0.5f), 1.0), "8 sources peaking at 0.5, 5.0: float");
-    check(!sinkcast::float_sum_is_exact_enough(group_of(8, 5.0, 0.6f), 1.0), "8 sources peaking at 0.6, 5.0: double");
+    check(all_float(group_of(8, 1.3, 1.0f), 2.0), "8 sources, 1.3 at volume 2: float");
+    check(!all_float(group_of(8, 1.4, 1.0f), 2.0), "8 sources, 1.4 at volume 2: double");
+    check(all_float(group_of(8, 5.0, 0.5f), 1.0), "8 sources peaking at 0.5, 5.0: float");
+    check(!all_float(group_of(8, 5.0, 0.6f), 1.0), "8 sources peaking at 0.6, 5.0: double");
+
+    std::printf("float pairs: 3 * 2^-24 * sum(volume * gain * peak) <= the budget left\n");
+    const double full = sinkcast::kRoundingBudget;
+    check(choice(group_of(8, 4.4, 1.0f), 1.0, full, true) == GroupSum::float_pairs, "8 sources, 4.4: float pairs");
+    check(choice(group_of(8, 4.5, 1.0f), 1.0, full, true) == GroupSum::in_double, "8 sources, 4.5: double");
+    check(choice(group_of(8, 4.4, 1.0f), 1.0, full, false) == GroupSum::float_pairs,
+          "with an accumulator: float pairs");
+    check(choice(group_of(8, 2.0, 1.0f), 1.0, full, false) == GroupSum::float_pairs,
+          "with an accumulator, 2.0: float pairs, never all-float");
+    check(choice(group_of(8, 2.2, 1.0f), 1.0, full / 2, false) == GroupSum::float_pairs,
+          "half the budget left, 2.2: float pairs");
+    check(choice(group_of(8, 2.3, 1.0f), 1.0, full / 2, false) == GroupSum::in_double,
+          "half the budget left, 2.3: double");
+    check(sinkcast::rounding_bound(group_of(8, 4.0, 1.0f), 1.0, GroupSum::in_double) == 0.0,
+          "double sums spend nothing");
+    check(sinkcast::rounding_bound(group_of(1, 9.0, 1.0f), 1.0, GroupSum::float_pairs) == 0.0,
+          "one source spends nothing");
 }
 
-// Random groups scaled to 99 % of the float budget, with the last source
+// Random sources scaled to 99 % of the float budget, with the last source
 // cancelling most of the others' sum, so the result is small and carries the
-// rounding of the large terms: the float path's worst case. Every output must
+// rounding of the large terms: the float paths' worst case. Every output must
 // be within the 8e-7 bound of the exact mix (computed in long double).
-void check_float_path_error() {
-    std::printf("float path right under its budget, cancelling inputs\n");
+// groups == 1: one group of k sources without an accumulator (all-float sums).
+// groups > 1: k sources per group, the first ones into the double accumulator,
+// the budget spent group by group as the mixer does (float pairs).
+void check_float_path_error(int groups) {
+    std::printf("%s right under the budget, cancelling inputs\n",
+                groups == 1 ? "all-float sums" : ("float pairs, " + std::to_string(groups) + " groups").c_str());
     constexpr size_t kSamples = 4096;
-    constexpr double kBound = 8e-7;
-    std::mt19937_64 rng(11);
+    const double kBound = sinkcast::kRoundingBudget;
+    const GroupSum expected = groups == 1 ? GroupSum::float_tree : GroupSum::float_pairs;
+    std::mt19937_64 rng(11 + groups);
     std::uniform_real_distribution<double> unit(-1.0, 1.0), weight(0.2, 1.0), vol(0.3, 3.0);
     double worst = 0;
-    int float_groups = 0, trials = 0;
+    int float_groups = 0, all_groups = 0;
     for (int k = 2; k <= sinkcast::kMaxGroup; ++k) {
-        for (int t = 0; t < 40; ++t, ++trials) {
-            std::vector<std::vector<float>> in(static_cast<size_t>(k), std::vector<float>(kSamples));
-            sinkcast::SourceGroup g;
-            g.count = k;
+        for (int t = 0; t < 40; ++t) {
+            const int sources = k * groups;
+            std::vector<std::vector<float>> in(static_cast<size_t>(sources), std::vector<float>(kSamples));
+            std::vector<double> gain(static_cast<size_t>(sources));
             const double volume = vol(rng);
-            for (int i = 0; i < k; ++i) g.gain[i] = weight(rng);
+            for (double& g : gain) g = weight(rng);
             for (size_t n = 0; n < kSamples; ++n) {
                 double partial = 0;
-                for (int i = 0; i + 1 < k; ++i) {
+                for (int i = 0; i + 1 < sources; ++i) {
                     in[static_cast<size_t>(i)][n] = static_cast<float>(unit(rng));
-                    partial += g.gain[i] * in[static_cast<size_t>(i)][n];
+                    partial += gain[static_cast<size_t>(i)] * in[static_cast<size_t>(i)][n];
                 }
                 // The last source cancels what it can, plus a little noise.
-                double last = std::clamp(-partial / g.gain[k - 1] + 1e-3 * unit(rng), -1.0, 1.0);
-                in[static_cast<size_t>(k - 1)][n] = static_cast<float>(last);
+                double last = std::clamp(-partial / gain.back() + 1e-3 * unit(rng), -1.0, 1.0);
+                in.back()[n] = static_cast<float>(last);
             }
             float peak = 0;
-            for (int i = 0; i < k; ++i) {
-                g.in[i] = in[static_cast<size_t>(i)].data();
-                for (float x : in[static_cast<size_t>(i)]) peak = std::max(peak, std::fabs(x));
-            }
-            for (int i = 0; i < k; ++i) g.peak[i] = peak;
-            // Scale the gains so the bound is 99 % of the budget.
+            for (const auto& x : in)
+                for (float v : x) peak = std::max(peak, std::fabs(v));
+            // Scale the gains so the bound of the whole mix is 99 % of the budget.
             double total = 0;
-            for (int i = 0; i < k; ++i) total += volume * g.gain[i] * g.peak[i];
-            const int depth = static_cast<int>(std::ceil(std::log2(k)));
-            const double scale = 0.99 * kBound / ((depth + 2) * std::ldexp(1.0, -24) * total);
-            for (int i = 0; i < k; ++i) g.gain[i] *= scale;
-            float_groups += sinkcast::float_sum_is_exact_enough(g, volume);
+            for (double g : gain) total += volume * g * peak;
+            const int roundings = groups == 1 ? static_cast<int>(std::ceil(std::log2(k))) + 2 : 3;
+            const double scale = 0.99 * kBound / (roundings * std::ldexp(1.0, -24) * total);
+            for (double& g : gain) g *= scale;
 
+            std::vector<double> acc(kSamples);
             std::vector<float> out(kSamples);
             uint64_t clipped = 0;
-            sinkcast::finish_group(g, kSamples, nullptr, volume, out.data(), &clipped);
+            double budget = kBound;
+            for (int j = 0; j < groups; ++j, ++all_groups) {
+                sinkcast::SourceGroup g;
+                g.count = k;
+                for (int i = 0; i < k; ++i) {
+                    const size_t s = static_cast<size_t>(j * k + i);
+                    g.in[i] = in[s].data();
+                    g.gain[i] = gain[s];
+                    g.peak[i] = peak;
+                }
+                const bool last = j + 1 == groups;
+                const GroupSum how = choice(g, volume, budget, groups == 1);
+                budget -= sinkcast::rounding_bound(g, volume, how);
+                float_groups += how == expected;
+                if (last)
+                    sinkcast::finish_group(g, kSamples, groups == 1 ? nullptr : acc.data(), volume, out.data(),
+                                           &clipped, how);
+                else
+                    sinkcast::accumulate_group(g, kSamples, j == 0, acc.data(), how);
+            }
             for (size_t n = 0; n < kSamples; ++n) {
                 long double exact = 0;
-                for (int i = 0; i < k; ++i)
-                    exact += static_cast<long double>(volume) * g.gain[i] * in[static_cast<size_t>(i)][n];
+                for (int i = 0; i < sources; ++i)
+                    exact += static_cast<long double>(volume) * gain[static_cast<size_t>(i)] *
+                             in[static_cast<size_t>(i)][n];
                 exact = std::clamp(exact, -1.0L, 1.0L);
                 worst = std::max(worst, static_cast<double>(std::fabs(static_cast<long double>(out[n]) - exact)));
             }
         }
     }
-    check(float_groups == trials, "every group at 99 % of the budget is summed in float (" +
-                                      std::to_string(float_groups) + " of " + std::to_string(trials) + ")");
+    check(float_groups == all_groups, std::string("every group is summed in ") +
+                                          (groups == 1 ? "float" : "float pairs") + " (" +
+                                          std::to_string(float_groups) + " of " + std::to_string(all_groups) + ")");
     char line[128];
     std::snprintf(line, sizeof line, "largest error %.3g <= bound %.3g", worst, kBound);
     check(worst <= kBound, line);
@@ -127,7 +177,7 @@ void check_clip() {
     g.peak[0] = g.peak[1] = 1.0f;
     std::vector<float> out(4);
     uint64_t clipped = 0;
-    double peak = sinkcast::finish_group(g, 4, nullptr, 1.0, out.data(), &clipped);
+    double peak = sinkcast::finish_group(g, 4, nullptr, 1.0, out.data(), &clipped, GroupSum::float_tree);
     check(out[0] == 0.75f && out[1] == 1.0f && out[2] == -1.0f && out[3] == 0.4f, "sums clipped to full scale");
     check(clipped == 2, "two samples counted as clipped");
     check(std::fabs(peak - 1.4) < 1e-6, "peak is the largest |sum| before clipping");
@@ -137,7 +187,9 @@ void check_clip() {
 
 int main() {
     check_thresholds();
-    check_float_path_error();
+    check_float_path_error(1);
+    check_float_path_error(2);
+    check_float_path_error(3);
     check_clip();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
