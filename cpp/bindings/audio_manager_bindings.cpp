@@ -13,6 +13,8 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <tuple>
+#include <utility>
 
 #include "bindings/py_audio_manager.h"
 #include "engine/sink.h"
@@ -144,6 +146,40 @@ private:
     nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> dlpack_;
 };
 
+// A new float32 numpy array shaped (frames, channels) and its samples.
+// numpy.empty is the cheapest way to a fresh, numpy-owned array without numpy's
+// headers in the build (cheaper than wrapping our own buffer in a capsule). Held
+// with the GIL, which also guards the cached objects.
+std::pair<nb::object, float*> new_float32_array(size_t frames, size_t channels) {
+    static PyObject* numpy_empty = nullptr;  // all three kept for the process's life on purpose
+    static PyObject* float32 = nullptr;      // a dtype instance: numpy.float32, a type, is converted on every call
+    // The shape of the last call, reused: a caller renders the same period over and over.
+    static PyObject* shape = nullptr;
+    static size_t shape_frames = 0, shape_channels = 0;
+    if (!numpy_empty) {
+        nb::module_ np = nb::module_::import_("numpy");
+        nb::object empty = np.attr("empty"), dtype = np.attr("dtype")("float32");
+        float32 = dtype.release().ptr();  // both set only once both exist
+        numpy_empty = empty.release().ptr();
+    }
+    if (!shape || shape_frames != frames || shape_channels != channels) {
+        nb::object next = nb::make_tuple(frames, channels);
+        Py_XDECREF(shape);
+        shape = next.release().ptr();
+        shape_frames = frames;
+        shape_channels = channels;
+    }
+    nb::object array = nb::borrow(numpy_empty)(nb::handle(shape), nb::handle(float32));
+    // Only the address is needed: numpy.empty made it C-contiguous float32. No
+    // format string asked, so numpy does not build one. The array keeps its
+    // memory; no other code holds it yet, so the export can end here.
+    Py_buffer view;
+    if (PyObject_GetBuffer(array.ptr(), &view, PyBUF_WRITABLE) != 0) throw nb::python_error();
+    float* samples = static_cast<float*>(view.buf);
+    PyBuffer_Release(&view);
+    return {std::move(array), samples};
+}
+
 nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int64_t frames, nb::handle out) {
     if (frames < 0 || static_cast<size_t>(frames) > kMaxRenderFrames)
         throw nb::value_error(("render() frames must be from 0 to " + std::to_string(kMaxRenderFrames) +
@@ -152,24 +188,19 @@ nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int
     std::shared_ptr<Sink> sink = sink_to_render(engine, sink_id);
     const size_t channels = static_cast<size_t>(sink->config().channels);
     nb::object result;
+    float* samples;
+    // The caller's buffer stays exported until the mix is written: no other
+    // thread can resize or free it while the GIL is released.
+    std::optional<RenderTarget> target;
     if (!out.is_none()) {
         // Into the caller's buffer: no allocation, for loops that render period after period.
         result = nb::borrow(out);
+        target.emplace(result);
+        samples = target->checked(static_cast<size_t>(frames), channels);
     } else {
-        // numpy.empty is the cheapest way to a fresh, numpy-owned array (cheaper
-        // than wrapping our own buffer in a capsule); the mix is written straight into it.
-        static PyObject* numpy_empty = nullptr;  // kept for the process's life on purpose
-        static PyObject* float32 = nullptr;      // a dtype instance: numpy.float32, a type, is converted on every call
-        if (!numpy_empty) {
-            nb::module_ np = nb::module_::import_("numpy");
-            nb::object empty = np.attr("empty"), dtype = np.attr("dtype")("float32");
-            float32 = dtype.release().ptr();  // both set only once both exist
-            numpy_empty = empty.release().ptr();
-        }
-        result = nb::borrow(numpy_empty)(nb::make_tuple(frames, channels), nb::borrow(float32));
+        // Nobody else holds this array yet.
+        std::tie(result, samples) = new_float32_array(static_cast<size_t>(frames), channels);
     }
-    RenderTarget target(result);
-    float* samples = target.checked(static_cast<size_t>(frames), channels);
     {
         nb::gil_scoped_release released;
         sink->render(samples, static_cast<size_t>(frames));
