@@ -124,8 +124,9 @@ def test_nearly_cancelling_sources_within_full_scale_stay_exact() -> None:
 def test_many_nearly_cancelling_sources_stay_exact() -> None:
     # Past eight sources the mixer sums in groups of eight, each in float pairs
     # while the rounding budget allows it (mix_kernels.h). Twenty-four sources
-    # at the largest gain for which all three groups take float pairs, where
-    # the last twelve cancel the first twelve across the groups.
+    # at a gain just under the limit for all three groups to take float pairs
+    # (~0.19 at these peaks), where the last twelve cancel the first twelve
+    # across the groups. (test_mix_kernels.cpp checks which path is taken.)
     rng = np.random.default_rng(6)
     frames, gain = 48_000, 0.185
     loud = rng.uniform(-0.98, 0.98, (12, frames, 2))
@@ -173,6 +174,23 @@ def test_float_pairs_spend_one_rounding_budget_for_the_whole_mix() -> None:
             eng.connect(f"s{i}", "out", gain=gain)
             eng.push(f"s{i}", block)
         got = eng.render("out", frames)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_gains_below_float_range_are_summed_exactly() -> None:
+    # A gain of ~1e-45 is allowed, but as a float it keeps a bit or two: times
+    # samples at float32's largest value, summing in float would err by ~1e-7
+    # per source (a review found 1.9e-6 with 16 sources in float pairs).
+    gain = 0.75 * 2.0**-149
+    loud = np.full((480, 2), np.finfo(np.float32).max, np.float32)
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i in range(16):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=200)
+            eng.connect(f"s{i}", "out", gain=gain)
+            eng.push(f"s{i}", loud)
+        got = eng.render("out", 480)
+    expected = mix([(loud, gain)] * 16, 2, 1.0)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 

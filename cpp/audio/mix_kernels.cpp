@@ -1,6 +1,9 @@
 #include "audio/mix_kernels.h"
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
 
 #include "audio/hot_loop.h"
 
@@ -212,11 +215,22 @@ SINKCAST_HOT_LOOP double finish_any(const SourceGroup& group, size_t n, const do
 // once per group. The bound is what cancellation costs: sources that nearly
 // cancel leave a small sum with the rounding error of the large terms
 // (test_mix.py has such a case).
+//
+// The relative rounding of a gain only holds for a float gain in the normal
+// range: one below FLT_MIN (a gain or volume of 1e-38, allowed) keeps fewer
+// bits, and times loud samples its error is no longer small. Such a group is
+// summed in double.
 double rounding_bound(const SourceGroup& group, double volume, GroupSum how) {
     if (how == GroupSum::in_double || group.count < 2) return 0.0;  // one source: see finish_any()
     const int roundings = 2 + (how == GroupSum::float_tree ? tree_depth(group.count) : 1);
+    auto subnormal_in_float = [](double g) { return g != 0.0 && std::fabs(g) < FLT_MIN; };
     double total = 0;
-    for (int k = 0; k < group.count; ++k) total += volume * group.gain[k] * group.peak[k];
+    for (int k = 0; k < group.count; ++k) {
+        // The kernels round gain_k alone (into an accumulator) or volume * gain_k (finishing).
+        if (subnormal_in_float(group.gain[k]) || subnormal_in_float(volume * group.gain[k]))
+            return std::numeric_limits<double>::infinity();
+        total += volume * group.gain[k] * group.peak[k];
+    }
     return roundings * 0x1p-24 * total;
 }
 

@@ -169,7 +169,10 @@ std::pair<nb::object, float*> new_float32_array(size_t frames, size_t channels) 
         shape_frames = frames;
         shape_channels = channels;
     }
-    nb::object array = nb::borrow(numpy_empty)(nb::handle(shape), nb::handle(float32));
+    // Our own reference for the call: the cache may be replaced while numpy runs
+    // Python code (a garbage collection, another thread's render()).
+    nb::object shape_arg = nb::borrow(shape);
+    nb::object array = nb::borrow(numpy_empty)(shape_arg, nb::handle(float32));
     // Only the address is needed: numpy.empty made it C-contiguous float32. No
     // format string asked, so numpy does not build one. The array keeps its
     // memory; no other code holds it yet, so the export can end here.

@@ -8,6 +8,7 @@
 // when everything passed.
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -79,6 +80,15 @@ void check_thresholds() {
           "double sums spend nothing");
     check(sinkcast::rounding_bound(group_of(1, 9.0, 1.0f), 1.0, GroupSum::float_pairs) == 0.0,
           "one source spends nothing");
+    // A gain below float's normal range keeps fewer bits: its rounding is not
+    // relative, and times loud samples it is not small (8 sources at FLT_MAX
+    // erred by 9.5e-7 in float). Such groups sum in double.
+    check(choice(group_of(8, 8 * 0.75 * 0x1p-149, FLT_MAX), 1.0, full, true) == GroupSum::in_double,
+          "gains below FLT_MIN: double");
+    check(choice(group_of(8, 8 * 0x1p-100, 1.0f), 0x1p-40, full, true) == GroupSum::in_double,
+          "volume times gain below FLT_MIN: double");
+    check(choice(group_of(8, 8 * 0x1p-100, 1.0f), 1.0, full, true) == GroupSum::float_tree,
+          "small normal gains: float");
 }
 
 // Random sources scaled to 99 % of the float budget, with the last source
