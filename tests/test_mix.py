@@ -99,6 +99,18 @@ def test_many_sources_through_wrapping_rings_match_reference(
     np.testing.assert_allclose(np.concatenate(rendered), expected, rtol=0, atol=1e-6)
 
 
+def render_pushed(sources: list[tuple[np.ndarray, float]], frames: int) -> np.ndarray:
+    """The first `frames` of a stereo sink fed by one pushed stereo source per
+    (block, gain), each block pushed whole into a ring twice its length."""
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=2)
+        for i, (block, gain) in enumerate(sources):
+            eng.add_source(f"s{i}", channels=2, buffer_ms=max(100, 2 * -(-len(block) // 48)))
+            eng.connect(f"s{i}", "out", gain=gain)
+            eng.push(f"s{i}", block)
+        return eng.render("out", frames)
+
+
 def test_nearly_cancelling_sources_within_full_scale_stay_exact() -> None:
     # Sources within [-1, 1] with moderate gains are summed in float; the worst
     # case of that is cancellation, where a small sum carries the rounding of
@@ -109,13 +121,7 @@ def test_nearly_cancelling_sources_within_full_scale_stay_exact() -> None:
     a, b = rng.uniform(-0.98, 0.98, (2, frames, 2))
     small = rng.uniform(-1e-3, 1e-3, (2, frames, 2))
     blocks = [np.clip(v, -1, 1).astype(np.float32) for v in (a, b, -a + small[0], -b * 0.8 / 0.79 + small[1])]
-    with sinkcast.AudioManager(realtime=False) as eng:
-        eng.add_sink("out", channels=2)
-        for i, (block, gain) in enumerate(zip(blocks, gains)):
-            eng.add_source(f"s{i}", channels=2, buffer_ms=2000)
-            eng.connect(f"s{i}", "out", gain=gain)
-            eng.push(f"s{i}", block)
-        got = eng.render("out", frames)
+    got = render_pushed(list(zip(blocks, gains)), frames)
     expected = mix(list(zip(blocks, gains)), 2, 1.0)
     assert np.abs(expected).max() < 0.01  # the sources really do cancel
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
@@ -132,13 +138,7 @@ def test_many_nearly_cancelling_sources_stay_exact() -> None:
     loud = rng.uniform(-0.98, 0.98, (12, frames, 2))
     small = rng.uniform(-1e-4, 1e-4, (12, frames, 2))
     blocks = [v.astype(np.float32) for v in (*loud, *(-loud + small))]
-    with sinkcast.AudioManager(realtime=False) as eng:
-        eng.add_sink("out", channels=2)
-        for i, block in enumerate(blocks):
-            eng.add_source(f"s{i}", channels=2, buffer_ms=2000)
-            eng.connect(f"s{i}", "out", gain=gain)
-            eng.push(f"s{i}", block)
-        got = eng.render("out", frames)
+    got = render_pushed([(b, gain) for b in blocks], frames)
     expected = mix([(b, gain) for b in blocks], 2, 1.0)
     assert np.abs(expected).max() < 0.01  # the sources really do cancel
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
@@ -167,13 +167,7 @@ def test_float_pairs_spend_one_rounding_budget_for_the_whole_mix() -> None:
         (half * blocks[i] + half * blocks[i + 1]).astype(np.float64) for i in range(0, len(blocks), 2)
     )
     assert np.abs(every_pair_in_float - expected).min() > 1e-6  # the inputs are that adversarial
-    with sinkcast.AudioManager(realtime=False) as eng:
-        eng.add_sink("out", channels=2)
-        for i, block in enumerate(blocks):
-            eng.add_source(f"s{i}", channels=2, buffer_ms=200)
-            eng.connect(f"s{i}", "out", gain=gain)
-            eng.push(f"s{i}", block)
-        got = eng.render("out", frames)
+    got = render_pushed([(block, gain) for block in blocks], frames)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
@@ -183,13 +177,7 @@ def test_gains_below_float_range_are_summed_exactly() -> None:
     # per source (a review found 1.9e-6 with 16 sources in float pairs).
     gain = 0.75 * 2.0**-149
     loud = np.full((480, 2), np.finfo(np.float32).max, np.float32)
-    with sinkcast.AudioManager(realtime=False) as eng:
-        eng.add_sink("out", channels=2)
-        for i in range(16):
-            eng.add_source(f"s{i}", channels=2, buffer_ms=200)
-            eng.connect(f"s{i}", "out", gain=gain)
-            eng.push(f"s{i}", loud)
-        got = eng.render("out", 480)
+    got = render_pushed([(loud, gain)] * 16, 480)
     expected = mix([(loud, gain)] * 16, 2, 1.0)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
@@ -231,13 +219,7 @@ def test_cancelling_integer_sources_at_high_gain_stay_exact(dtype: type) -> None
     halves = [rng.integers(-scale * 45 // 100, scale * 45 // 100, (48_000, 2)) for _ in range(4)]
     ints = halves + [-x + rng.integers(-scale // 500, scale // 500, (48_000, 2)) for x in halves]
     blocks = [x.astype(dtype) for x in ints]
-    with sinkcast.AudioManager(realtime=False) as eng:
-        eng.add_sink("out", channels=2)
-        for i, block in enumerate(blocks):
-            eng.add_source(f"s{i}", channels=2, buffer_ms=2000)
-            eng.connect(f"s{i}", "out", gain=9.9)
-            eng.push(f"s{i}", block)
-        got = eng.render("out", 48_000)
+    got = render_pushed([(b, 9.9) for b in blocks], 48_000)
     # The reference starts from the samples as the engine holds them: int32
     # becomes float32 on the way in (README, Samples), which alone costs up to
     # 9e-7 here at gain 9.9 x 8, and is not the mixer's error.

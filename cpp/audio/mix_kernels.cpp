@@ -220,24 +220,45 @@ SINKCAST_HOT_LOOP double finish_any(const SourceGroup& group, size_t n, const do
 // range: one below FLT_MIN (a gain or volume of 1e-38, allowed) keeps fewer
 // bits, and times loud samples its error is no longer small. Such a group is
 // summed in double.
-double rounding_bound(const SourceGroup& group, double volume, GroupSum how) {
-    if (how == GroupSum::in_double || group.count < 2) return 0.0;  // one source: see finish_any()
-    const int roundings = 2 + (how == GroupSum::float_tree ? tree_depth(group.count) : 1);
+namespace {
+
+// sum_k volume * gain_k * peak_k, which the roundings multiply; infinite when a
+// gain as the kernels round it (gain_k alone into an accumulator, volume *
+// gain_k when finishing) is below float's normal range.
+double rounding_weight(const SourceGroup& group, double volume) {
     auto subnormal_in_float = [](double g) { return g != 0.0 && std::fabs(g) < FLT_MIN; };
     double total = 0;
     for (int k = 0; k < group.count; ++k) {
-        // The kernels round gain_k alone (into an accumulator) or volume * gain_k (finishing).
         if (subnormal_in_float(group.gain[k]) || subnormal_in_float(volume * group.gain[k]))
             return std::numeric_limits<double>::infinity();
         total += volume * group.gain[k] * group.peak[k];
     }
-    return roundings * 0x1p-24 * total;
+    return total;
 }
 
-GroupSum cheapest_sum_within(const SourceGroup& group, double volume, double budget, bool tree_allowed) {
-    if (tree_allowed && rounding_bound(group, volume, GroupSum::float_tree) <= budget) return GroupSum::float_tree;
-    if (rounding_bound(group, volume, GroupSum::float_pairs) <= budget) return GroupSum::float_pairs;
-    return GroupSum::in_double;
+// Roundings on any one term's way to the sum, times u = 2^-24.
+double rounding_per_weight(GroupSum how, int count) {
+    const int roundings = 2 + (how == GroupSum::float_tree ? tree_depth(count) : 1);
+    return roundings * 0x1p-24;
+}
+
+}  // namespace
+
+double rounding_bound(const SourceGroup& group, double volume, GroupSum how) {
+    if (how == GroupSum::in_double || group.count < 2) return 0.0;  // one source: see finish_any()
+    return rounding_per_weight(how, group.count) * rounding_weight(group, volume);
+}
+
+SumChoice cheapest_sum_within(const SourceGroup& group, double volume, double budget, bool tree_allowed) {
+    if (group.count < 2) return {GroupSum::in_double, 0.0};  // one source: see finish_any()
+    const double weight = rounding_weight(group, volume);
+    if (tree_allowed) {
+        const double bound = rounding_per_weight(GroupSum::float_tree, group.count) * weight;
+        if (bound <= budget) return {GroupSum::float_tree, bound};
+    }
+    const double bound = rounding_per_weight(GroupSum::float_pairs, group.count) * weight;
+    if (bound <= budget) return {GroupSum::float_pairs, bound};
+    return {GroupSum::in_double, 0.0};
 }
 
 void accumulate_group(const SourceGroup& group, size_t samples, bool first, double* acc, GroupSum how) {

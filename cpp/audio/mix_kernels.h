@@ -20,7 +20,7 @@ struct SourceGroup {
     const float* in[kMaxGroup];
     double gain[kMaxGroup];
     int count = 0;
-    float peak[kMaxGroup];  // no |in_k[i]| is larger (a bound)
+    float peak[kMaxGroup];  // no |in_k[i]| is larger (a bound); for rounding_bound(), the kernels ignore it
 };
 
 // How a group's products are summed. Sums in double are exact to float
@@ -44,12 +44,17 @@ constexpr double kRoundingBudget = 8e-7;
 // within 1.2e-7 of it, far inside the output's own precision).
 double rounding_bound(const SourceGroup& group, double volume, GroupSum how);
 
+struct SumChoice {
+    GroupSum how;
+    double bound;  // rounding_bound() of that way
+};
+
 // The cheapest way to sum `group` whose rounding bound fits in `budget`.
 // float_tree only when `tree_allowed` (the group has no accumulator). With
 // the whole budget, full-scale sources go all-float when their gains times
 // the volume add up to at most 4.4 (2 sources), 3.3 (4) or 2.6 (8), and in
 // float pairs up to 4.4 at any count; quieter sources allow more.
-GroupSum cheapest_sum_within(const SourceGroup& group, double volume, double budget, bool tree_allowed);
+SumChoice cheapest_sum_within(const SourceGroup& group, double volume, double budget, bool tree_allowed);
 
 // acc[i] = (first ? 0 : acc[i]) + sum_k gain_k * in_k[i] for i < samples;
 // count >= 1; `how` is in_double or float_pairs.

@@ -130,7 +130,10 @@ void SinkAudioMixer::mix_lenders(BlockMix& block, size_t lenders) {
 
 void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoan* loans, int count, bool last) {
     const size_t ch = static_cast<size_t>(channels_);
-    double gains[kMaxGroup];
+    // The group's gains and peaks, for choosing how to sum it; each piece below
+    // reads its sources' gains from here.
+    SourceGroup whole;
+    whole.count = count;
     // Each loan holds up to two runs (a ring wraps) and may end early (an
     // underrun); cut the period where any of them changes, so every piece reads
     // each source from one contiguous run.
@@ -141,7 +144,8 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
     for (int i = 0; i < count; ++i) {
         Route& route = *members[i];
         const RingRuns& runs = loans[i].runs;
-        gains[i] = route.gain.load(std::memory_order_relaxed);
+        whole.gain[i] = route.gain.load(std::memory_order_relaxed);
+        whole.peak[i] = runs.peak;
         if (runs.total() < block.frames) count_underrun(route);
         if (runs.frames[0] < block.frames) {  // the usual case, one run of every frame, needs no cut
             cuts[ncuts++] = runs.frames[0];
@@ -153,15 +157,8 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
     // One way of summing for every piece: a piece holds a subset of the group's
     // sources, so the group's bound covers it. The budget is spent in the order
     // of the groups; once it is gone, the remaining groups sum in double.
-    SourceGroup whole;
-    whole.count = count;
-    for (int i = 0; i < count; ++i) {
-        whole.gain[i] = gains[i];
-        whole.peak[i] = loans[i].runs.peak;
-    }
-    const GroupSum how =
-        cheapest_sum_within(whole, block.volume, block.rounding_budget, last && !block.acc_in_use);
-    block.rounding_budget -= rounding_bound(whole, block.volume, how);
+    const SumChoice sum = cheapest_sum_within(whole, block.volume, block.rounding_budget, last && !block.acc_in_use);
+    block.rounding_budget -= sum.bound;
 
     double* acc = acc_.data();
     for (size_t c = 0; c + 1 < ncuts; ++c) {
@@ -173,17 +170,16 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
             if (begin >= runs.total()) continue;  // this source ran dry before this piece
             group.in[group.count] =
                 begin < runs.frames[0] ? runs.data[0] + begin * ch : runs.data[1] + (begin - runs.frames[0]) * ch;
-            group.gain[group.count] = gains[i];
-            group.peak[group.count] = runs.peak;
+            group.gain[group.count] = whole.gain[i];
             group.count += 1;
         }
         const size_t samples = (end - begin) * ch;
         if (last) {
             const double* mixed = block.acc_in_use ? acc + begin * ch : nullptr;
             block.peak = std::max(block.peak, finish_group(group, samples, mixed, block.volume,
-                                                           block.out + begin * ch, &block.clipped, how));
+                                                           block.out + begin * ch, &block.clipped, sum.how));
         } else if (group.count > 0) {
-            accumulate_group(group, samples, !block.acc_in_use, acc + begin * ch, how);
+            accumulate_group(group, samples, !block.acc_in_use, acc + begin * ch, sum.how);
         } else if (!block.acc_in_use) {
             std::fill(acc + begin * ch, acc + end * ch, 0.0);
         }

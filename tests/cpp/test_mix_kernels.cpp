@@ -42,11 +42,11 @@ sinkcast::SourceGroup group_of(int k, double total_gain, float peak) {
 using sinkcast::GroupSum;
 
 bool all_float(const sinkcast::SourceGroup& g, double volume) {
-    return sinkcast::cheapest_sum_within(g, volume, sinkcast::kRoundingBudget, true) == GroupSum::float_tree;
+    return sinkcast::cheapest_sum_within(g, volume, sinkcast::kRoundingBudget, true).how == GroupSum::float_tree;
 }
 
 GroupSum choice(const sinkcast::SourceGroup& g, double volume, double budget, bool tree_allowed) {
-    return sinkcast::cheapest_sum_within(g, volume, budget, tree_allowed);
+    return sinkcast::cheapest_sum_within(g, volume, budget, tree_allowed).how;
 }
 
 void check_thresholds() {
@@ -107,7 +107,7 @@ void check_float_path_error(int groups) {
     std::mt19937_64 rng(11 + groups);
     std::uniform_real_distribution<double> unit(-1.0, 1.0), weight(0.2, 1.0), vol(0.3, 3.0);
     double worst = 0;
-    int float_groups = 0, all_groups = 0;
+    int float_groups = 0, all_groups = 0, bounds_agree = 0;
     for (int k = 2; k <= sinkcast::kMaxGroup; ++k) {
         for (int t = 0; t < 40; ++t) {
             const int sources = k * groups;
@@ -149,14 +149,15 @@ void check_float_path_error(int groups) {
                     g.peak[i] = peak;
                 }
                 const bool last = j + 1 == groups;
-                const GroupSum how = choice(g, volume, budget, groups == 1);
-                budget -= sinkcast::rounding_bound(g, volume, how);
-                float_groups += how == expected;
+                const sinkcast::SumChoice sum = sinkcast::cheapest_sum_within(g, volume, budget, groups == 1);
+                budget -= sum.bound;
+                float_groups += sum.how == expected;
+                bounds_agree += sum.bound == sinkcast::rounding_bound(g, volume, sum.how);
                 if (last)
                     sinkcast::finish_group(g, kSamples, groups == 1 ? nullptr : acc.data(), volume, out.data(),
-                                           &clipped, how);
+                                           &clipped, sum.how);
                 else
-                    sinkcast::accumulate_group(g, kSamples, j == 0, acc.data(), how);
+                    sinkcast::accumulate_group(g, kSamples, j == 0, acc.data(), sum.how);
             }
             for (size_t n = 0; n < kSamples; ++n) {
                 long double exact = 0;
@@ -171,6 +172,7 @@ void check_float_path_error(int groups) {
     check(float_groups == all_groups, std::string("every group is summed in ") +
                                           (groups == 1 ? "float" : "float pairs") + " (" +
                                           std::to_string(float_groups) + " of " + std::to_string(all_groups) + ")");
+    check(bounds_agree == all_groups, "the bound each choice spends is rounding_bound()'s");
     char line[128];
     std::snprintf(line, sizeof line, "largest error %.3g <= bound %.3g", worst, kBound);
     check(worst <= kBound, line);
