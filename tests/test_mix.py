@@ -403,6 +403,23 @@ def test_one_source_feeds_two_sinks_independently(manual: sinkcast.AudioManager)
     np.testing.assert_allclose(manual.render("b", 100)[:, 0], 0.5 * x, atol=1e-7)
 
 
+def test_render_returns_a_new_array_every_call(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("out", channels=2)
+    manual.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)
+    manual.connect("t", "out")
+    first = manual.render("out", 480)
+    kept = first.copy()
+    second = manual.render("out", 480)
+    assert type(first) is np.ndarray and first.dtype == np.float32 and first.shape == (480, 2)
+    assert first.flags.c_contiguous and first.flags.writeable and first.flags.owndata
+    assert not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, kept)  # the second period did not land in the first array
+    assert not np.array_equal(first, second)
+    first[:] = 0  # the caller's to change
+    del second
+    assert manual.render("out", 0).shape == (0, 2)
+
+
 def test_render_into_a_buffer(manual: sinkcast.AudioManager) -> None:
     manual.add_sink("out", channels=2)
     manual.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)

@@ -16,6 +16,7 @@
 #include <tuple>
 #include <utility>
 
+#include "bindings/numpy_array.h"
 #include "bindings/py_audio_manager.h"
 #include "engine/sink.h"
 #include "bindings/stats_dict.h"
@@ -145,43 +146,6 @@ private:
     bool has_view_ = false;
     nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> dlpack_;
 };
-
-// A new float32 numpy array shaped (frames, channels) and its samples.
-// numpy.empty is the cheapest way to a fresh, numpy-owned array without numpy's
-// headers in the build (cheaper than wrapping our own buffer in a capsule). Held
-// with the GIL, which also guards the cached objects.
-std::pair<nb::object, float*> new_float32_array(size_t frames, size_t channels) {
-    static PyObject* numpy_empty = nullptr;  // all three kept for the process's life on purpose
-    static PyObject* float32 = nullptr;      // a dtype instance: numpy.float32, a type, is converted on every call
-    // The shape of the last call, reused: a caller renders the same period over and over.
-    static PyObject* shape = nullptr;
-    static size_t shape_frames = 0, shape_channels = 0;
-    if (!numpy_empty) {
-        nb::module_ np = nb::module_::import_("numpy");
-        nb::object empty = np.attr("empty"), dtype = np.attr("dtype")("float32");
-        float32 = dtype.release().ptr();  // both set only once both exist
-        numpy_empty = empty.release().ptr();
-    }
-    if (!shape || shape_frames != frames || shape_channels != channels) {
-        nb::object next = nb::make_tuple(frames, channels);
-        Py_XDECREF(shape);
-        shape = next.release().ptr();
-        shape_frames = frames;
-        shape_channels = channels;
-    }
-    // Our own reference for the call: the cache may be replaced while numpy runs
-    // Python code (a garbage collection, another thread's render()).
-    nb::object shape_arg = nb::borrow(shape);
-    nb::object array = nb::borrow(numpy_empty)(shape_arg, nb::handle(float32));
-    // Only the address is needed: numpy.empty made it C-contiguous float32. No
-    // format string asked, so numpy does not build one. The array keeps its
-    // memory; no other code holds it yet, so the export can end here.
-    Py_buffer view;
-    if (PyObject_GetBuffer(array.ptr(), &view, PyBUF_WRITABLE) != 0) throw nb::python_error();
-    float* samples = static_cast<float*>(view.buf);
-    PyBuffer_Release(&view);
-    return {std::move(array), samples};
-}
 
 nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int64_t frames, nb::handle out) {
     if (frames < 0 || static_cast<size_t>(frames) > kMaxRenderFrames)

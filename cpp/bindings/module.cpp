@@ -7,6 +7,7 @@
 #include "audio/mixer_benchmark.h"
 #include "webrtc/receive_probe.h"
 #include "bindings/errors.h"
+#include "bindings/numpy_array.h"
 #include "bindings/py_audio_manager.h"
 
 namespace nb = nanobind;
@@ -14,6 +15,7 @@ using namespace nb::literals;
 
 NB_MODULE(_sinkcast, m) {
     m.doc() = "sinkcast's native engine (C++): mixer, Opus encoder, WebRTC sender.";
+    sinkcast::bindings::import_numpy_api();
     sinkcast::bindings::register_error_translator();
     sinkcast::bindings::bind_pcm_tap(m);
     sinkcast::bindings::bind_audio_manager(m);

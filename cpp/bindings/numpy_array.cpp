@@ -1,0 +1,30 @@
+#include "bindings/numpy_array.h"
+
+// Built against numpy 2's headers (pyproject.toml), for numpy 1.24 and newer
+// at run time: the oldest API this file may use is the one the package needs.
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define NPY_TARGET_VERSION NPY_1_24_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL sinkcast_numpy_api
+#include <numpy/arrayobject.h>
+
+namespace nb = nanobind;
+
+namespace sinkcast::bindings {
+
+void import_numpy_api() {
+    // import_array() is a macro that returns from the calling function.
+    if (_import_array() < 0) throw nb::python_error();
+}
+
+// Through the C API rather than numpy.empty(): render() allocates a period
+// every call, and numpy.empty's argument parsing, and reading the address
+// back through the buffer protocol, cost as much as mixing eight sources.
+std::pair<nb::object, float*> new_float32_array(size_t rows, size_t columns) {
+    npy_intp shape[2] = {static_cast<npy_intp>(rows), static_cast<npy_intp>(columns)};
+    PyObject* array = PyArray_SimpleNew(2, shape, NPY_FLOAT32);
+    if (!array) throw nb::python_error();
+    float* samples = static_cast<float*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(array)));
+    return {nb::steal(array), samples};
+}
+
+}  // namespace sinkcast::bindings
