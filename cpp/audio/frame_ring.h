@@ -17,6 +17,8 @@
 #include <mutex>
 #include <vector>
 
+#include "audio/aligned_vector.h"
+
 namespace sinkcast {
 
 struct ReadCursor {
@@ -110,7 +112,7 @@ private:
 
     size_t capacity_;
     int channels_;
-    std::vector<float> data_;
+    AlignedVector<float> data_;
     uint64_t write_position_ = 0;
     std::vector<ReadCursor*> readers_;
     uint64_t total_overruns_ = 0;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "audio/aligned_vector.h"
 #include "audio/channel_mix.h"
 #include "audio/mix_kernels.h"
 #include "audio/source.h"
@@ -89,7 +90,7 @@ private:
 
     int channels_;
     size_t max_block_frames_;
-    std::vector<double> acc_;
+    AlignedVector<double> acc_;
     std::atomic<double> volume_{1.0};
     mutable std::mutex mutex_;  // guards routes_ and the counters below
     std::vector<std::unique_ptr<Route>> routes_;

@@ -73,7 +73,7 @@ private:
     SinkConfig config_;
     SinkAudioMixer mixer_;
     SinkStreamer streamer_;
-    std::vector<float> period_;  // the real-time thread's output buffer: one Opus frame of periods
+    AlignedVector<float> period_;  // the real-time thread's output buffer: one Opus frame of periods
 
     mutable std::mutex taps_mutex_;
     std::vector<std::shared_ptr<PcmTap>> taps_;
