@@ -24,26 +24,29 @@ void FrameRing::detach(ReadCursor* cursor) {
 
 RingRuns FrameRing::take_locked(ReadCursor* cursor, size_t frames, size_t prebuffer_frames) {
     RingRuns runs;
-    uint64_t available = write_position_ - cursor->position;
+    const uint64_t available = write_position_ - cursor->position;
     if (!cursor->primed) {
         if (available < prebuffer_frames || available == 0) return runs;
         cursor->primed = true;
     }
     // An attached cursor never lags by more than the capacity (writes move it on),
     // so at most two runs; the bound keeps that true for any cursor.
-    size_t take = static_cast<size_t>(std::min<uint64_t>({available, frames, capacity_}));
-    size_t done = 0;
-    while (done < take) {
-        size_t slot = static_cast<size_t>(cursor->position % capacity_);
-        size_t run = std::min(take - done, capacity_ - slot);
-        runs.data[runs.count] = data_.data() + slot * static_cast<size_t>(channels_);
-        runs.frames[runs.count] = run;
-        runs.peak = std::max(runs.peak, peak_locked(slot, run));
-        runs.count += 1;
-        cursor->position += run;
-        done += run;
-    }
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(std::min<uint64_t>(available, frames), capacity_));
     if (take < frames) cursor->primed = false;  // starved: prebuffer again
+    if (take == 0) return runs;
+    const size_t slot = static_cast<size_t>(cursor->position % capacity_);
+    const size_t first = std::min(take, capacity_ - slot);
+    runs.data[0] = data_.data() + slot * static_cast<size_t>(channels_);
+    runs.frames[0] = first;
+    runs.peak = peak_locked(slot, first);
+    runs.count = 1;
+    if (first < take) {  // wraps around the end of the ring
+        runs.data[1] = data_.data();
+        runs.frames[1] = take - first;
+        runs.peak = std::max(runs.peak, peak_locked(0, take - first));
+        runs.count = 2;
+    }
+    cursor->position += take;
     return runs;
 }
 

@@ -71,6 +71,11 @@ void SinkAudioMixer::mix_block(float* out, size_t frames) {
     const size_t samples = frames * static_cast<size_t>(channels_);
     std::lock_guard<std::mutex> lock(mutex_);
     BlockMix block{out, frames, volume_.load(std::memory_order_relaxed)};
+    if (routes_.size() == 1 && routes_.front()->lends) {
+        mix_only_source(block, *routes_.front());
+        record_block(frames, block.peak, block.clipped);
+        return;
+    }
 
     // Routes that cannot lend their frames (generators, channel maps) go into the
     // accumulator one at a time.
@@ -99,6 +104,28 @@ void SinkAudioMixer::mix_block(float* out, size_t frames) {
                                   &block.clipped, GroupSum::in_double);
     }
     record_block(frames, block.peak, block.clipped);
+}
+
+void SinkAudioMixer::mix_only_source(BlockMix& block, Route& route) {
+    const size_t ch = static_cast<size_t>(channels_);
+    SourceLoan& loan = loans_[0];
+    route.source->lend(route.cursor, block.frames, true, loan);  // waits: no other lock is held
+    const RingRuns& runs = loan.runs;
+    SourceGroup one;
+    one.count = 1;
+    one.gain[0] = route.gain.load(std::memory_order_relaxed);
+    size_t done = 0;
+    for (int r = 0; r < runs.count; ++r) {  // two runs where the ring wraps
+        one.in[0] = runs.data[r];
+        block.peak = std::max(block.peak, finish_group(one, runs.frames[r] * ch, nullptr, block.volume,
+                                                       block.out + done * ch, &block.clipped, GroupSum::in_double));
+        done += runs.frames[r];
+    }
+    loan = SourceLoan{};  // unlocks
+    if (done < block.frames) {  // an underrun: the rest of the period is silence
+        count_underrun(route);
+        std::fill(block.out + done * ch, block.out + block.frames * ch, 0.0f);
+    }
 }
 
 void SinkAudioMixer::mix_lenders(BlockMix& block, size_t lenders) {
@@ -130,29 +157,20 @@ void SinkAudioMixer::mix_lenders(BlockMix& block, size_t lenders) {
 
 void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoan* loans, int count, bool last) {
     const size_t ch = static_cast<size_t>(channels_);
-    // The group's gains and peaks, for choosing how to sum it; each piece below
-    // reads its sources' gains from here.
+    // The group's sources, gains and peaks. In the usual period every loan is
+    // one run of all the frames, and this is the whole mix.
     SourceGroup whole;
     whole.count = count;
-    // Each loan holds up to two runs (a ring wraps) and may end early (an
-    // underrun); cut the period where any of them changes, so every piece reads
-    // each source from one contiguous run.
-    size_t cuts[2 * kMaxGroup + 2];
-    size_t ncuts = 0;
-    cuts[ncuts++] = 0;
-    cuts[ncuts++] = block.frames;
+    bool split = false;
     for (int i = 0; i < count; ++i) {
         Route& route = *members[i];
         const RingRuns& runs = loans[i].runs;
+        whole.in[i] = runs.data[0];
         whole.gain[i] = route.gain.load(std::memory_order_relaxed);
         whole.peak[i] = runs.peak;
         if (runs.total() < block.frames) count_underrun(route);
-        if (runs.frames[0] < block.frames) {  // the usual case, one run of every frame, needs no cut
-            cuts[ncuts++] = runs.frames[0];
-            cuts[ncuts++] = runs.total();
-        }
+        split = split || runs.frames[0] < block.frames;
     }
-    if (ncuts > 2) std::sort(cuts, cuts + ncuts);
 
     // One way of summing for every piece: a piece holds a subset of the group's
     // sources, so the group's bound covers it. The budget is spent in the order
@@ -160,32 +178,54 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
     const SumChoice sum = cheapest_sum_within(whole, block.volume, block.rounding_budget, last && !block.acc_in_use);
     block.rounding_budget -= sum.bound;
 
-    double* acc = acc_.data();
-    for (size_t c = 0; c + 1 < ncuts; ++c) {
-        const size_t begin = cuts[c], end = cuts[c + 1];
-        if (begin == end) continue;
-        SourceGroup group;
+    if (!split) {
+        mix_piece(block, whole, 0, block.frames, last, sum.how);
+    } else {
+        // A loan holds two runs when its ring wraps, and ends early on an
+        // underrun: cut the period where any of them changes, so every piece
+        // reads each source from one contiguous run.
+        size_t cuts[2 * kMaxGroup + 2];
+        size_t ncuts = 0;
+        cuts[ncuts++] = 0;
+        cuts[ncuts++] = block.frames;
         for (int i = 0; i < count; ++i) {
-            const RingRuns& runs = loans[i].runs;
-            if (begin >= runs.total()) continue;  // this source ran dry before this piece
-            group.in[group.count] =
-                begin < runs.frames[0] ? runs.data[0] + begin * ch : runs.data[1] + (begin - runs.frames[0]) * ch;
-            group.gain[group.count] = whole.gain[i];
-            group.count += 1;
+            cuts[ncuts++] = std::min(loans[i].runs.frames[0], block.frames);
+            cuts[ncuts++] = loans[i].runs.total();
         }
-        const size_t samples = (end - begin) * ch;
-        if (last) {
-            const double* mixed = block.acc_in_use ? acc + begin * ch : nullptr;
-            block.peak = std::max(block.peak, finish_group(group, samples, mixed, block.volume,
-                                                           block.out + begin * ch, &block.clipped, sum.how));
-        } else if (group.count > 0) {
-            accumulate_group(group, samples, !block.acc_in_use, acc + begin * ch, sum.how);
-        } else if (!block.acc_in_use) {
-            std::fill(acc + begin * ch, acc + end * ch, 0.0);
+        std::sort(cuts, cuts + ncuts);
+        for (size_t c = 0; c + 1 < ncuts; ++c) {
+            const size_t begin = cuts[c], end = cuts[c + 1];
+            if (begin == end) continue;
+            SourceGroup piece;
+            for (int i = 0; i < count; ++i) {
+                const RingRuns& runs = loans[i].runs;
+                if (begin >= runs.total()) continue;  // this source ran dry before this piece
+                piece.in[piece.count] =
+                    begin < runs.frames[0] ? runs.data[0] + begin * ch : runs.data[1] + (begin - runs.frames[0]) * ch;
+                piece.gain[piece.count] = whole.gain[i];
+                piece.count += 1;
+            }
+            mix_piece(block, piece, begin, end, last, sum.how);
         }
     }
     if (!last) block.acc_in_use = true;
     for (int i = 0; i < count; ++i) loans[i] = SourceLoan{};  // unlocks: the rings may be written again
+}
+
+void SinkAudioMixer::mix_piece(BlockMix& block, const SourceGroup& group, size_t begin, size_t end, bool last,
+                               GroupSum how) {
+    const size_t ch = static_cast<size_t>(channels_);
+    const size_t samples = (end - begin) * ch;
+    double* acc = acc_.data() + begin * ch;
+    if (last) {
+        const double* mixed = block.acc_in_use ? acc : nullptr;
+        block.peak = std::max(block.peak, finish_group(group, samples, mixed, block.volume, block.out + begin * ch,
+                                                       &block.clipped, how));
+    } else if (group.count > 0) {
+        accumulate_group(group, samples, !block.acc_in_use, acc, how);
+    } else if (!block.acc_in_use) {
+        std::fill(acc, acc + samples, 0.0);
+    }
 }
 
 size_t SinkAudioMixer::mix_route(Route& route, size_t frames, MixTarget& target) {

@@ -83,8 +83,14 @@ private:
     void mix_block(float* out, size_t frames);
     // All called with mutex_ held.
     size_t mix_route(Route& route, size_t frames, MixTarget& target);
+    // The most common sink: one source whose frames the ring lends, read in one
+    // scaled copy per run. For it, the grouping in mix_lenders() cost as much as
+    // the copy.
+    void mix_only_source(BlockMix& block, Route& route);
     void mix_lenders(BlockMix& block, size_t lenders);
     void mix_group(BlockMix& block, Route* const* members, SourceLoan* loans, int count, bool last);
+    // Frames [begin, end) of `group` into the output (last) or the accumulator.
+    void mix_piece(BlockMix& block, const SourceGroup& group, size_t begin, size_t end, bool last, GroupSum how);
     void count_underrun(Route& route);  // the route's and its source's counters
     void record_block(size_t frames, double peak, uint64_t clipped);
 
