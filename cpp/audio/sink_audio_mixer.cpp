@@ -109,7 +109,7 @@ void SinkAudioMixer::mix_block(float* out, size_t frames) {
 void SinkAudioMixer::mix_only_source(BlockMix& block, Route& route) {
     const size_t ch = static_cast<size_t>(channels_);
     SourceLoan& loan = loans_[0];
-    route.source->lend(route.cursor, block.frames, true, loan);  // waits: no other lock is held
+    route.source->lend(route.cursor, block.frames, true, loan);  // may wait: no other ring lock is held
     const RingRuns& runs = loan.runs;
     SourceGroup one;
     one.count = 1;
@@ -189,7 +189,7 @@ void SinkAudioMixer::mix_group(BlockMix& block, Route* const* members, SourceLoa
         cuts[ncuts++] = 0;
         cuts[ncuts++] = block.frames;
         for (int i = 0; i < count; ++i) {
-            cuts[ncuts++] = std::min(loans[i].runs.frames[0], block.frames);
+            cuts[ncuts++] = loans[i].runs.frames[0];
             cuts[ncuts++] = loans[i].runs.total();
         }
         std::sort(cuts, cuts + ncuts);

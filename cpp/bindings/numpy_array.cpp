@@ -1,7 +1,9 @@
 #include "bindings/numpy_array.h"
 
-// Built against numpy 2's headers (pyproject.toml), for numpy 1.24 and newer
-// at run time: the oldest API this file may use is the one the package needs.
+// Built against numpy 2's headers (pyproject.toml; cpp/CMakeLists.txt refuses
+// older ones), for numpy 1.24 and newer at run time: the oldest API this file
+// may use is the one the package needs. This is the only file that includes
+// numpy; another one would define NO_IMPORT_ARRAY and share the symbol below.
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #define NPY_TARGET_VERSION NPY_1_24_API_VERSION
 #define PY_ARRAY_UNIQUE_SYMBOL sinkcast_numpy_api

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "audio/aligned_vector.h"
 #include "audio/pcm_tap.h"
 #include "audio/sink_audio_mixer.h"
 #include "engine/sink_streamer.h"
