@@ -47,6 +47,11 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     ("not an array", lambda e: e.push("mic", [0.0, 0.0]), TypeError, "numpy array"),
     ("wrong channels", lambda e: e.push("mic", np.zeros((4, 3), np.int16)), ValueError, "has 2 channel(s), the pushed audio has 3"),
     ("3-D", lambda e: e.push("mic", np.zeros((4, 2, 1), np.int16)), ValueError, "3 dimensions"),
+    # 0-D arrays and numpy scalars crashed the interpreter once (a shape read past ndim).
+    ("0-D", lambda e: e.push("mic", np.array(0.5, np.float32)), ValueError, "0 dimensions"),
+    ("numpy scalar", lambda e: e.push("mic", np.float32(0.5)), ValueError, "0 dimensions"),
+    ("strided 3-D", lambda e: e.push("mic", np.zeros((4, 2, 2), np.int16)[:, :, :1]), ValueError, "3 dimensions"),
+    ("big-endian", lambda e: e.push("mic", np.zeros((4, 2), ">f4")), TypeError, "byte order, got float32 swapped"),
     ("1-D not interleavable", lambda e: e.push("mic", np.zeros(5, np.int16)), ValueError, "not a multiple of 2"),
     ("NaN", lambda e: e.push("mic", np.array([[0.0, np.nan]], np.float32)), ValueError, "NaN or infinite"),
     ("Inf", lambda e: e.push("mic", np.array([[np.inf, 0.0]], np.float32)), ValueError, "NaN or infinite"),

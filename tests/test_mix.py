@@ -488,6 +488,29 @@ def test_render_into_an_object_without_the_buffer_protocol(manual: sinkcast.Audi
         manual.render("out", 480, out=_DLPackOnly(np.zeros((480, 1), np.float32)))
 
 
+def test_push_takes_any_array_that_speaks_dlpack(manual: sinkcast.AudioManager) -> None:
+    # numpy arrays are read through numpy's C API, anything else through DLPack
+    # (a CPU torch tensor, say): both must land the same samples.
+    manual.add_sink("out", channels=2)
+    manual.add_source("s", channels=2)
+    manual.connect("s", "out")
+    base = np.arange(80, dtype=np.float32).reshape(40, 2) / 100
+    read_only = base[:4].copy()
+    read_only.flags.writeable = False
+    ints = (base[24:28] * 32768).astype(np.int16)
+    pushes = [
+        _DLPackOnly(base[:8]),
+        _DLPackOnly(base[8:16].reshape(-1)),  # 1-D: interleaved frames
+        _DLPackOnly(base[16:32][::2]),  # strided: copied into C order first
+        _DLPackOnly(ints),
+        read_only,
+    ]
+    for samples in pushes:
+        manual.push("s", samples)
+    expected = np.concatenate([base[:8], base[8:16], base[16:32][::2], ints / 32768, base[:4]])
+    np.testing.assert_allclose(manual.render("out", len(expected)), expected, atol=1e-7)
+
+
 @pytest.mark.parametrize("frequency", [0.5, 440.0, 997.0, 19999.0])
 def test_tone_is_a_sine_to_float_precision(frequency: float) -> None:
     # The tone runs a rotating phasor, re-anchored to the exact phase: over 10 s,

@@ -29,4 +29,23 @@ std::pair<nb::object, float*> new_float32_array(size_t rows, size_t columns) {
     return {nb::steal(array), samples};
 }
 
+bool view_numpy_samples(nb::handle object, SamplesView& view) {
+    if (!PyArray_Check(object.ptr())) return false;
+    auto* array = reinterpret_cast<PyArrayObject*>(object.ptr());
+    view = SamplesView{};
+    view.data = PyArray_DATA(array);
+    // By kind and size rather than by type number: int32 is NPY_INT on some
+    // platforms and NPY_LONG on others.
+    const char kind = PyArray_DESCR(array)->kind;
+    const npy_intp size = PyArray_ITEMSIZE(array);
+    if (kind == 'i' && size == 2) view.format = SampleFormat::Int16;
+    if (kind == 'i' && size == 4) view.format = SampleFormat::Int32;
+    if (kind == 'f' && size == 4) view.format = SampleFormat::Float32;
+    view.byte_swapped = !PyArray_ISNOTSWAPPED(array);
+    view.ndim = PyArray_NDIM(array);
+    for (int i = 0; i < view.ndim && i < 2; ++i) view.shape[i] = static_cast<size_t>(PyArray_DIM(array, i));
+    view.c_contiguous = PyArray_IS_C_CONTIGUOUS(array);
+    return true;
+}
+
 }  // namespace sinkcast::bindings
