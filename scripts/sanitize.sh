@@ -26,7 +26,7 @@ if [ $# -eq 0 ]; then
     echo "[sanitize] C++ tests under ASan + UBSan" >&2
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --test-dir build/asan --output-on-failure --timeout 300
-    set -- tests/test_mix.py tests/test_errors.py tests/test_counters.py tests/test_resample.py \
+    set -- tests/test_mix.py tests/test_errors.py tests/test_push_arrays.py tests/test_counters.py tests/test_resample.py \
            tests/test_signaling_contract.py tests/test_webrtc.py
 fi
 # libstdc++ is preloaded too: python does not link it, and ASan must find the
