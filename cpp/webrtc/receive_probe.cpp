@@ -2,6 +2,7 @@
 
 #include <rtc/rtc.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 
@@ -9,6 +10,25 @@
 #include "webrtc/webrtc_sender.h"
 
 namespace sinkcast {
+
+namespace {
+
+// libdatachannel's RTCP session answers each sender report with a receiver
+// report. The sender's side of the DTLS handshake finishes first, so its first
+// report can arrive before this track is open; answering it then fails, and
+// libdatachannel logs a warning for each (dozens when a benchmark connects a
+// hundred probes). Reports are answered from the track's opening on.
+class ProbeRtcpSession final : public rtc::RtcpReceivingSession {
+public:
+    void incoming(rtc::message_vector& messages, const rtc::message_callback& send) override {
+        rtc::RtcpReceivingSession::incoming(messages, [this, &send](rtc::message_ptr message) {
+            if (open.load(std::memory_order_acquire)) send(std::move(message));
+        });
+    }
+    std::atomic<bool> open{false};
+};
+
+}  // namespace
 
 struct ReceiveProbe::State {
     std::mutex mutex;
@@ -46,7 +66,9 @@ ReceiveProbe::ReceiveProbe(const std::string& bind_address) : state_(std::make_s
     rtc::Description::Audio media("0", rtc::Description::Direction::RecvOnly);
     media.addOpusCodec(111);
     state_->track = state_->pc->addTrack(media);
-    state_->track->setMediaHandler(std::make_shared<rtc::RtcpReceivingSession>());
+    auto rtcp = std::make_shared<ProbeRtcpSession>();
+    state_->track->setMediaHandler(rtcp);
+    state_->track->onOpen([rtcp] { rtcp->open.store(true, std::memory_order_release); });
     state_->track->onMessage(
         [weak](rtc::binary data) {
             auto st = weak.lock();
