@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sinkcast
+from dlpack_only import DLPackOnly
 from reference_mix import channel_matrix, mix
 
 
@@ -458,24 +459,11 @@ def test_render_into_a_buffer(manual: sinkcast.AudioManager) -> None:
     assert not np.array_equal(buf, before)
 
 
-class _DLPackOnly:
-    """An array that speaks only DLPack, as a CPU torch tensor does."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
-
-    def __dlpack__(self, *args: object, **kwargs: object) -> object:
-        return self.array.__dlpack__(*args, **kwargs)  # type: ignore[arg-type]
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        return self.array.__dlpack_device__()
-
-
 def test_render_into_an_object_without_the_buffer_protocol(manual: sinkcast.AudioManager) -> None:
     manual.add_sink("out", channels=2)
     manual.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)
     manual.connect("t", "out")
-    target = _DLPackOnly(np.zeros((480, 2), np.float32))
+    target = DLPackOnly(np.zeros((480, 2), np.float32))
     with pytest.raises(TypeError):
         memoryview(target)  # type: ignore[arg-type]
     assert manual.render("out", 480, out=target) is target
@@ -485,7 +473,7 @@ def test_render_into_an_object_without_the_buffer_protocol(manual: sinkcast.Audi
         ref.connect("t", "out")
         np.testing.assert_array_equal(target.array, ref.render("out", 480))
     with pytest.raises(ValueError, match=r"needs shape \(480, 2\)"):
-        manual.render("out", 480, out=_DLPackOnly(np.zeros((480, 1), np.float32)))
+        manual.render("out", 480, out=DLPackOnly(np.zeros((480, 1), np.float32)))
 
 
 def test_push_takes_any_array_that_speaks_dlpack(manual: sinkcast.AudioManager) -> None:
@@ -499,10 +487,10 @@ def test_push_takes_any_array_that_speaks_dlpack(manual: sinkcast.AudioManager) 
     read_only.flags.writeable = False
     ints = (base[24:28] * 32768).astype(np.int16)
     pushes = [
-        _DLPackOnly(base[:8]),
-        _DLPackOnly(base[8:16].reshape(-1)),  # 1-D: interleaved frames
-        _DLPackOnly(base[16:32][::2]),  # strided: copied into C order first
-        _DLPackOnly(ints),
+        DLPackOnly(base[:8]),
+        DLPackOnly(base[8:16].reshape(-1)),  # 1-D: interleaved frames
+        DLPackOnly(base[16:32][::2]),  # strided: copied into C order first
+        DLPackOnly(ints),
         read_only,
     ]
     for samples in pushes:

@@ -16,24 +16,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import sinkcast
+from dlpack_only import DLPackOnly
 
 CHANNELS = 2
 TAKEN = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31, np.dtype(np.float32): 1.0}
 
 DTYPES = [np.dtype(t) for t in ("<i2", ">i2", "<i4", ">i4", "<f4", ">f4", "i1", "<i8", "<u2", "<f2", "<f8", "<c8", "?")]
-
-
-class DLPackOnly:
-    """An array that speaks only DLPack, as a CPU torch tensor does."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
-
-    def __dlpack__(self, *args: object, **kwargs: object) -> object:
-        return self.array.__dlpack__(*args, **kwargs)  # type: ignore[arg-type]
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        return self.array.__dlpack_device__()
 
 
 @st.composite

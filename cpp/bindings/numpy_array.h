@@ -1,4 +1,5 @@
-// Fresh numpy arrays, made through numpy's C API.
+// numpy arrays through numpy's C API: fresh ones for render(), views of the
+// caller's samples for push().
 #pragma once
 
 #include <cstddef>
