@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -79,12 +80,46 @@ def test_render_is_refused_in_real_time(realtime: sinkcast.AudioManager) -> None
         realtime.render("out", 480)
 
 
+def native_threads(name: str) -> int:
+    """How many threads of this process carry `name` (the engine names its own threads)."""
+    count = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                count += f.read().strip() == name
+        except FileNotFoundError:  # the thread ended while we looked
+            pass
+    return count
+
+
+linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads /proc/self/task")
+
+
 def test_remove_sink_stops_its_clock(realtime: sinkcast.AudioManager) -> None:
-    before = threading.active_count()  # Python threads only; the C++ check is the join itself
+    before = threading.active_count()
+    clocks = native_threads("sinkcast clock") if os.path.isdir("/proc/self/task") else None
     realtime.add_sink("out")
+    realtime.add_sink("other")
+    if clocks is not None:
+        assert native_threads("sinkcast clock") == clocks + 2  # one clock thread per sink
     realtime.remove_sink("out")
-    assert realtime.sinks() == []
+    assert realtime.sinks() == ["other"]
     assert threading.active_count() == before
+    if clocks is not None:
+        assert native_threads("sinkcast clock") == clocks + 1  # joined by remove_sink
+
+
+@linux_only
+def test_shutdown_joins_the_engine_threads() -> None:
+    clocks, dispatchers = native_threads("sinkcast clock"), native_threads("sinkcast signal")
+    eng = sinkcast.AudioManager()
+    eng.add_sink("a")
+    eng.add_sink("b")
+    assert native_threads("sinkcast clock") == clocks + 2
+    assert native_threads("sinkcast signal") == dispatchers + 1
+    eng.shutdown()
+    assert native_threads("sinkcast clock") == clocks
+    assert native_threads("sinkcast signal") == dispatchers
 
 
 def test_shutdown_is_idempotent_and_closes_everything() -> None:

@@ -1,5 +1,7 @@
 #include "engine/signaling_dispatcher.h"
 
+#include "engine/thread_name.h"
+
 namespace sinkcast {
 
 SignalingDispatcher::SignalingDispatcher(std::function<void(const SignalingMessage&)> deliver)
@@ -48,6 +50,7 @@ void SignalingDispatcher::stop() {
 }
 
 void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
+    name_this_thread("sinkcast signal");
     std::unique_lock<std::mutex> lock(state->mutex);
     for (;;) {
         state->wake.wait(lock, [&] { return state->stopping || !state->queue.empty(); });

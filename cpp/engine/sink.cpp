@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/thread_name.h"
+
 namespace sinkcast {
 
 OpusSettings opus_settings_for(const SinkConfig& config) {
@@ -36,6 +38,7 @@ void Sink::stop() {
 }
 
 void Sink::run_clock() {
+    name_this_thread("sinkcast clock");
     using clock = std::chrono::steady_clock;
     // One wake-up per Opus frame (10 or 20 ms), mixing the 10 ms periods it
     // covers. Waking every period would cost a second wake-up per 20 ms frame

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "engine/thread_name.h"
+
 namespace sinkcast {
 
 namespace {
@@ -96,7 +98,10 @@ NetInput::~NetInput() {
 void NetInput::start() {
     std::lock_guard<std::mutex> lock(lifecycle_mutex_);
     if (thread_.joinable() || stopping_.load()) return;
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        name_this_thread("sinkcast input");
+        run();
+    });
 }
 
 void NetInput::stop() {
