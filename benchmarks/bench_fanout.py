@@ -23,6 +23,7 @@ import asyncio
 import fractions
 import json
 import multiprocessing as mp
+import os
 import statistics
 import threading
 import time
@@ -106,21 +107,47 @@ class Probes:
 # ---------------------------------------------------------------------------- windows
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of this process's threads so far, summed by thread name (Linux; empty elsewhere)."""
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                on_cpu_ns = int(f.read().split()[0])  # nanoseconds, where stat counts 10 ms ticks
+        except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
+            continue
+        out[name] = out.get(name, 0.0) + on_cpu_ns / 1e9
+    return out
+
+
 def sample_windows(probes: Probes, n: int) -> list[dict[str, float]]:
     """WINDOWS back-to-back windows of this process's CPU time and the packets each listener received."""
     windows = []
     before = probes.call("counts")
     for _ in range(WINDOWS):
+        t0 = thread_cpu_s()
         c0, w0 = time.process_time(), time.monotonic()
         time.sleep(WINDOW_S)
         cpu, wall = time.process_time() - c0, time.monotonic() - w0
+        t1 = thread_cpu_s()
         after = probes.call("counts")
         pkts = statistics.mean(b - a for a, b in zip(before, after)) / wall
+        by_name = {k: 1000 * (v - t0.get(k, 0.0)) / wall for k, v in t1.items()}
         windows.append({
             "cpu_ms_per_s": 1000 * cpu / wall,
             "packets_per_listener_s": pkts,
             # CPU per packet delivered: fair even when a server cannot keep up and delivers less.
             "us_per_packet": 1e6 * cpu / wall / (n * pkts) if pkts > 0 else float("inf"),
+            # sinkcast's threads: the sink's clock (mix, encode, send to every listener) and
+            # libjuice's ICE thread ("juice poll", or "juice mux" with ice_udp_mux=True).
+            "clock_ms_per_s": by_name.get("sinkcast clock", 0.0),
+            "ice_ms_per_s": sum(v for k, v in by_name.items() if k.startswith("juice")),
         })
         before = after
     return windows
@@ -323,8 +350,10 @@ def main() -> None:
               f"{'ratio':>5} {'best':>5}")
         offer_answer: list[float] = []
         first: dict[str, float] = {}
+        threads_by_count: list[tuple[int, dict[str, float]]] = []
         for n in counts:
             s = measure_sinkcast(probes, n)
+            threads_by_count.append((n, s))
             offer_answer.append(s["offer_answer_ms_p50"])
             a = measure_aiortc(probes, n) if n <= args.aiortc_max else None
             # marginal: the cost of each listener beyond the first (the first also pays for mixing and encoding)
@@ -345,6 +374,11 @@ def main() -> None:
             else:
                 row += f"{'-':>11} {'-':>9} {'-':>8} {'-':>6} {'-':>6} | {'-':>5} {'-':>5}"
             print(row, flush=True)
+        print("sinkcast's threads, median window (ms of CPU per second): the sink's clock thread, which mixes,")
+        print("encodes and sends to every listener in turn, and libjuice's ICE thread, which polls every")
+        print("listener's socket each time it wakes:")
+        for n, s in threads_by_count:
+            print(f"  {n:4d} listeners: clock {s['clock_ms_per_s']:6.1f}, ICE {s['ice_ms_per_s']:6.1f}")
         print("(ms/s = CPU ms per wall second of the server process = CPU ms per second of streaming, median window;")
         print(" /listener = that / listeners; best = the same in the window with the least CPU per packet;")
         print(" marginal = (ms/s - ms/s at 1 listener) / (listeners - 1);")
@@ -357,7 +391,8 @@ def main() -> None:
         print(f"sinkcast at {n} listeners, measured again back to back (median / best window): "
               f"{plain['cpu_ms_per_s'] / n:.3f} / {plain['best_cpu_ms_per_s'] / n:.3f} ms/s per listener with a "
               f"UDP port each, {mux['cpu_ms_per_s'] / n:.3f} / {mux['best_cpu_ms_per_s'] / n:.3f} with "
-              f"ice_udp_mux=True (one port)")
+              f"ice_udp_mux=True (one port); libjuice's ICE thread {plain['ice_ms_per_s']:.1f} and "
+              f"{mux['ice_ms_per_s']:.1f} ms/s")
         print(f"offer->answer (handle_incoming_webrtc_signaling_message to the answer callback): "
               f"median of medians {statistics.median(offer_answer):.2f} ms")
         lat = measure_latency(probes)
