@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -102,6 +103,36 @@ def test_a_second_offer_replaces_the_default_session(eng: sinkcast.AudioManager)
     eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
     assert eng.listeners() == ["s"]
     wait_until(lambda: eng.stats()["live_peers"] == 1)
+
+
+def test_a_replaced_session_delivers_nothing_once_its_replacement_returns(eng: sinkcast.AudioManager) -> None:
+    # A slow application: the engine's messages queue up behind its callback.
+    # Whatever the first session still had queued (its offer, candidates, end of
+    # candidates) when a second request_offer replaced it must not reach the
+    # application afterwards, under the same target, passing for the new one's.
+    started: list[tuple[float, str, str]] = []
+
+    def slow(target: str, type: str, message: str) -> None:
+        started.append((time.monotonic(), type, message))
+        time.sleep(0.1)
+
+    eng.set_python_webrtc_signaling_callback(slow)
+    eng.handle_incoming_webrtc_signaling_message("s", "request_offer", "")
+    wait_until(lambda: len(started) >= 1)  # the first session's offer is being delivered
+    eng.handle_incoming_webrtc_signaling_message("s", "request_offer", "")
+    replaced_at = time.monotonic()
+    wait_until(lambda: any(ty == "candidate" and not json.loads(m)["candidate"] for _, ty, m in started[1:]))
+    time.sleep(0.3)  # anything left would have come by now
+
+    offers = [re.search(r"a=ice-ufrag:(\S+)", m).group(1) for _, ty, m in started if ty == "offer"]
+    assert len(offers) == 2  # the first was on its way when it was replaced; it still arrives, first
+    old, new = offers
+    after = [(ty, m) for t, ty, m in started if t > replaced_at]
+    assert [ty for ty, _ in after][0] == "offer" and old not in after[0][1]
+    for ty, m in after:
+        if ty == "candidate" and json.loads(m)["candidate"]:
+            assert json.loads(m).get("usernameFragment") in (None, new)
+    assert sum(1 for ty, m in after if ty == "candidate" and not json.loads(m)["candidate"]) == 1
 
 
 def test_a_bad_offer_does_not_replace_a_good_session(eng: sinkcast.AudioManager) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -215,3 +217,133 @@ async def test_shutdown_with_streaming_listeners() -> None:
         assert eng.closed
     finally:
         await asyncio.gather(*(l.close() for l in listeners))
+
+
+class GatedCallback:
+    """A signaling callback that records what it is given, and holds the engine's
+    dispatcher inside the call for chosen targets until released: a slow
+    application, with the engine's later messages piling up behind it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.got: list[tuple[str, str]] = []
+        self.gates: dict[str, threading.Event] = {}
+        self.answers: dict[str, asyncio.Queue[str]] = {}
+
+    def hold(self, target: str) -> threading.Event:
+        self.gates[target] = threading.Event()
+        return self.gates[target]
+
+    def answer_queue(self, target: str) -> asyncio.Queue[str]:
+        return self.answers.setdefault(target, asyncio.Queue())
+
+    def __call__(self, target: str, type: str, message: str) -> None:
+        self.got.append((target, type))
+        if type == "answer" and target in self.answers:
+            self.loop.call_soon_threadsafe(self.answers[target].put_nowait, message)
+        gate = self.gates.get(target)
+        if gate is not None:
+            assert gate.wait(30), f"test never released {target}"
+
+    def byes(self, target: str) -> int:
+        return sum(1 for t, ty in self.got if t == target and ty == "bye")
+
+
+async def open_by_offer(engine: sinkcast.AudioManager, cb: GatedCallback, target: str) -> Listener:
+    listener = Listener()
+    offer = await listener.offer()
+    answers = cb.answer_queue(target)  # before the offer: the answer may come before the call returns
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, target, "offer", offer)
+    await listener.accept_answer(await asyncio.wait_for(answers.get(), 10))
+    return listener
+
+
+async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_failed_peers_late_cleanup_leaves_the_targets_new_session_alone(
+    engine: sinkcast.AudioManager,
+) -> None:
+    # A listener vanishes while the application is slow; before the engine gets
+    # round to removing it, the same target offers again (a page reload on a
+    # fixed target). The late removal must not take the new session with it.
+    cb = GatedCallback(asyncio.get_running_loop())
+    engine.set_python_webrtc_signaling_callback(cb)
+    old = await open_by_offer(engine, cb, "a440/x")
+    await old.wait_seconds(0.3)
+    busy = cb.hold("a440/busy")
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/busy", "request_offer", "")
+    await wait_for(lambda: ("a440/busy", "offer") in cb.got)  # the dispatcher is now held
+    await old.close()
+    await wait_for(lambda: engine.stats()["sinks"]["a440"]["listeners"]["a440/x"]["state"] != "connected")
+    await asyncio.sleep(0.3)  # the engine has queued the removal behind the held message
+    new = Listener()
+    offer = await new.offer()
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/x", "offer", offer)
+    busy.set()  # the late removal runs now
+    try:
+        await new.accept_answer(await asyncio.wait_for(cb.answer_queue("a440/x").get(), 10))
+        await new.wait_seconds(1.0)
+        assert "a440/x" in engine.listeners()
+        assert engine.stats()["sinks"]["a440"]["listeners"]["a440/x"]["state"] == "connected"
+        assert cb.byes("a440/x") == 0
+    finally:
+        await new.close()
+
+
+async def test_a_reused_target_never_gets_the_bye_of_the_session_it_replaced(
+    engine: sinkcast.AudioManager,
+) -> None:
+    # The engine removed a vanished listener and queued its bye, but the slow
+    # application has not had it yet when the same target offers again. That bye
+    # is about a session the application replaced: delivered now, it would read
+    # as the end of the new one.
+    cb = GatedCallback(asyncio.get_running_loop())
+    engine.set_python_webrtc_signaling_callback(cb)
+    old = await open_by_offer(engine, cb, "a440/x")
+    await old.wait_seconds(0.3)
+    first, second = cb.hold("a440/busy1"), cb.hold("a440/busy2")
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/busy1", "request_offer", "")
+    await wait_for(lambda: ("a440/busy1", "offer") in cb.got)  # held on busy1
+    await old.close()
+    await wait_for(lambda: engine.stats()["sinks"]["a440"]["listeners"]["a440/x"]["state"] != "connected")
+    await asyncio.sleep(0.3)  # the removal is queued...
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/busy2", "request_offer", "")
+    first.set()  # ...it runs and queues its bye behind busy2's offer, where the dispatcher is held again
+    await wait_for(lambda: "a440/x" not in engine.listeners() and ("a440/busy2", "offer") in cb.got)
+    assert cb.byes("a440/x") == 0
+    new = Listener()
+    offer = await new.offer()
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/x", "offer", offer)
+    second.set()
+    try:
+        await new.accept_answer(await asyncio.wait_for(cb.answer_queue("a440/x").get(), 10))
+        await new.wait_seconds(1.0)
+        assert cb.byes("a440/x") == 0
+        assert engine.listeners().count("a440/x") == 1
+    finally:
+        await new.close()
+
+
+async def test_failed_opens_leave_nothing_queued() -> None:
+    # The WHEP server opens each POST under a new random target: a queue left
+    # behind by every rejected offer would grow without bound.
+    eng = sinkcast.AudioManager(realtime=False)
+    eng.add_sink("s")
+    sig = AsyncSignaling(eng)
+    try:
+        for i in range(20):
+            with pytest.raises(sinkcast.SignalingError):
+                await sig.open_listener(f"s/{i}", "v=0 not an offer")
+            with pytest.raises(sinkcast.UnknownSinkError):
+                await sig.request_offer(f"nosuchsink/{i}")
+        assert sig._queues == {}  # the per-target queues the adapter keeps
+        assert eng.listeners() == []
+    finally:
+        sig.close()
+        eng.shutdown()

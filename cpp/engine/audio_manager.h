@@ -172,12 +172,17 @@ private:
         std::string sink_id;
         std::shared_ptr<Sink> sink;
         std::shared_ptr<WebRTCSender> sender;
+        // Also the session's identity: a new session on the same target gets a
+        // new one, and the sender's callbacks keep theirs alive, so its address
+        // is never reused while a callback can still name it.
+        std::shared_ptr<SessionLife> life;
     };
     std::shared_ptr<WebRTCSender> open_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink,
                                                       const std::string& sink_id);
     void close_session_locked(std::string target, bool send_bye, const std::string& reason);
     void close_sessions_of_sink_locked(const std::string& sink_id);
-    void reap_session(const std::string& target, const WebRTCSender* sender, const std::string& reason);
+    void reap_session(const std::string& target, const std::shared_ptr<SessionLife>& life, const std::string& reason);
+    void supersede_target_locked(const std::string& target);
     IceConfig ice_config() const;
 
     std::unique_ptr<SignalingDispatcher> dispatcher_;
@@ -185,6 +190,11 @@ private:
     // Lock order: signaling_mutex_, then registry_mutex_.
     mutable std::mutex signaling_mutex_;
     std::map<std::string, Session> sessions_;
+    // Sessions the engine closed (its bye may still be queued), by target, until
+    // a new session takes the target: that bye is then stale. Expired entries
+    // are swept when the map has doubled since the last sweep.
+    std::map<std::string, std::weak_ptr<SessionLife>> closed_sessions_;
+    size_t closed_sessions_swept_size_ = 0;
 
     // The application's handler and its in-flight bookkeeping. Shared with the
     // dispatcher thread, which never touches the engine itself while delivering:

@@ -71,6 +71,10 @@ void AudioManager::set_signaling_handler(std::shared_ptr<SignalingHandler> handl
 }
 
 void AudioManager::deliver_via(const std::shared_ptr<HandlerSlot>& slot_ref, const SignalingMessage& message) {
+    // A closed or replaced session's leftovers. The dispatcher is one thread and
+    // first in, first out, so whatever of an old session is delivered at all
+    // reaches the application before anything of the session that replaced it.
+    if (message.session && !message.session->delivers(message.type)) return;
     std::shared_ptr<HandlerSlot> slot = slot_ref;  // keeps the slot alive even if the engine goes away
     std::shared_ptr<SignalingHandler> handler;
     {
@@ -92,18 +96,15 @@ std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::strin
                                                                 const std::string& sink_id) {
     SenderCallbacks callbacks;
     SignalingDispatcher* dispatcher = dispatcher_.get();
-    callbacks.on_signal = [dispatcher, target](const std::string& type, const std::string& message) {
-        dispatcher->post({target, type, message});
+    auto life = std::make_shared<SessionLife>();
+    callbacks.on_signal = [dispatcher, target, life](const std::string& type, const std::string& message) {
+        dispatcher->post({target, type, message, life});
     };
-    // Filled in once the sender exists; the callbacks only hold a plain pointer
-    // for identity (is the session still this sender?), never to call it.
-    auto identity = std::make_shared<std::atomic<const WebRTCSender*>>(nullptr);
-    callbacks.on_closed = [this, dispatcher, target, identity](const std::string& reason) {
-        const WebRTCSender* self = identity->load();
+    callbacks.on_closed = [this, dispatcher, target, life](const std::string& reason) {
         // Reaped on the dispatcher thread: closing a peer from one of its own callbacks could deadlock.
-        dispatcher->post_task([this, target, self, reason] { reap_session(target, self, reason); });
+        dispatcher->post_task([this, target, life, reason] { reap_session(target, life, reason); });
     };
-    callbacks.on_gathering_complete = [dispatcher, target](const std::string&, const std::string& sdp) {
+    callbacks.on_gathering_complete = [dispatcher, target, life](const std::string&, const std::string& sdp) {
         // End of candidates, as a browser signals it: an empty candidate for the audio mid.
         std::string mid = "0";
         auto at = sdp.find("a=mid:");
@@ -111,7 +112,7 @@ std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::strin
             auto end = sdp.find_first_of("\r\n", at);
             mid = sdp.substr(at + 6, end == std::string::npos ? std::string::npos : end - at - 6);
         }
-        dispatcher->post({target, "candidate", candidate_to_json("", mid, 0)});
+        dispatcher->post({target, "candidate", candidate_to_json("", mid, 0), life});
     };
     std::shared_ptr<WebRTCSender> sender(new WebRTCSender(ice_config(), sink->config().channels, std::move(callbacks)),
                                          [](WebRTCSender* s) {
@@ -119,8 +120,7 @@ std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::strin
                                              g_live_senders.fetch_sub(1, std::memory_order_relaxed);
                                          });
     g_live_senders.fetch_add(1, std::memory_order_relaxed);
-    identity->store(sender.get());
-    sessions_[target] = Session{sink_id, sink, sender};
+    sessions_[target] = Session{sink_id, sink, sender, life};
     sink->streamer().add_listener(sender);
     return sender;
 }
@@ -131,10 +131,31 @@ void AudioManager::close_session_locked(std::string target, bool send_bye, const
     if (it == sessions_.end()) return;
     Session session = std::move(it->second);
     sessions_.erase(it);
+    // Before close(): what the session still has queued, or sends while closing, is judged by this.
+    session.life->state.store(send_bye ? SessionLife::Closed : SessionLife::Superseded, std::memory_order_release);
     session.sink->streamer().remove_listener(session.sender.get());
     // Blocking, but safe here: the sender's callbacks only enqueue, they never take signaling_mutex_.
     session.sender->close();
-    if (send_bye) dispatcher_->post({target, "bye", reason});
+    if (send_bye) {
+        dispatcher_->post({target, "bye", reason, session.life});
+        closed_sessions_[target] = session.life;
+        if (closed_sessions_.size() >= 2 * closed_sessions_swept_size_ + 64) {
+            std::erase_if(closed_sessions_, [](const auto& entry) { return entry.second.expired(); });
+            closed_sessions_swept_size_ = closed_sessions_.size();
+        }
+    }
+}
+
+// The application is closing or replacing whatever is on `target`: nothing the
+// old session still has queued may reach it afterwards, not even the bye of a
+// session the engine closed a moment ago.
+void AudioManager::supersede_target_locked(const std::string& target) {
+    auto closed = closed_sessions_.find(target);
+    if (closed != closed_sessions_.end()) {
+        if (auto life = closed->second.lock()) life->state.store(SessionLife::Superseded, std::memory_order_release);
+        closed_sessions_.erase(closed);
+    }
+    close_session_locked(target, false, "");
 }
 
 void AudioManager::close_sessions_of_sink_locked(const std::string& sink_id) {
@@ -144,11 +165,12 @@ void AudioManager::close_sessions_of_sink_locked(const std::string& sink_id) {
     for (const auto& target : targets) close_session_locked(target, true, "sink removed");
 }
 
-void AudioManager::reap_session(const std::string& target, const WebRTCSender* sender, const std::string& reason) {
+void AudioManager::reap_session(const std::string& target, const std::shared_ptr<SessionLife>& life,
+                                const std::string& reason) {
     std::lock_guard<std::mutex> lock(signaling_mutex_);
     auto it = sessions_.find(target);
     // A newer session may have taken the target since the peer failed: leave that one alone.
-    if (it == sessions_.end() || it->second.sender.get() != sender) return;
+    if (it == sessions_.end() || it->second.life != life) return;
     close_session_locked(target, true, reason);
 }
 
@@ -178,7 +200,7 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
     if (type == "offer") {
         // Validate before anything is torn down: a bad offer changes nothing.
         inspect_remote_offer(message);
-        close_session_locked(target, false, "");  // a new offer replaces the old session
+        supersede_target_locked(target);  // a new offer replaces the old session
         auto sender = open_session_locked(target, sink, parsed.sink_id);
         try {
             sender->accept_offer(message);
@@ -187,7 +209,7 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
             throw;
         }
     } else if (type == "request_offer") {
-        close_session_locked(target, false, "");
+        supersede_target_locked(target);
         auto sender = open_session_locked(target, sink, parsed.sink_id);
         try {
             sender->create_offer();
@@ -205,7 +227,7 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
         session->second.sender->add_remote_candidate(message);
     } else if (type == "bye") {
         // The listener left; closing an already-closed session is not an error.
-        close_session_locked(target, false, "");
+        supersede_target_locked(target);
     }
 }
 

@@ -5,6 +5,7 @@
 // in which they were posted (so per listener, too).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -16,10 +17,32 @@
 
 namespace sinkcast {
 
+// Where a listener session stands, read when its queued messages are delivered.
+// A target can be reused: a new offer, or a new request_offer, replaces the
+// session on it. Without this, messages the old session had queued (its
+// offer, candidates, a bye for a failed peer) would reach the application
+// after the new session opened, under the same target, and pass for its own.
+struct SessionLife {
+    enum State : int {
+        Open,        // everything it sends is delivered
+        Closed,      // the engine closed it: only its bye still goes out
+        Superseded,  // the application closed or replaced it: nothing more goes out
+    };
+    std::atomic<int> state{Open};
+
+    bool delivers(const std::string& type) const {
+        const int s = state.load(std::memory_order_acquire);
+        return s == Open || (s == Closed && type == "bye");
+    }
+};
+
 struct SignalingMessage {
     std::string target;  // "sink" or "sink/listener", exactly as the session was opened
     std::string type;    // offer | answer | candidate | bye
     std::string message;
+    // The session that sent it; the message is dropped at delivery unless its
+    // session still delivers it (SessionLife::delivers).
+    std::shared_ptr<const SessionLife> session;
 };
 
 // Receives the engine's outgoing signaling messages on the dispatcher thread.
