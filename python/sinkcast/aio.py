@@ -103,8 +103,14 @@ class AsyncSignaling:
             if asyncio.iscoroutine(result):
                 self.loop.create_task(result)
 
-    def _discard_stale(self, target: str) -> None:
-        # Messages left from an earlier session on this target must not pass for the new one's.
+    async def _discard_stale(self, target: str) -> None:
+        # Messages left from an earlier session on this target must not pass for
+        # the new one's. One turn of the loop first: messages the engine already
+        # handed over are scheduled into it (call_soon_threadsafe) and land here.
+        # The engine delivers nothing of the old session once the new one is
+        # opened, and what it did deliver comes before the new session's first
+        # message.
+        await asyncio.sleep(0)
         queue = self._queue(target)
         while not queue.empty():
             queue.get_nowait()
@@ -134,15 +140,23 @@ class AsyncSignaling:
         With gather=True (for peers that do not trickle, like WHEP players) it
         waits for the engine's end of candidates and returns the answer with
         every candidate in it; otherwise the candidates follow as messages."""
-        self._discard_stale(target)
-        await self.send(target, "offer", offer)
-        return await self._collect_description(target, "answer", timeout, gather)
+        await self._discard_stale(target)
+        try:
+            await self.send(target, "offer", offer)
+            return await self._collect_description(target, "answer", timeout, gather)
+        except BaseException:
+            self._queues.pop(target, None)  # a failed open leaves no queue behind
+            raise
 
     async def request_offer(self, target: str, *, timeout: float = 10.0, gather: bool = True) -> str:
         """Opens a session where the engine offers; returns its offer. Answer with send(target, "answer", sdp)."""
-        self._discard_stale(target)
-        await self.send(target, "request_offer", "")
-        return await self._collect_description(target, "offer", timeout, gather)
+        await self._discard_stale(target)
+        try:
+            await self.send(target, "request_offer", "")
+            return await self._collect_description(target, "offer", timeout, gather)
+        except BaseException:
+            self._queues.pop(target, None)  # a failed open leaves no queue behind
+            raise
 
     async def _collect_description(self, target: str, wanted: str, timeout: float, gather: bool) -> str:
         queue = self._queue(target)
@@ -165,7 +179,9 @@ class AsyncSignaling:
                 description = message
                 if not gather:
                     return description
-            elif type == "candidate":
+            elif type == "candidate" and description is not None:
+                # (A session sends its description before its candidates: any
+                # candidate before it is an earlier session's.)
                 if _is_end_of_candidates(message):
                     ended = True
                 else:
