@@ -347,3 +347,32 @@ async def test_failed_opens_leave_nothing_queued() -> None:
     finally:
         sig.close()
         eng.shutdown()
+
+
+async def test_render_from_two_threads_while_a_listener_streams() -> None:
+    # On a manual clock, render() releases the GIL; two threads may render the
+    # same sink. The mix is locked per block, and so must be what follows it:
+    # gathering 20 ms Opus frames for the listener, then encoding them.
+    eng = sinkcast.AudioManager(realtime=False, bind_address="127.0.0.1")
+    eng.add_sink("s", channels=2)
+    eng.add_tone_source("t")
+    eng.connect("t", "s")
+    sig = AsyncSignaling(eng)
+    listener = await connect_listener(sig, "s/l")
+    try:
+        await wait_for(lambda: eng.stats()["sinks"]["s"]["listeners"]["s/l"]["track_open"])
+        before = eng.stats()["sinks"]["s"]["frames_encoded"]
+        blocks_each = 3000
+
+        def pump() -> None:
+            for _ in range(blocks_each):
+                eng.render("s", 480)  # 10 ms: two renders make one Opus frame
+
+        await asyncio.gather(asyncio.to_thread(pump), asyncio.to_thread(pump))
+        encoded = eng.stats()["sinks"]["s"]["frames_encoded"] - before
+        assert abs(encoded - 2 * blocks_each * 480 // 960) <= 1
+        await wait_for(lambda: listener.got_audio.is_set())
+    finally:
+        await listener.close()
+        sig.close()
+        eng.shutdown()

@@ -228,6 +228,7 @@ PyAudioManager* default_instance = nullptr;
 PyAudioManager::~PyAudioManager() {
     // Runs from Python's deallocator with the GIL held: let engine threads that
     // wait for the GIL finish while we join them.
+    python_alive_ = false;
     if (!closed()) shutdown_from_python();
 }
 
@@ -239,8 +240,27 @@ void PyAudioManager::shutdown_from_python() {
 }
 
 void shutdown_all_managers() {
-    for (AudioManager* manager : AudioManager::live_managers()) {
-        if (auto* py = dynamic_cast<PyAudioManager*>(manager)) py->shutdown_from_python();
+    // At exit, with the GIL held. shutdown_from_python() releases it, and then
+    // another thread could drop the last reference to the engine and free it
+    // under our feet: each engine is pinned by a reference of our own while it
+    // shuts down. One whose deallocation has begun is skipped (taking a
+    // reference then would revive a dying object); the deallocation shuts it
+    // down. The list is read again after each engine, with the GIL held again,
+    // so it never holds a freed engine.
+    for (;;) {
+        nb::object pin;
+        PyAudioManager* next = nullptr;
+        for (AudioManager* manager : AudioManager::live_managers()) {
+            auto* py = dynamic_cast<PyAudioManager*>(manager);
+            if (py == nullptr || py->closed() || !py->python_alive()) continue;
+            pin = nb::find(py);
+            if (pin.is_valid()) {
+                next = py;
+                break;
+            }
+        }
+        if (next == nullptr) return;
+        next->shutdown_from_python();
     }
 }
 

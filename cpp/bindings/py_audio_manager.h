@@ -18,6 +18,13 @@ public:
     // to finish), then drops the Python objects the engine held. Idempotent.
     void shutdown_from_python();
     void ensure_open_public() const { ensure_open(); }
+
+    // False from the start of the destructor on: its Python object is being
+    // deallocated, so nothing may take a new reference to it. Read with the GIL.
+    bool python_alive() const { return python_alive_; }
+
+private:
+    bool python_alive_ = true;
 };
 
 void bind_signaling(nanobind::class_<PyAudioManager>& cls);

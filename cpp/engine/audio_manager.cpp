@@ -413,6 +413,10 @@ EngineStats AudioManager::stats() const {
 }
 
 void AudioManager::shutdown() {
+    // Declared before the lock, so released after it: dropping the Python
+    // callback takes the GIL, and a thread holding the GIL may be waiting for
+    // shutdown_mutex_ (a deallocation runs shutdown() with the GIL held).
+    std::shared_ptr<SignalingHandler> handler;
     std::lock_guard<std::mutex> once(shutdown_mutex_);
     if (closed_.exchange(true)) return;
     std::map<std::string, std::shared_ptr<Sink>> sinks;
@@ -431,7 +435,6 @@ void AudioManager::shutdown() {
     for (auto& [id, sink] : sinks) sink->stop();
     sources.clear();
     dispatcher_->stop();  // delivers what is queued, then joins: no callback runs after this
-    std::shared_ptr<SignalingHandler> handler;
     {
         std::lock_guard<std::mutex> lock(handler_slot_->mutex);
         handler.swap(handler_slot_->handler);

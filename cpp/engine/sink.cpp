@@ -71,6 +71,7 @@ void Sink::run_clock() {
 }
 
 void Sink::render(float* out, size_t frames) {
+    std::lock_guard<std::mutex> lock(render_mutex_);
     mixer_.mix(out, frames);
     periods_.fetch_add((frames + kPeriodFrames - 1) / kPeriodFrames, std::memory_order_relaxed);
     deliver(out, frames);

@@ -82,6 +82,9 @@ private:
     std::atomic<uint64_t> periods_{0}, late_periods_{0}, resyncs_{0};
 
     std::mutex clock_mutex_;
+    // Manual clock: render() calls from several threads take turns. The mix is
+    // locked per block, but the encoder's frame assembly after it is not.
+    std::mutex render_mutex_;
     std::condition_variable clock_wake_;
     bool stopping_ = false;
     std::thread clock_thread_;
