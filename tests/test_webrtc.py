@@ -376,3 +376,42 @@ async def test_render_from_two_threads_while_a_listener_streams() -> None:
         await listener.close()
         sig.close()
         eng.shutdown()
+
+
+async def test_a_removed_listener_is_freed_by_the_call_that_removes_it() -> None:
+    # The mixer sends from a snapshot of the listener list. If that snapshot held
+    # the last reference to a removed listener, its peer connection would be torn
+    # down on the mixer thread, stalling the sink for everyone. The removal waits
+    # for the fan-out in progress instead, so the listener is gone (and freed, on
+    # the caller's thread) when the call returns. A manual clock rendering
+    # without pause keeps a fan-out in progress nearly all the time.
+    eng = sinkcast.AudioManager(realtime=False, bind_address="127.0.0.1")
+    eng.add_sink("s", channels=2)
+    eng.add_tone_source("t")
+    eng.connect("t", "s")
+    sig = AsyncSignaling(eng)
+    listener = await connect_listener(sig, "s/l")
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            eng.render("s", 960)
+
+    try:
+        await wait_for(lambda: eng.stats()["sinks"]["s"]["listeners"]["s/l"]["track_open"])
+        pumping = asyncio.ensure_future(asyncio.to_thread(pump))
+        await asyncio.sleep(0.2)
+        for _ in range(8):
+            peers = eng.stats()["live_peers"]
+            eng.handle_incoming_webrtc_signaling_message("s/l", "bye", "")
+            assert eng.stats()["live_peers"] == peers - 1
+            await listener.close()
+            listener = await connect_listener(sig, "s/l")
+            await wait_for(lambda: eng.stats()["sinks"]["s"]["listeners"]["s/l"]["track_open"])
+        stop.set()
+        await pumping
+    finally:
+        stop.set()
+        await listener.close()
+        sig.close()
+        eng.shutdown()

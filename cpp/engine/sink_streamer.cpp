@@ -29,10 +29,17 @@ void SinkStreamer::remove_listener(const WebRTCSender* sender) {
         old = std::move(listeners_);
         listeners_ = std::move(next);
     }
-    // `old` is released here, outside the lock.
+    // A fan-out in progress may still hold the previous snapshot, and with it
+    // the removed sender. Once it is done, the caller's reference is the last
+    // one, and the sender is destroyed on the caller's thread.
+    { std::lock_guard<std::mutex> wait_for_fanout(fanout_mutex_); }
+    // `old` is released here, outside the locks.
 }
 
 void SinkStreamer::on_pcm(const float* frames, size_t count) {
+    // Uncontended but for a removal's one-off wait; declared first, so the
+    // snapshot below is released before it.
+    std::lock_guard<std::mutex> fanout(fanout_mutex_);
     std::shared_ptr<const ListenerList> listeners;
     {
         std::lock_guard<std::mutex> lock(mutex_);

@@ -2,6 +2,9 @@
 // encoded ONCE, and the same packet goes to every listener whose track is
 // open. Runs on the sink's mixer thread; listeners come and go from control
 // threads through a copy-on-write snapshot, so the mixer never waits for them.
+// A removal waits for a fan-out in progress to finish instead: the mixer's
+// snapshot must not be what keeps a removed listener alive, or its peer
+// connection would be torn down on the mixer thread.
 #pragma once
 
 #include <atomic>
@@ -44,6 +47,9 @@ private:
 
     mutable std::mutex mutex_;  // guards the pointer swap only
     std::shared_ptr<const ListenerList> listeners_;
+    // Held by on_pcm() for as long as it holds a snapshot; remove_listener()
+    // takes it once, after the swap, to wait that snapshot out.
+    std::mutex fanout_mutex_;
 
     std::atomic<uint64_t> frames_encoded_{0}, bytes_encoded_{0}, packets_fanned_out_{0};
 };
