@@ -135,6 +135,30 @@ def test_a_replaced_session_delivers_nothing_once_its_replacement_returns(eng: s
     assert sum(1 for ty, m in after if ty == "candidate" and not json.loads(m)["candidate"]) == 1
 
 
+def test_end_of_candidates_names_the_audio_section_when_video_comes_first(eng: sinkcast.AudioManager) -> None:
+    async def video_then_audio_offer() -> str:
+        from aiortc import RTCPeerConnection
+
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")  # refused by the engine
+        pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    offer = asyncio.run(video_then_audio_offer())
+    audio_mid = re.search(r"m=audio[^\n]*\n(?:[^\n]*\n)*?a=mid:(\S+)", offer).group(1)
+    got: list[tuple[str, str]] = []
+    eng.set_python_webrtc_signaling_callback(lambda target, type, message: got.append((type, message)))
+    eng.handle_incoming_webrtc_signaling_message("s/v", "offer", offer)
+    wait_until(lambda: any(t == "candidate" and not json.loads(m)["candidate"] for t, m in got))
+    for type, message in got:
+        if type == "candidate":
+            value = json.loads(message)
+            assert (value["sdpMid"], value["sdpMLineIndex"]) == (audio_mid, 1), value
+
+
 def test_a_bad_offer_does_not_replace_a_good_session(eng: sinkcast.AudioManager) -> None:
     eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
     with pytest.raises(sinkcast.SignalingError):

@@ -104,15 +104,11 @@ std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::strin
         // Reaped on the dispatcher thread: closing a peer from one of its own callbacks could deadlock.
         dispatcher->post_task([this, target, life, reason] { reap_session(target, life, reason); });
     };
-    callbacks.on_gathering_complete = [dispatcher, target, life](const std::string&, const std::string& sdp) {
-        // End of candidates, as a browser signals it: an empty candidate for the audio mid.
-        std::string mid = "0";
-        auto at = sdp.find("a=mid:");
-        if (at != std::string::npos) {
-            auto end = sdp.find_first_of("\r\n", at);
-            mid = sdp.substr(at + 6, end == std::string::npos ? std::string::npos : end - at - 6);
-        }
-        dispatcher->post({target, "candidate", candidate_to_json("", mid, 0), life});
+    callbacks.on_gathering_complete = [dispatcher, target, life](const std::string&, const std::string&,
+                                                                 const std::string& mid, int mline_index) {
+        // End of candidates, as a browser signals it: an empty candidate for the
+        // audio section (not the offer's first one, which may be a refused video).
+        dispatcher->post({target, "candidate", candidate_to_json("", mid, mline_index), life});
     };
     std::shared_ptr<WebRTCSender> sender(new WebRTCSender(ice_config(), sink->config().channels, std::move(callbacks)),
                                          [](WebRTCSender* s) {

@@ -308,8 +308,10 @@ WebRTCSender::WebRTCSender(const IceConfig& ice, int channels, SenderCallbacks c
     auto s = shared;
     s->guarded([&] {
       if (!s->callbacks.on_gathering_complete || s->pc == nullptr) return;
-      if (auto local = s->pc->localDescription())
-        s->callbacks.on_gathering_complete(local->typeString(), std::string(*local));
+      if (auto local = s->pc->localDescription()) {
+        const auto [mid, mline_index] = s->media();
+        s->callbacks.on_gathering_complete(local->typeString(), std::string(*local), mid, mline_index);
+      }
     });
   });
   rtc_->pc->onStateChange([shared](rtc::PeerConnection::State state) {

@@ -40,8 +40,11 @@ struct SenderCallbacks {
   std::function<void(const std::string& reason)> on_closed;
   // Optional: once, when ICE gathering is complete, with the full local
   // description (type "offer"/"answer", SDP including a=candidate lines and
-  // a=end-of-candidates) for peers that do not trickle (plain WHEP clients).
-  std::function<void(const std::string& type, const std::string& sdp)> on_gathering_complete;
+  // a=end-of-candidates) for peers that do not trickle (plain WHEP clients),
+  // and the mid and m-line index of the audio section, for the trickled end
+  // of candidates.
+  std::function<void(const std::string& type, const std::string& sdp, const std::string& mid, int mline_index)>
+      on_gathering_complete;
 };
 
 struct SenderStats {

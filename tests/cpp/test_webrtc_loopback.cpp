@@ -268,7 +268,7 @@ sinkcast::SenderCallbacks make_callbacks(Bus& bus, CallbackLog& log) {
     log.closed_reason = reason;
     log.closed.fetch_add(1);
   };
-  cb.on_gathering_complete = [&log](const std::string&, const std::string& sdp) {
+  cb.on_gathering_complete = [&log](const std::string&, const std::string& sdp, const std::string&, int) {
     std::lock_guard<std::mutex> lock(log.mutex);
     log.gathered_sdp = sdp;
     log.gathering_complete.fetch_add(1);
