@@ -209,3 +209,15 @@ def test_thread_storm_has_no_deadlock_and_no_crash() -> None:
     assert counts.get("real_connected_protected", 0) >= 3 and counts.get("real_not_connected_protected", 0) == 0, counts
     assert counts.get("sink_flaps", 0) > 10, counts
     assert not forbidden_in(err), describe(child)
+
+
+def test_the_default_engine_is_shut_down_at_exit_without_a_python_object() -> None:
+    child = subprocess.run(
+        [sys.executable, str(HELPERS / "default_instance_exit.py")],
+        cwd=HELPERS, env=child_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    assert "BEFORE-EXIT sinks=['kitchen']" in child.stdout, child.stdout
+    # Still listing its sink would mean the exit hook left it running.
+    assert "AFTER-HOOK sinks=[]" in child.stdout, child.stdout + child.stderr
+    assert not forbidden_in(child.stderr), child.stderr

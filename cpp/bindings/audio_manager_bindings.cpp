@@ -242,22 +242,24 @@ void PyAudioManager::shutdown_from_python() {
 void shutdown_all_managers() {
     // At exit, with the GIL held. shutdown_from_python() releases it, and then
     // another thread could drop the last reference to the engine and free it
-    // under our feet: each engine is pinned by a reference of our own while it
-    // shuts down. One whose deallocation has begun is skipped (taking a
-    // reference then would revive a dying object); the deallocation shuts it
-    // down. The list is read again after each engine, with the GIL held again,
-    // so it never holds a freed engine.
+    // under our feet: each engine Python owns is pinned by a reference of our
+    // own while it shuts down. One whose deallocation has begun is skipped
+    // (nb::find will not revive a dying object); the deallocation shuts it
+    // down. The default instance is C++'s and never freed: it needs no pin,
+    // and may have no Python object at all. The list is read again after each
+    // engine, with the GIL held again, so it never holds a freed engine.
     for (;;) {
         nb::object pin;
         PyAudioManager* next = nullptr;
         for (AudioManager* manager : AudioManager::live_managers()) {
             auto* py = dynamic_cast<PyAudioManager*>(manager);
             if (py == nullptr || py->closed() || !py->python_alive()) continue;
-            pin = nb::find(py);
-            if (pin.is_valid()) {
-                next = py;
-                break;
+            if (py != default_instance) {
+                pin = nb::find(py);
+                if (!pin.is_valid()) continue;
             }
+            next = py;
+            break;
         }
         if (next == nullptr) return;
         next->shutdown_from_python();
