@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sinkcast._errors import SignalingError
+from sinkcast._errors import EngineClosedError, SignalingError
 from sinkcast._sinkcast import AudioManager
 
 Message = tuple[str, str]  # (type, message)
@@ -140,23 +140,39 @@ class AsyncSignaling:
         With gather=True (for peers that do not trickle, like WHEP players) it
         waits for the engine's end of candidates and returns the answer with
         every candidate in it; otherwise the candidates follow as messages."""
+        created = target not in self._queues
         await self._discard_stale(target)
         try:
             await self.send(target, "offer", offer)
             return await self._collect_description(target, "answer", timeout, gather)
         except BaseException:
-            self._queues.pop(target, None)  # a failed open leaves no queue behind
+            self._forget_after_failed_open(target, created)
             raise
 
     async def request_offer(self, target: str, *, timeout: float = 10.0, gather: bool = True) -> str:
         """Opens a session where the engine offers; returns its offer. Answer with send(target, "answer", sdp)."""
+        created = target not in self._queues
         await self._discard_stale(target)
         try:
             await self.send(target, "request_offer", "")
             return await self._collect_description(target, "offer", timeout, gather)
         except BaseException:
-            self._queues.pop(target, None)  # a failed open leaves no queue behind
+            self._forget_after_failed_open(target, created)
             raise
+
+    def _has_session(self, target: str) -> bool:
+        try:
+            return target in self.engine.listeners()
+        except EngineClosedError:
+            return False
+
+    def _forget_after_failed_open(self, target: str, created: bool) -> None:
+        # A failed open leaves no queue behind (the WHEP server opens every POST
+        # under a new target), but only its own, and only if no session lives
+        # there: a refused offer changes nothing, so an earlier session on the
+        # target, and whoever reads its messages, carry on.
+        if created and not self._has_session(target):
+            self._queues.pop(target, None)
 
     async def _collect_description(self, target: str, wanted: str, timeout: float, gather: bool) -> str:
         queue = self._queue(target)
@@ -174,6 +190,12 @@ class AsyncSignaling:
             except asyncio.TimeoutError:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s") from None
             if type == "bye":
+                # A session sends its description before anything else, so a bye
+                # before it is either this session's end or the last word of the
+                # session it replaced, already on its way when the new one opened.
+                # The engine knows which.
+                if description is None and self._has_session(target):
+                    continue
                 raise SignalingError(f"session '{target}' closed before its {wanted}: {message}")
             if type == wanted:
                 description = message
