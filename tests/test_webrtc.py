@@ -349,28 +349,31 @@ async def test_failed_opens_leave_nothing_queued() -> None:
         eng.shutdown()
 
 
-async def test_render_from_two_threads_while_a_listener_streams() -> None:
-    # On a manual clock, render() releases the GIL; two threads may render the
-    # same sink. The mix is locked per block, and so must be what follows it:
-    # gathering 20 ms Opus frames for the listener, then encoding them.
+async def test_render_from_two_threads_keeps_the_mix_in_order() -> None:
+    # On a manual clock, render() releases the GIL, so two threads may render the
+    # same sink. Each call mixes a block and then hands it on (taps, encoder);
+    # were the two steps not one, a block mixed first could be handed on second.
+    # A tone read back from a tap must then have no jump anywhere.
     eng = sinkcast.AudioManager(realtime=False, bind_address="127.0.0.1")
-    eng.add_sink("s", channels=2)
-    eng.add_tone_source("t")
+    eng.add_sink("s", channels=1)
+    eng.add_tone_source("t", frequency_hz=440.0, amplitude=0.5)
     eng.connect("t", "s")
     sig = AsyncSignaling(eng)
-    listener = await connect_listener(sig, "s/l")
+    listener = await connect_listener(sig, "s/l")  # the encoder runs too
     try:
         await wait_for(lambda: eng.stats()["sinks"]["s"]["listeners"]["s/l"]["track_open"])
-        before = eng.stats()["sinks"]["s"]["frames_encoded"]
-        blocks_each = 3000
+        tap = eng.open_tap("s", seconds=30.0)
+        blocks_each = 1500
 
         def pump() -> None:
             for _ in range(blocks_each):
-                eng.render("s", 480)  # 10 ms: two renders make one Opus frame
+                eng.render("s", 480)
 
         await asyncio.gather(asyncio.to_thread(pump), asyncio.to_thread(pump))
-        encoded = eng.stats()["sinks"]["s"]["frames_encoded"] - before
-        assert abs(encoded - 2 * blocks_each * 480 // 960) <= 1
+        audio = tap.read()[:, 0]
+        assert len(audio) == 2 * blocks_each * 480
+        step = 2 * np.pi * 440.0 / 48000 * 0.5  # the largest change between two samples of the tone
+        assert np.max(np.abs(np.diff(audio))) < step * 1.05
         await wait_for(lambda: listener.got_audio.is_set())
     finally:
         await listener.close()
@@ -415,3 +418,64 @@ async def test_a_removed_listener_is_freed_by_the_call_that_removes_it() -> None
         await listener.close()
         sig.close()
         eng.shutdown()
+
+
+async def test_a_refused_offer_leaves_the_targets_session_and_its_reader_alone() -> None:
+    # A refused offer changes nothing in the engine; the adapter must not stop
+    # queueing the messages of the session already on that target.
+    eng = sinkcast.AudioManager(realtime=False, bind_address="127.0.0.1")
+    eng.add_sink("s")
+    elsewhere: list[tuple[str, str]] = []
+    sig = AsyncSignaling(eng, on_message=lambda target, type, message: elsewhere.append((target, type)))
+    try:
+        await sig.request_offer("s", gather=False)
+        with pytest.raises(sinkcast.SignalingError):
+            await sig.open_listener("s", "v=0 not an offer")
+        assert eng.listeners() == ["s"]
+        await asyncio.to_thread(eng.remove_sink, "s")  # the session's bye
+        while True:
+            type, message = await sig.next_message("s", timeout=10)
+            if type == "bye":
+                break
+        assert message == "sink removed"
+        assert ("s", "bye") not in elsewhere
+    finally:
+        sig.close()
+        eng.shutdown()
+
+
+class ScriptedEngine:
+    """Stands in for an AudioManager: answers an offer with a scripted stream of
+    messages, delivered from another thread as the engine's dispatcher would."""
+
+    def __init__(self, script: list[tuple[str, str]], live: list[str]) -> None:
+        self.script = script
+        self.live = live
+        self.callback: Any = None
+
+    def set_python_webrtc_signaling_callback(self, callback: Any) -> None:
+        self.callback = callback
+
+    def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
+        for t, m in self.script:
+            self.callback(target, t, m)
+
+    def listeners(self) -> list[str]:
+        return self.live
+
+
+END_OF_CANDIDATES = json.dumps({"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0})
+
+
+async def test_open_listener_ignores_the_replaced_sessions_last_bye() -> None:
+    # The bye of the session an offer replaced can still be on its way (the
+    # engine had handed it over just before). It comes before the new session's
+    # answer; with a session alive on the target, it is not the new one's end.
+    answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+    script = [("bye", "failed"), ("answer", answer), ("candidate", END_OF_CANDIDATES)]
+    sig = AsyncSignaling(ScriptedEngine(script, live=["s/x"]))  # type: ignore[arg-type]
+    assert (await sig.open_listener("s/x", "offer", timeout=5)).startswith("v=0")
+    # With no session left on the target, the same bye is the new session's end.
+    sig = AsyncSignaling(ScriptedEngine(script, live=[]))  # type: ignore[arg-type]
+    with pytest.raises(sinkcast.SignalingError, match="closed before its answer: failed"):
+        await sig.open_listener("s/x", "offer", timeout=5)
