@@ -8,6 +8,7 @@ SignalingDispatcher::SignalingDispatcher(std::function<void(const SignalingMessa
     : state_(std::make_shared<State>()) {
     state_->deliver = std::move(deliver);
     thread_ = std::thread([state = state_] { run(state); });
+    name_thread(thread_, "sinkcast signal");
     thread_id_ = thread_.get_id();
 }
 
@@ -50,7 +51,6 @@ void SignalingDispatcher::stop() {
 }
 
 void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
-    name_this_thread("sinkcast signal");
     std::unique_lock<std::mutex> lock(state->mutex);
     for (;;) {
         state->wake.wait(lock, [&] { return state->stopping || !state->queue.empty(); });

@@ -23,7 +23,10 @@ Sink::Sink(std::string id, const SinkConfig& config, bool realtime)
       streamer_(opus_settings_for(config)),
       period_(periods_per_tick() * kPeriodFrames * static_cast<size_t>(config.channels)) {
     mixer_.set_volume(config.volume);
-    if (realtime) clock_thread_ = std::thread([this] { run_clock(); });
+    if (realtime) {
+        clock_thread_ = std::thread([this] { run_clock(); });
+        name_thread(clock_thread_, "sinkcast clock");
+    }
 }
 
 Sink::~Sink() { stop(); }
@@ -38,7 +41,6 @@ void Sink::stop() {
 }
 
 void Sink::run_clock() {
-    name_this_thread("sinkcast clock");
     using clock = std::chrono::steady_clock;
     // One wake-up per Opus frame (10 or 20 ms), mixing the 10 ms periods it
     // covers. Waking every period would cost a second wake-up per 20 ms frame

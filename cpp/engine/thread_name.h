@@ -1,10 +1,13 @@
 #pragma once
 
-// Names the calling thread, so `top -H`, perf and /proc/<pid>/task/*/comm tell
+// Names an engine thread, so `top -H`, perf and /proc/<pid>/task/*/comm tell
 // the engine's threads apart from Python's and libdatachannel's ("juice poll",
-// "RTC worker", ...). Linux keeps at most 15 characters; longer names are cut.
+// "RTC worker", ...). Called by the thread's creator right after it starts the
+// thread, so the name is there by the time the creating call returns. Linux
+// keeps at most 15 characters; longer names are cut.
 
 #include <string>
+#include <thread>
 
 #if defined(__linux__)
 #include <pthread.h>
@@ -12,10 +15,11 @@
 
 namespace sinkcast {
 
-inline void name_this_thread(const std::string& name) {
+inline void name_thread(std::thread& thread, const std::string& name) {
 #if defined(__linux__)
-    ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
+    ::pthread_setname_np(thread.native_handle(), name.substr(0, 15).c_str());
 #else
+    (void)thread;
     (void)name;
 #endif
 }

@@ -98,10 +98,8 @@ NetInput::~NetInput() {
 void NetInput::start() {
     std::lock_guard<std::mutex> lock(lifecycle_mutex_);
     if (thread_.joinable() || stopping_.load()) return;
-    thread_ = std::thread([this] {
-        name_this_thread("sinkcast input");
-        run();
-    });
+    thread_ = std::thread([this] { run(); });
+    name_thread(thread_, "sinkcast input");
 }
 
 void NetInput::stop() {
