@@ -379,10 +379,11 @@ def main() -> None:
         print("listener's socket each time it wakes:")
         for n, s in threads_by_count:
             print(f"  {n:4d} listeners: clock {s['clock_ms_per_s']:6.1f}, ICE {s['ice_ms_per_s']:6.1f}")
-        print("(ms/s = CPU ms per wall second of the server process = CPU ms per second of streaming, median window;")
+        print("(each figure is the median over the windows, column by column;")
+        print(" ms/s = CPU ms per wall second of the server process = CPU ms per second of streaming;")
         print(" /listener = that / listeners; best = the same in the window with the least CPU per packet;")
         print(" marginal = (ms/s - ms/s at 1 listener) / (listeners - 1);")
-        print(" us/pkt = server CPU microseconds per RTP packet delivered to a listener, median window;")
+        print(" us/pkt = server CPU microseconds per RTP packet delivered to a listener;")
         print(" ratio = aiortc us/pkt / sinkcast us/pkt, i.e. how many times more CPU aiortc spends per listener,")
         print("   from the median windows, and from each server's best window;")
         print(" pkts/s = RTP packets each listener received per second, 50 expected)")
