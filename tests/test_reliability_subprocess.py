@@ -23,7 +23,7 @@ import pytest
 
 HELPERS = Path(__file__).resolve().parent / "helpers_subprocess"
 EXIT_RUNS = 50
-EXIT_VARIANTS = 6  # see exit_with_listeners.py
+EXIT_VARIANTS = 7  # see exit_with_listeners.py
 EXIT_BUDGET_S = 10.0
 PARALLEL = 3
 STORM_SECONDS = 10.0

@@ -10,8 +10,10 @@
 #include <nanobind/stl/vector.h>
 
 #include <cctype>
+#include <chrono>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -261,8 +263,25 @@ void shutdown_all_managers() {
             next = py;
             break;
         }
-        if (next == nullptr) return;
+        if (next == nullptr) break;
         next->shutdown_from_python();
+    }
+    // An engine that another thread is deallocating was skipped above: it shuts
+    // itself down with the GIL released, still delivering callbacks, and needs
+    // the GIL again to finish. Were the interpreter torn down meanwhile, those
+    // would run against a finalizing runtime ("Fatal Python error" at exit).
+    // Wait for it, GIL released, until it is gone from the list (10 s at most).
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto one_is_dying = [] {
+        for (AudioManager* manager : AudioManager::live_managers()) {
+            auto* py = dynamic_cast<PyAudioManager*>(manager);
+            if (py != nullptr && !py->python_alive()) return true;  // read with the GIL: not freed yet
+        }
+        return false;
+    };
+    while (one_is_dying() && std::chrono::steady_clock::now() < give_up) {
+        nb::gil_scoped_release released;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
 }
 

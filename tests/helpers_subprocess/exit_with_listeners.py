@@ -14,6 +14,9 @@ everything. The variant adds one more hazard:
   3  a daemon thread keeps sending signaling messages when the interpreter exits
   4  the engine and the probes are dropped in a reference cycle (gc at exit)
   5  the engine is the process-wide default, AudioManager.get_instance()
+  6  a daemon thread holds the only reference and drops it as the interpreter
+     exits: the engine is being deallocated, its shutdown under way with the
+     GIL released, when the engine's atexit hook runs
 
 Prints "EXITING <monotonic>" right before main() returns; the parent times
 the exit from there.
@@ -21,6 +24,7 @@ the exit from there.
 
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 import time
@@ -110,6 +114,26 @@ def main() -> int:
         holder: dict[str, object] = {"eng": eng, "probes": probes, "slow": slow}
         holder["self"] = holder  # only gc can free this
         del holder
+    elif variant == 6:
+        drop = threading.Event()
+        box = [eng]
+
+        def dropper() -> None:
+            drop.wait()
+            box.clear()  # the last reference: deallocation, and its shutdown, start here
+
+        threading.Thread(target=dropper, daemon=True).start()
+
+        def at_exit() -> None:  # registered after sinkcast's hook, so it runs first
+            drop.set()
+            time.sleep(0.1)  # the dropper's shutdown is under way when the hook runs
+
+        atexit.register(at_exit)
+        slow.eng = None  # the callback keeps no reference either
+        del eng
+        print(f"EXITING {time.monotonic():.6f}", flush=True)
+        globals()["_keep"] = (probes, slow)
+        return 0
 
     time.sleep(0.05)
     print(f"EXITING {time.monotonic():.6f}", flush=True)
