@@ -9,44 +9,26 @@ SinkStreamer::SinkStreamer(const OpusSettings& settings)
     : settings_(settings),
       encoder_(settings),
       frame_(static_cast<size_t>(encoder_.frame_samples() * settings.channels)),
-      packet_(OpusEncoder::kMaxPacketBytes),
-      listeners_(std::make_shared<ListenerList>()) {}
+      packet_(OpusEncoder::kMaxPacketBytes) {}
 
 void SinkStreamer::add_listener(std::shared_ptr<WebRTCSender> sender) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto next = std::make_shared<ListenerList>(*listeners_);
-    next->push_back(std::move(sender));
-    listeners_ = std::move(next);
+    listeners_.push_back(std::move(sender));
 }
 
-void SinkStreamer::remove_listener(const WebRTCSender* sender) {
-    std::shared_ptr<const ListenerList> old;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        auto next = std::make_shared<ListenerList>(*listeners_);
-        next->erase(std::remove_if(next->begin(), next->end(), [&](const auto& s) { return s.get() == sender; }),
-                    next->end());
-        old = std::move(listeners_);
-        listeners_ = std::move(next);
-    }
-    // A fan-out in progress may still hold the previous snapshot, and with it
-    // the removed sender. Once it is done, the caller's reference is the last
-    // one, and the sender is destroyed on the caller's thread.
-    { std::lock_guard<std::mutex> wait_for_fanout(fanout_mutex_); }
-    // `old` is released here, outside the locks.
+std::shared_ptr<WebRTCSender> SinkStreamer::remove_listener(const WebRTCSender* sender) {
+    std::lock_guard<std::mutex> lock(mutex_);  // waits for a fan-out in progress
+    auto it = std::find_if(listeners_.begin(), listeners_.end(), [&](const auto& s) { return s.get() == sender; });
+    if (it == listeners_.end()) return nullptr;
+    std::shared_ptr<WebRTCSender> removed = std::move(*it);
+    listeners_.erase(it);
+    return removed;
 }
 
 void SinkStreamer::on_pcm(const float* frames, size_t count) {
-    // Uncontended but for a removal's one-off wait; declared first, so the
-    // snapshot below is released before it.
-    std::lock_guard<std::mutex> fanout(fanout_mutex_);
-    std::shared_ptr<const ListenerList> listeners;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        listeners = listeners_;
-    }
+    std::lock_guard<std::mutex> lock(mutex_);
     // Stops at the first open track: the send loop below checks each one anyway.
-    if (std::none_of(listeners->begin(), listeners->end(), [](const auto& l) { return l->track_open(); })) {
+    if (std::none_of(listeners_.begin(), listeners_.end(), [](const auto& l) { return l->track_open(); })) {
         filled_ = 0;  // nobody to send to: skip the encoder entirely
         return;
     }
@@ -66,7 +48,7 @@ void SinkStreamer::on_pcm(const float* frames, size_t count) {
         bytes_encoded_.fetch_add(bytes, std::memory_order_relaxed);
         // The same packet for everyone: per listener it is only packetizing, SRTP and the send.
         uint64_t sent = 0;
-        for (const auto& l : *listeners)
+        for (const auto& l : listeners_)
             if (l->send_frame(packet_.data(), bytes, duration)) ++sent;  // no-op for a track not open yet
         packets_fanned_out_.fetch_add(sent, std::memory_order_relaxed);  // one atomic per frame, not per listener
     }

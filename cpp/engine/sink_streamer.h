@@ -1,10 +1,10 @@
 // The WebRTC output of one sink: the mixed PCM is cut into Opus frames,
 // encoded ONCE, and the same packet goes to every listener whose track is
-// open. Runs on the sink's mixer thread; listeners come and go from control
-// threads through a copy-on-write snapshot, so the mixer never waits for them.
-// A removal waits for a fan-out in progress to finish instead: the mixer's
-// snapshot must not be what keeps a removed listener alive, or its peer
-// connection would be torn down on the mixer thread.
+// open. Runs on the sink's mixer thread, holding the listener list's lock
+// while it sends. Listeners come and go from control threads, which wait for
+// a fan-out in progress; the mixer waits at most for one insert or erase. So
+// a removed listener always leaves on the caller's thread: its peer
+// connection is never torn down on the mixer thread.
 #pragma once
 
 #include <atomic>
@@ -28,7 +28,9 @@ public:
     explicit SinkStreamer(const OpusSettings& settings);
 
     void add_listener(std::shared_ptr<WebRTCSender> sender);
-    void remove_listener(const WebRTCSender* sender);
+    // Returns the removed listener (null if it was not there), so its last
+    // reference is dropped by the caller, outside the lock.
+    std::shared_ptr<WebRTCSender> remove_listener(const WebRTCSender* sender);
 
     // Mixer thread only. Encodes and sends every completed frame.
     void on_pcm(const float* frames, size_t count);
@@ -37,19 +39,14 @@ public:
     const OpusSettings& settings() const { return settings_; }
 
 private:
-    using ListenerList = std::vector<std::shared_ptr<WebRTCSender>>;
-
     OpusSettings settings_;
     OpusEncoder encoder_;
     std::vector<float> frame_;   // one Opus frame of PCM being filled
     size_t filled_ = 0;          // frames in frame_
     std::vector<uint8_t> packet_;
 
-    mutable std::mutex mutex_;  // guards the pointer swap only
-    std::shared_ptr<const ListenerList> listeners_;
-    // Held by on_pcm() for as long as it holds a snapshot; remove_listener()
-    // takes it once, after the swap, to wait that snapshot out.
-    std::mutex fanout_mutex_;
+    std::mutex mutex_;  // guards listeners_; held by on_pcm() for a whole fan-out
+    std::vector<std::shared_ptr<WebRTCSender>> listeners_;
 
     std::atomic<uint64_t> frames_encoded_{0}, bytes_encoded_{0}, packets_fanned_out_{0};
 };
