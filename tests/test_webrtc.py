@@ -266,6 +266,32 @@ async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def strand_a_vanished_listener(engine: sinkcast.AudioManager, cb: GatedCallback, target: str,
+                                     busy: str) -> threading.Event:
+    """Connects a listener on `target`, holds the dispatcher inside the delivery
+    of `busy`'s offer, then lets the listener vanish: the engine's removal of it
+    queues up behind the held delivery. Returns the gate that releases it."""
+    engine.set_python_webrtc_signaling_callback(cb)
+    old = await open_by_offer(engine, cb, target)
+    await old.wait_seconds(0.3)
+    gate = cb.hold(busy)
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, busy, "request_offer", "")
+    await wait_for(lambda: (busy, "offer") in cb.got)  # the dispatcher is now held
+    await old.close()
+    sink, _ = target.split("/")
+    await wait_for(lambda: engine.stats()["sinks"][sink]["listeners"][target]["state"] != "connected")
+    await asyncio.sleep(0.3)  # the engine has queued the removal behind the held delivery
+    return gate
+
+
+async def offer_again(engine: sinkcast.AudioManager, target: str) -> Listener:
+    """A new listener offers on `target` (a page reload); its answer comes through the callback."""
+    listener = Listener()
+    offer = await listener.offer()
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, target, "offer", offer)
+    return listener
+
+
 async def test_a_failed_peers_late_cleanup_leaves_the_targets_new_session_alone(
     engine: sinkcast.AudioManager,
 ) -> None:
@@ -273,18 +299,8 @@ async def test_a_failed_peers_late_cleanup_leaves_the_targets_new_session_alone(
     # round to removing it, the same target offers again (a page reload on a
     # fixed target). The late removal must not take the new session with it.
     cb = GatedCallback(asyncio.get_running_loop())
-    engine.set_python_webrtc_signaling_callback(cb)
-    old = await open_by_offer(engine, cb, "a440/x")
-    await old.wait_seconds(0.3)
-    busy = cb.hold("a440/busy")
-    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/busy", "request_offer", "")
-    await wait_for(lambda: ("a440/busy", "offer") in cb.got)  # the dispatcher is now held
-    await old.close()
-    await wait_for(lambda: engine.stats()["sinks"]["a440"]["listeners"]["a440/x"]["state"] != "connected")
-    await asyncio.sleep(0.3)  # the engine has queued the removal behind the held message
-    new = Listener()
-    offer = await new.offer()
-    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/x", "offer", offer)
+    busy = await strand_a_vanished_listener(engine, cb, "a440/x", busy="a440/busy")
+    new = await offer_again(engine, "a440/x")
     busy.set()  # the late removal runs now
     try:
         await new.accept_answer(await asyncio.wait_for(cb.answer_queue("a440/x").get(), 10))
@@ -304,22 +320,13 @@ async def test_a_reused_target_never_gets_the_bye_of_the_session_it_replaced(
     # is about a session the application replaced: delivered now, it would read
     # as the end of the new one.
     cb = GatedCallback(asyncio.get_running_loop())
-    engine.set_python_webrtc_signaling_callback(cb)
-    old = await open_by_offer(engine, cb, "a440/x")
-    await old.wait_seconds(0.3)
-    first, second = cb.hold("a440/busy1"), cb.hold("a440/busy2")
-    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/busy1", "request_offer", "")
-    await wait_for(lambda: ("a440/busy1", "offer") in cb.got)  # held on busy1
-    await old.close()
-    await wait_for(lambda: engine.stats()["sinks"]["a440"]["listeners"]["a440/x"]["state"] != "connected")
-    await asyncio.sleep(0.3)  # the removal is queued...
+    first = await strand_a_vanished_listener(engine, cb, "a440/x", busy="a440/busy1")  # the removal is queued...
+    second = cb.hold("a440/busy2")
     await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/busy2", "request_offer", "")
     first.set()  # ...it runs and queues its bye behind busy2's offer, where the dispatcher is held again
     await wait_for(lambda: "a440/x" not in engine.listeners() and ("a440/busy2", "offer") in cb.got)
     assert cb.byes("a440/x") == 0
-    new = Listener()
-    offer = await new.offer()
-    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/x", "offer", offer)
+    new = await offer_again(engine, "a440/x")
     second.set()
     try:
         await new.accept_answer(await asyncio.wait_for(cb.answer_queue("a440/x").get(), 10))
