@@ -140,22 +140,18 @@ class AsyncSignaling:
         With gather=True (for peers that do not trickle, like WHEP players) it
         waits for the engine's end of candidates and returns the answer with
         every candidate in it; otherwise the candidates follow as messages."""
-        created = target not in self._queues
-        await self._discard_stale(target)
-        try:
-            await self.send(target, "offer", offer)
-            return await self._collect_description(target, "answer", timeout, gather)
-        except BaseException:
-            self._forget_after_failed_open(target, created)
-            raise
+        return await self._open(target, "offer", offer, "answer", timeout, gather)
 
     async def request_offer(self, target: str, *, timeout: float = 10.0, gather: bool = True) -> str:
         """Opens a session where the engine offers; returns its offer. Answer with send(target, "answer", sdp)."""
+        return await self._open(target, "request_offer", "", "offer", timeout, gather)
+
+    async def _open(self, target: str, type: str, message: str, wanted: str, timeout: float, gather: bool) -> str:
         created = target not in self._queues
         await self._discard_stale(target)
         try:
-            await self.send(target, "request_offer", "")
-            return await self._collect_description(target, "offer", timeout, gather)
+            await self.send(target, type, message)
+            return await self._collect_description(target, wanted, timeout, gather)
         except BaseException:
             self._forget_after_failed_open(target, created)
             raise
