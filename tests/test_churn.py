@@ -9,6 +9,9 @@ After a warm-up of 50 cycles (libdatachannel's thread pools, allocator
 arenas), the thread count, the live peer count, the listener list and the
 RSS are recorded; after the 1000 cycles they must come back: threads and
 peers to the baseline, no listeners, RSS at most 10 MB higher.
+
+A real connection that gets no RTP is repeated once under a new name; at most
+two may fail in a run (see connect_real_listener's caller).
 """
 
 from __future__ import annotations
@@ -90,23 +93,42 @@ def test_1000_listener_cycles_leave_nothing_behind(engine: sinkcast.AudioManager
     engine.set_python_webrtc_signaling_callback(sig)
     offers = [probe_offer() for _ in range(4)]
     peers_at_start = engine.stats()["live_peers"]
-    real = {"cycles": 0}
+    real: dict = {"cycles": 0, "failed": []}
+
+    def connect_real_listener(target: str) -> bool:
+        """Connects a probe under `target`, waits for RTP, says bye. False if no RTP came."""
+        probe = native._ReceiveProbe("127.0.0.1")
+        try:
+            engine.handle_incoming_webrtc_signaling_message(target, "offer", probe.create_offer(5.0))
+            msgs = sig.wait(has_end_of_candidates)
+            answer = next(m for t, m in msgs if t == "answer")
+            probe.accept_answer(merge_candidates(answer, [m for t, m in msgs if t == "candidate"]))
+            try:
+                wait_until(lambda: probe.packets > 0, 10.0, interval=0.005)
+            except AssertionError:
+                listener = engine.stats()["sinks"]["s"]["listeners"].get(target)
+                real["failed"].append(f"{target}: probe connected={probe.connected}, engine side {listener}")
+                engine.handle_incoming_webrtc_signaling_message(target, "bye", "")
+                return False
+            real["cycles"] += 1
+            engine.handle_incoming_webrtc_signaling_message(target, "bye", "")
+            return True
+        finally:
+            probe.close()
 
     def cycle(i: int) -> None:
         target = "s" if i % 50 == 25 else f"s/c{i}"
         sig.start(target)
         if i % REAL_EVERY == 0:
-            probe = native._ReceiveProbe("127.0.0.1")
-            try:
-                engine.handle_incoming_webrtc_signaling_message(target, "offer", probe.create_offer(5.0))
-                msgs = sig.wait(has_end_of_candidates)
-                answer = next(m for t, m in msgs if t == "answer")
-                probe.accept_answer(merge_candidates(answer, [m for t, m in msgs if t == "candidate"]))
-                wait_until(lambda: probe.packets > 0, 10.0, interval=0.005)
-                real["cycles"] += 1
-                engine.handle_incoming_webrtc_signaling_message(target, "bye", "")
-            finally:
-                probe.close()
+            if not connect_real_listener(target):
+                # Once in a few thousand connections libdatachannel's DTLS
+                # handshake fails between the two loopback peers ("Handshake
+                # failed: fatal I/O error"). The session is torn down like any
+                # other; the cycle is repeated under a new name, so every real
+                # cycle still ends with RTP received.
+                target += "-again"
+                sig.start(target)
+                assert connect_real_listener(target), f"{target}: a second connection failed too"
         else:
             engine.handle_incoming_webrtc_signaling_message(target, "offer", offers[i % len(offers)])
             sig.wait(has_answer)
@@ -138,9 +160,12 @@ def test_1000_listener_cycles_leave_nothing_behind(engine: sinkcast.AudioManager
     print(f"\n{CYCLES} cycles + {WARMUP} warm-up ({real['cycles']} real connections, each received RTP)"
           f" in {took:.1f} s; threads {threads_base} -> {threads_end}; live peers {peers_at_start} ->"
           f" {stats['live_peers']}; RSS {rss_base / 1024:.1f} -> {rss_end / 1024:.1f} MiB (+{growth / 1024:.2f});"
-          f" {sig.total} callbacks, {sig.late} late")
+          f" {sig.total} callbacks, {sig.late} late; failed handshakes, repeated: {real['failed'] or 'none'}")
 
     assert real["cycles"] >= (WARMUP + CYCLES) // REAL_EVERY - WARMUP // REAL_EVERY
+    # A failed handshake is rare (none in 10 000 local connections, one in a CI
+    # run of 263); more than two in one run is not noise.
+    assert len(real["failed"]) <= 2, real["failed"]
     assert threads_end <= threads_base, f"threads {threads_base} -> {threads_end}"
     assert stats["live_peers"] == peers_at_start
     assert engine.listeners() == []
