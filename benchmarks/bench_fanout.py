@@ -214,11 +214,12 @@ class SyncSignaling:
 def connect_stalled_again(probes: Probes, eng: sinkcast.AudioManager, sig: SyncSignaling, n: int) -> None:
     """Connects again, under the same target, each listener that receives nothing.
 
-    Once in several hundred connections libdatachannel's DTLS handshake fails
-    between the two loopback peers ("Handshake failed: fatal I/O error" on one
-    side, a handshake timeout on the other), most often while hundreds connect
-    at once. A browser would connect again; so does the benchmark, twice at
-    most, rather than throw away the whole run."""
+    Once in a few thousand connections the probe's DTLS handshake fails
+    ("Handshake failed: fatal I/O error", then a handshake timeout on the
+    engine's side): a race inside libdatachannel 0.24.6 on the DTLS server's
+    side, likelier while hundreds connect at once (docs/reliability.md). A
+    browser would connect again; so does the benchmark, twice at most, rather
+    than throw away the whole run."""
     for _ in range(2):
         stalled = probes.stalled(n)
         if not stalled:
