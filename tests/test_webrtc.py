@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -178,6 +179,40 @@ async def test_listener_that_disappears_is_reaped_with_a_bye(engine: sinkcast.Au
     assert message in ("closed", "failed", "disconnected")
     assert engine.listeners() == []
     sig.close()
+
+
+async def test_a_failed_dtls_handshake_is_reaped_with_a_bye_and_disturbs_no_one(
+        engine: sinkcast.AudioManager) -> None:
+    """After request_offer the engine is the DTLS server. A handshake that fails
+    there (here: the answer names a certificate the listener does not hold; in
+    the field, libdatachannel 0.24.6's MTU race, docs/reliability.md) must remove
+    the listener with a bye at once, not after ICE consent gives up."""
+    sig = AsyncSignaling(engine)
+    good = await connect_listener(sig, "a440/good")
+    liar = Listener()
+    try:
+        await good.wait_seconds(0.5)
+        answer = await liar.answer(await sig.request_offer("a440/liar"))
+        # aiortc names its certificate by sha-256, -384 and -512; forge them all.
+        forged = ":".join(["5A"] * 32)
+        answer, n = re.subn(r"a=fingerprint:[^\r\n]+", "a=fingerprint:sha-256 " + forged, answer)
+        assert n >= 1
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        await sig.send("a440/liar", "answer", answer)
+        while True:
+            type, message = await sig.next_message("a440/liar", timeout=15)
+            if type == "bye":
+                break
+        assert loop.time() - sent_at < 15, "the engine waited for a consent timeout"
+        assert message == "failed"
+        assert "a440/liar" not in engine.listeners()
+        await wait_for(lambda: engine.stats()["live_peers"] == 1)
+        before = good.seconds()
+        await good.wait_seconds(before + 1.0)
+    finally:
+        await asyncio.gather(good.close(), liar.close())
+        sig.close()
 
 
 async def test_rtt_is_reported_from_rtcp(engine: sinkcast.AudioManager) -> None:
