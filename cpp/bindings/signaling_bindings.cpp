@@ -41,6 +41,10 @@ public:
     void deliver(const SignalingMessage& m) override {
         if (!interpreter_is_usable()) return;
         nb::gil_scoped_acquire gil;
+        // Checked again now: the wait for the GIL can be long, and the call that
+        // replaced this message's session needs the GIL to return to Python. So
+        // once that call has returned, nothing of the old session starts here.
+        if (m.stale()) return;
         try {
             callback_(m.target, m.type, m.message);
         } catch (nb::python_error& e) {

@@ -74,7 +74,8 @@ void AudioManager::deliver_via(const std::shared_ptr<HandlerSlot>& slot_ref, con
     // A closed or replaced session's leftovers. The dispatcher is one thread and
     // first in, first out, so whatever of an old session is delivered at all
     // reaches the application before anything of the session that replaced it.
-    if (message.session && !message.session->delivers(message.type)) return;
+    // (The Python trampoline checks again once it holds the GIL.)
+    if (message.stale()) return;
     std::shared_ptr<HandlerSlot> slot = slot_ref;  // keeps the slot alive even if the engine goes away
     std::shared_ptr<SignalingHandler> handler;
     {

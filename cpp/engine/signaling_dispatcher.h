@@ -43,6 +43,9 @@ struct SignalingMessage {
     // The session that sent it; the message is dropped at delivery unless its
     // session still delivers it (SessionLife::delivers).
     std::shared_ptr<const SessionLife> session;
+
+    // Its session was closed or replaced since it was posted: drop it.
+    bool stale() const { return session && !session->delivers(type); }
 };
 
 // Receives the engine's outgoing signaling messages on the dispatcher thread.
