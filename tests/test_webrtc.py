@@ -39,6 +39,16 @@ async def connect_listener(sig: AsyncSignaling, target: str) -> Listener:
     return listener
 
 
+async def next_bye(sig: AsyncSignaling, target: str, timeout: float) -> str:
+    """Skips `target`'s other messages until its bye; returns the bye's reason."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        type, message = await sig.next_message(target, timeout=max(0.0, deadline - loop.time()))
+        if type == "bye":
+            return message
+
+
 async def test_listener_offers_and_hears_the_tone(engine: sinkcast.AudioManager) -> None:
     sig = AsyncSignaling(engine)
     listener = await connect_listener(sig, "a440/l1")
@@ -156,10 +166,7 @@ async def test_removing_a_sink_sends_bye_to_its_listeners(engine: sinkcast.Audio
         await asyncio.gather(*(l.wait_seconds(0.5) for l in listeners))
         await asyncio.to_thread(engine.remove_sink, "a440")
         for target in ("a440", "a440/b"):
-            while True:
-                type, message = await sig.next_message(target, timeout=5)
-                if type == "bye":
-                    break
+            await next_bye(sig, target, timeout=5)
         assert engine.listeners() == []
         assert engine.stats()["live_peers"] == 0
     finally:
@@ -172,10 +179,7 @@ async def test_listener_that_disappears_is_reaped_with_a_bye(engine: sinkcast.Au
     listener = await connect_listener(sig, "a440/gone")
     await listener.wait_seconds(0.5)
     await listener.close()  # no bye: the peer just vanishes
-    while True:
-        type, message = await sig.next_message("a440/gone", timeout=40)
-        if type == "bye":
-            break
+    message = await next_bye(sig, "a440/gone", timeout=40)
     assert message in ("closed", "failed", "disconnected")
     assert engine.listeners() == []
     sig.close()
@@ -200,10 +204,7 @@ async def test_a_failed_dtls_handshake_is_reaped_with_a_bye_and_disturbs_no_one(
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         await sig.send("a440/liar", "answer", answer)
-        while True:
-            type, message = await sig.next_message("a440/liar", timeout=15)
-            if type == "bye":
-                break
+        message = await next_bye(sig, "a440/liar", timeout=15)
         assert loop.time() - sent_at < 15, "the engine waited for a consent timeout"
         assert message == "failed"
         assert "a440/liar" not in engine.listeners()
@@ -285,10 +286,8 @@ class GatedCallback:
 
 
 async def open_by_offer(engine: sinkcast.AudioManager, cb: GatedCallback, target: str) -> Listener:
-    listener = Listener()
-    offer = await listener.offer()
     answers = cb.answer_queue(target)  # before the offer: the answer may come before the call returns
-    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, target, "offer", offer)
+    listener = await offer_again(engine, target)
     await listener.accept_answer(await asyncio.wait_for(answers.get(), 10))
     return listener
 
@@ -475,10 +474,7 @@ async def test_a_refused_offer_leaves_the_targets_session_and_its_reader_alone()
             await sig.open_listener("s", "v=0 not an offer")
         assert eng.listeners() == ["s"]
         await asyncio.to_thread(eng.remove_sink, "s")  # the session's bye
-        while True:
-            type, message = await sig.next_message("s", timeout=10)
-            if type == "bye":
-                break
+        message = await next_bye(sig, "s", timeout=10)
         assert message == "sink removed"
         assert ("s", "bye") not in elsewhere
     finally:
