@@ -264,11 +264,15 @@ class GatedCallback:
         self.loop = loop
         self.got: list[tuple[str, str]] = []
         self.gates: dict[str, threading.Event] = {}
+        self.gate_types: dict[str, str | None] = {}
         self.answers: dict[str, asyncio.Queue[str]] = {}
 
-    def hold(self, target: str) -> threading.Event:
-        self.gates[target] = threading.Event()
-        return self.gates[target]
+    def hold(self, target: str, type: str | None = None) -> threading.Event:
+        """Holds the dispatcher in the delivery of `target`'s messages (only those of `type`, if given)."""
+        gate = threading.Event()
+        self.gates[target] = gate
+        self.gate_types[target] = type
+        return gate
 
     def answer_queue(self, target: str) -> asyncio.Queue[str]:
         return self.answers.setdefault(target, asyncio.Queue())
@@ -278,7 +282,7 @@ class GatedCallback:
         if type == "answer" and target in self.answers:
             self.loop.call_soon_threadsafe(self.answers[target].put_nowait, message)
         gate = self.gates.get(target)
-        if gate is not None:
+        if gate is not None and self.gate_types[target] in (None, type):
             assert gate.wait(30), f"test never released {target}"
 
     def byes(self, target: str) -> int:
@@ -354,11 +358,15 @@ async def test_a_reused_target_never_gets_the_bye_of_the_session_it_replaced(
     # is about a session the application replaced: delivered now, it would read
     # as the end of the new one.
     cb = GatedCallback(asyncio.get_running_loop())
+    engine.add_sink("other")
     first = await strand_a_vanished_listener(engine, cb, "a440/x", busy="a440/busy1")  # the removal is queued...
-    second = cb.hold("a440/busy2")
-    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "a440/busy2", "request_offer", "")
-    first.set()  # ...it runs and queues its bye behind busy2's offer, where the dispatcher is held again
-    await wait_for(lambda: "a440/x" not in engine.listeners() and ("a440/busy2", "offer") in cb.got)
+    second = cb.hold("other/busy2", "bye")
+    await asyncio.to_thread(engine.handle_incoming_webrtc_signaling_message, "other/busy2", "request_offer", "")
+    # The engine's offer is made on libdatachannel's threads, at any time; a
+    # removed sink's byes are queued before remove_sink() returns.
+    await asyncio.to_thread(engine.remove_sink, "other")
+    first.set()  # ...it runs and queues its bye behind busy2's, where the dispatcher is held again
+    await wait_for(lambda: "a440/x" not in engine.listeners() and ("other/busy2", "bye") in cb.got)
     assert cb.byes("a440/x") == 0
     new = await offer_again(engine, "a440/x")
     second.set()
@@ -517,3 +525,4 @@ async def test_open_listener_ignores_the_replaced_sessions_last_bye() -> None:
     sig = AsyncSignaling(ScriptedEngine(script, live=[]))  # type: ignore[arg-type]
     with pytest.raises(sinkcast.SignalingError, match="closed before its answer: failed"):
         await sig.open_listener("s/x", "offer", timeout=5)
+
