@@ -471,19 +471,29 @@ async def test_a_removed_listener_is_freed_by_the_call_that_removes_it() -> None
 
 async def test_a_refused_offer_leaves_the_targets_session_and_its_reader_alone() -> None:
     # A refused offer changes nothing in the engine; the adapter must not stop
-    # queueing the messages of the session already on that target.
+    # queueing the messages of the session already on that target, nor drop
+    # the ones already queued and not yet read.
     eng = sinkcast.AudioManager(realtime=False, bind_address="127.0.0.1")
     eng.add_sink("s")
     elsewhere: list[tuple[str, str]] = []
     sig = AsyncSignaling(eng, on_message=lambda target, type, message: elsewhere.append((target, type)))
     try:
-        await sig.request_offer("s", gather=False)
+        await sig.request_offer("s", gather=False)  # its candidates follow as messages
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while sig._queues["s"].qsize() < 2:  # a host candidate and the end of candidates, unread
+            assert loop.time() < deadline, "the engine's candidates never came"
+            await asyncio.sleep(0.01)
         with pytest.raises(sinkcast.SignalingError):
             await sig.open_listener("s", "v=0 not an offer")
         assert eng.listeners() == ["s"]
         await asyncio.to_thread(eng.remove_sink, "s")  # the session's bye
-        message = await next_bye(sig, "s", timeout=10)
-        assert message == "sink removed"
+        received = []
+        async for type, message in sig.messages("s"):
+            received.append((type, message))
+        candidates = [json.loads(m)["candidate"] for t, m in received if t == "candidate"]
+        assert candidates and candidates[-1] == "" and "127.0.0.1" in candidates[0]
+        assert received[-1] == ("bye", "sink removed")
         assert ("s", "bye") not in elsewhere
     finally:
         sig.close()
@@ -526,3 +536,16 @@ async def test_open_listener_ignores_the_replaced_sessions_last_bye() -> None:
     with pytest.raises(sinkcast.SignalingError, match="closed before its answer: failed"):
         await sig.open_listener("s/x", "offer", timeout=5)
 
+
+async def test_an_accepted_offer_drops_the_replaced_sessions_unread_messages() -> None:
+    # The earlier session's answer, still unread when the target offers again,
+    # must not pass for the new session's; the new session's own messages stay.
+    old = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:old\r\n"
+    new = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:new\r\n"
+    engine = ScriptedEngine([("answer", old), ("candidate", END_OF_CANDIDATES)], live=["s/x"])
+    sig = AsyncSignaling(engine)  # type: ignore[arg-type]
+    await sig.send("s/x", "offer", "offer 1")  # nobody reads its answer
+    await asyncio.sleep(0)
+    engine.script = [("answer", new), ("candidate", END_OF_CANDIDATES), ("bye", "done")]
+    assert "a=mid:new" in await sig.open_listener("s/x", "offer 2", timeout=5)
+    assert await sig.next_message("s/x", timeout=5) == ("bye", "done")

@@ -103,17 +103,33 @@ class AsyncSignaling:
             if asyncio.iscoroutine(result):
                 self.loop.create_task(result)
 
-    async def _discard_stale(self, target: str) -> None:
-        # Messages left from an earlier session on this target must not pass for
-        # the new one's. One turn of the loop first: messages the engine already
-        # handed over are scheduled into it (call_soon_threadsafe) and land here.
-        # The engine delivers nothing of the old session once the new one is
-        # opened, and what it did deliver comes before the new session's first
-        # message.
+    async def _unread(self, target: str) -> list[Message]:
+        # The messages an earlier session on this target left unread. One turn
+        # of the loop first: messages the engine already handed over are
+        # scheduled into it (call_soon_threadsafe) and land here. The engine
+        # delivers nothing of the old session once the new one is opened, and
+        # what it did deliver comes before the new session's first message.
         await asyncio.sleep(0)
         queue = self._queue(target)
+        unread = [queue.get_nowait() for _ in range(queue.qsize())]
+        for item in unread:  # put back in order; nothing can run in between
+            queue.put_nowait(item)
+        return unread
+
+    def _drop(self, target: str, stale: list[Message]) -> None:
+        # Removes exactly those messages (by identity: a reader may have taken
+        # some meanwhile, and equal messages of the new session must stay).
+        if not stale:
+            return
+        queue = self._queue(target)
+        gone = {id(m) for m in stale}
+        keep = []
         while not queue.empty():
-            queue.get_nowait()
+            item = queue.get_nowait()
+            if id(item) not in gone:
+                keep.append(item)
+        for item in keep:
+            queue.put_nowait(item)
 
     def _queue(self, target: str) -> asyncio.Queue[Message]:
         queue = self._queues.get(target)
@@ -148,9 +164,14 @@ class AsyncSignaling:
 
     async def _open(self, target: str, type: str, message: str, wanted: str, timeout: float, gather: bool) -> str:
         created = target not in self._queues
-        await self._discard_stale(target)
+        # Messages left from an earlier session must not pass for the new
+        # one's; but they are dropped only once the engine has accepted the
+        # new session. A refused offer changes nothing, so whoever reads the
+        # earlier session's messages still gets every one of them.
+        stale = await self._unread(target)
         try:
             await self.send(target, type, message)
+            self._drop(target, stale)
             return await self._collect_description(target, wanted, timeout, gather)
         except BaseException:
             self._forget_after_failed_open(target, created)
