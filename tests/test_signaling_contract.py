@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,6 +159,24 @@ def test_end_of_candidates_names_the_audio_section_when_video_comes_first(eng: s
         if type == "candidate":
             value = json.loads(message)
             assert (value["sdpMid"], value["sdpMLineIndex"]) == (audio_mid, 1), value
+
+
+def test_out_of_file_descriptors_the_engine_says_so_and_no_refused_session_speaks() -> None:
+    # In a child process: it lowers its own RLIMIT_NOFILE until opening a
+    # listener fails (each listener's ICE needs a UDP socket). libdatachannel
+    # may already have made the refused session's offer or answer on another
+    # thread when the call fails; that must never reach the callback.
+    helper = Path(__file__).resolve().parent / "helpers_subprocess" / "out_of_file_descriptors.py"
+    child = subprocess.run([sys.executable, str(helper), "5"], cwd=helper.parent, capture_output=True,
+                           text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-3000:]
+    result = json.loads(child.stdout)
+    assert len(result["errors"]) == 10
+    for error in result["errors"]:
+        assert "file descriptors" in error and "ulimit -n" in error and "ice_udp_mux=True" in error
+    assert all(result["listed_as_opened"])  # the refused session is not listed
+    assert result["leaked"] == []
+    assert result["after"] == ["s/after"]  # with the limit raised again, sessions open
 
 
 def test_a_bad_offer_does_not_replace_a_good_session(eng: sinkcast.AudioManager) -> None:

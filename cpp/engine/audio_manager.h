@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -177,8 +178,11 @@ private:
         // is never reused while a callback can still name it.
         std::shared_ptr<SessionLife> life;
     };
+    void start_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink, const std::string& sink_id,
+                              const std::function<void(WebRTCSender&)>& start);
     std::shared_ptr<WebRTCSender> open_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink,
-                                                      const std::string& sink_id);
+                                                      const std::string& sink_id,
+                                                      const std::shared_ptr<SessionLife>& life);
     void close_session_locked(std::string target, bool send_bye, const std::string& reason);
     void close_sessions_of_sink_locked(const std::string& sink_id);
     void reap_session(const std::string& target, const std::shared_ptr<SessionLife>& life, const std::string& reason);

@@ -75,6 +75,7 @@ void AudioManager::deliver_via(const std::shared_ptr<HandlerSlot>& slot_ref, con
     // first in, first out, so whatever of an old session is delivered at all
     // reaches the application before anything of the session that replaced it.
     // (The Python trampoline checks again once it holds the GIL.)
+    if (message.session) message.session->wait_until_settled();
     if (message.stale()) return;
     std::shared_ptr<HandlerSlot> slot = slot_ref;  // keeps the slot alive even if the engine goes away
     std::shared_ptr<SignalingHandler> handler;
@@ -92,12 +93,30 @@ void AudioManager::deliver_via(const std::shared_ptr<HandlerSlot>& slot_ref, con
     slot->idle.notify_all();
 }
 
+// A new session on `target` replaces the old one; `start` makes it answer or
+// offer. If that fails, no half-made session is left behind, and nothing the
+// new session already sent reaches the application.
+void AudioManager::start_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink,
+                                        const std::string& sink_id,
+                                        const std::function<void(WebRTCSender&)>& start) {
+    supersede_target_locked(target);
+    auto life = std::make_shared<SessionLife>();  // Opening: its messages wait for the outcome
+    try {
+        start(*open_session_locked(target, sink, sink_id, life));
+    } catch (...) {
+        close_session_locked(target, false, "");
+        life->settle(SessionLife::Superseded);  // (also when the session never made it into sessions_)
+        throw;
+    }
+    life->settle(SessionLife::Open);
+}
+
 std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::string& target,
                                                                 const std::shared_ptr<Sink>& sink,
-                                                                const std::string& sink_id) {
+                                                                const std::string& sink_id,
+                                                                const std::shared_ptr<SessionLife>& life) {
     SenderCallbacks callbacks;
     SignalingDispatcher* dispatcher = dispatcher_.get();
-    auto life = std::make_shared<SessionLife>();
     callbacks.on_signal = [dispatcher, target, life](const std::string& type, const std::string& message) {
         dispatcher->post({target, type, message, life});
     };
@@ -129,7 +148,7 @@ void AudioManager::close_session_locked(std::string target, bool send_bye, const
     Session session = std::move(it->second);
     sessions_.erase(it);
     // Before close(): what the session still has queued, or sends while closing, is judged by this.
-    session.life->state.store(send_bye ? SessionLife::Closed : SessionLife::Superseded, std::memory_order_release);
+    session.life->settle(send_bye ? SessionLife::Closed : SessionLife::Superseded);
     session.sink->streamer().remove_listener(session.sender.get());
     // Blocking, but safe here: the sender's callbacks only enqueue, they never take signaling_mutex_.
     session.sender->close();
@@ -149,7 +168,7 @@ void AudioManager::close_session_locked(std::string target, bool send_bye, const
 void AudioManager::supersede_target_locked(const std::string& target) {
     auto closed = closed_sessions_.find(target);
     if (closed != closed_sessions_.end()) {
-        if (auto life = closed->second.lock()) life->state.store(SessionLife::Superseded, std::memory_order_release);
+        if (auto life = closed->second.lock()) life->settle(SessionLife::Superseded);
         closed_sessions_.erase(closed);
     }
     close_session_locked(target, false, "");
@@ -197,23 +216,9 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
     if (type == "offer") {
         // Validate before anything is torn down: a bad offer changes nothing.
         inspect_remote_offer(message);
-        supersede_target_locked(target);  // a new offer replaces the old session
-        auto sender = open_session_locked(target, sink, parsed.sink_id);
-        try {
-            sender->accept_offer(message);
-        } catch (...) {
-            close_session_locked(target, false, "");  // no half-made session is left behind
-            throw;
-        }
+        start_session_locked(target, sink, parsed.sink_id, [&](WebRTCSender& s) { s.accept_offer(message); });
     } else if (type == "request_offer") {
-        supersede_target_locked(target);
-        auto sender = open_session_locked(target, sink, parsed.sink_id);
-        try {
-            sender->create_offer();
-        } catch (...) {
-            close_session_locked(target, false, "");
-            throw;
-        }
+        start_session_locked(target, sink, parsed.sink_id, [](WebRTCSender& s) { s.create_offer(); });
     } else if (type == "answer") {
         if (session == sessions_.end())
             throw SignalingError("answer for '" + target + "', but no session is open there (send request_offer first)");

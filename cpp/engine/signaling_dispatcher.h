@@ -22,13 +22,30 @@ namespace sinkcast {
 // session on it. Without this, messages the old session had queued (its
 // offer, candidates, a bye for a failed peer) would reach the application
 // after the new session opened, under the same target, and pass for its own.
+//
+// A session is Opening until the call that opens it (an offer, a
+// request_offer) has succeeded or failed. libdatachannel can already hand
+// over its description on another thread while that call goes on, and the
+// call can still fail after that (no socket left for ICE, say): such a
+// session never existed for the application, so its messages wait at the
+// dispatcher until the call is settled, and are then dropped or delivered.
 struct SessionLife {
     enum State : int {
+        Opening,     // the opening call has not returned: its messages wait
         Open,        // everything it sends is delivered
         Closed,      // the engine closed it: only its bye still goes out
-        Superseded,  // the application closed or replaced it: nothing more goes out
+        Superseded,  // the application closed or replaced it, or it never opened: nothing more goes out
     };
-    std::atomic<int> state{Open};
+    std::atomic<int> state{Opening};
+
+    void settle(State s) {
+        state.store(s, std::memory_order_release);
+        state.notify_all();
+    }
+    // Returns once the session is no longer Opening. The opening call holds no
+    // lock the dispatcher takes and never waits for the dispatcher, so this
+    // wait ends when that call returns.
+    void wait_until_settled() const { state.wait(Opening, std::memory_order_acquire); }
 
     bool delivers(const std::string& type) const {
         const int s = state.load(std::memory_order_acquire);

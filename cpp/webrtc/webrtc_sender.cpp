@@ -2,7 +2,13 @@
 
 #include <rtc/rtc.hpp>
 
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -139,6 +145,26 @@ constexpr int kDefaultOpusPayloadType = 111;
 // of 512 packets is 10 s and ~200 KB per listener, 20 MB at 100 listeners.
 constexpr size_t kNackHistoryPackets = 64;
 constexpr const char* kDefaultMid = "0";
+
+// libdatachannel reports a listener's ICE socket that could not be opened as
+// "Failed to gather local ICE candidates". When the reason is the file
+// descriptor limit, the application needs to hear that, and what to change.
+std::string file_descriptor_hint() {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    ::close(fd);
+    return "";
+  }
+  if (errno == EMFILE) {
+    struct rlimit limit {};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    return " (this process has used all " + std::to_string(limit.rlim_cur) +
+           " of its file descriptors; each listener needs a UDP socket unless ice_udp_mux=True: "
+           "raise the limit with `ulimit -n` or resource.setrlimit(resource.RLIMIT_NOFILE, ...))";
+  }
+  if (errno == ENFILE) return " (the system has no file descriptor left)";
+  return "";
+}
 
 uint32_t random_u32() {
   static std::mutex m;
@@ -414,7 +440,9 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
     setup_track_locked(info.mid, info.opus_payload_type, info.mline_index);
     rtc_->pc->setRemoteDescription(std::move(description));  // the answer follows via on_signal, from a libdatachannel thread
   } catch (const std::exception& e) {
-    SignalingError error(std::string("offer rejected: ") + e.what());
+    const std::string hint = file_descriptor_hint();
+    SignalingError error(std::string(hint.empty() ? "offer rejected: " : "could not answer the offer: ") + e.what() +
+                         hint);
     fail_and_unlock(lock);
     throw error;
   }
@@ -430,7 +458,7 @@ void WebRTCSender::create_offer() {
     setup_track_locked(kDefaultMid, kDefaultOpusPayloadType, 0);
     rtc_->pc->setLocalDescription(rtc::Description::Type::Offer);
   } catch (const std::exception& e) {
-    SignalingError error(std::string("could not create an offer: ") + e.what());
+    SignalingError error(std::string("could not create an offer: ") + e.what() + file_descriptor_hint());
     fail_and_unlock(lock);
     throw error;
   }

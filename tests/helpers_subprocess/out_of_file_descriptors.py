@@ -1,0 +1,76 @@
+"""Child: open listener sessions until the process runs out of file descriptors.
+
+    python out_of_file_descriptors.py ROUNDS
+
+Each listener's ICE agent needs a UDP socket (without ice_udp_mux). The child
+lowers its own RLIMIT_NOFILE to a few descriptors above what it holds, then
+opens sessions, by request_offer and by offer, until the engine refuses one.
+It does that ROUNDS times (closing every session in between), raises the limit
+again and opens one more session. It prints one JSON object: the errors, the
+sessions the engine listed, and every message the callback got for a target
+whose opening call failed (there must be none: such a session never existed
+for the application, though libdatachannel may already have made its
+description on another thread when the call failed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+
+import sinkcast
+from common import Collector, recorded_offers
+
+HEADROOM = 8
+
+
+def open_until_refused(eng: sinkcast.AudioManager, kind: str, prefix: str) -> tuple[list[str], str, str]:
+    opened: list[str] = []
+    for i in range(10_000):
+        target = f"s/{prefix}{i}"
+        try:
+            if kind == "request_offer":
+                eng.handle_incoming_webrtc_signaling_message(target, "request_offer", "")
+            else:
+                eng.handle_incoming_webrtc_signaling_message(target, "offer", OFFER)
+        except sinkcast.SignalingError as e:
+            return opened, target, str(e)
+        opened.append(target)
+    raise AssertionError(f"{kind}: no session was refused with RLIMIT_NOFILE at {resource.getrlimit(resource.RLIMIT_NOFILE)}")
+
+
+OFFER = recorded_offers()["offer_chromium_recvonly_audio"]
+
+
+def main() -> None:
+    rounds = int(sys.argv[1])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s")
+    sig = Collector(eng)
+    errors: list[str] = []
+    failed: list[str] = []
+    listed_as_opened: list[bool] = []
+    try:
+        for r in range(rounds):
+            for kind in ("request_offer", "offer"):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + HEADROOM, hard))
+                opened, target, error = open_until_refused(eng, kind, f"{kind}{r}-")
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+                errors.append(error)
+                failed.append(target)
+                listed_as_opened.append(sorted(eng.listeners()) == sorted(opened))  # not the refused one
+                for t in opened:
+                    eng.handle_incoming_webrtc_signaling_message(t, "bye", "")
+        eng.handle_incoming_webrtc_signaling_message("s/after", "request_offer", "")
+        after = sorted(eng.listeners())
+    finally:
+        eng.shutdown()  # delivers (or drops) everything queued: the log below is complete
+    leaked = [(t, ty) for t, ty, _ in sig.log if t in failed]
+    print(json.dumps({"errors": errors, "failed": failed, "listed_as_opened": listed_as_opened, "after": after, "leaked": leaked}))
+
+
+if __name__ == "__main__":
+    main()
