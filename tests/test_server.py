@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -179,11 +180,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def open_files_limit(pid: int) -> tuple[str, str]:
+    """The soft and hard "Max open files" of a process, as /proc shows them."""
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return soft, hard
+
+
 def test_cli_serve_runs_the_demo_and_stops_on_ctrl_c() -> None:
+    # Started with a soft file descriptor limit of 512, as a shell with a low
+    # `ulimit -n` would: the server raises it to the hard limit (each listener
+    # needs a socket).
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert hard == resource.RLIM_INFINITY or hard > 512
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sinkcast", "serve", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard)),
     )
     try:
         deadline = time.monotonic() + 20
@@ -197,10 +212,13 @@ def test_cli_serve_runs_the_demo_and_stops_on_ctrl_c() -> None:
                     raise AssertionError(f"server did not come up: {proc.stdout.read() if proc.stdout else ''}")
                 time.sleep(0.2)
         assert {s["id"] for s in sinks} >= {"music", "intercom"}
+        soft_now, hard_now = open_files_limit(proc.pid)
+        assert soft_now == hard_now and soft_now != "512"
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
         assert proc.returncode == 0, out
         assert f"http://127.0.0.1:{port}/" in out
+        assert "file descriptor limit raised from 512 to" in out
     finally:
         if proc.poll() is None:
             proc.kill()

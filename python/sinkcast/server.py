@@ -327,10 +327,34 @@ def make_app(engine: AudioManager, token: str | None = None,
     return app
 
 
+def raise_file_descriptor_limit() -> tuple[int, int] | None:
+    """Raises this process's soft RLIMIT_NOFILE to its hard limit; returns (old, new), or None if unchanged.
+
+    Each listener holds a UDP socket (unless ice_udp_mux) and each HTTP client
+    a TCP one; a soft limit of 1024, common on Linux, would cap the server near
+    a thousand listeners for no reason the operator chose."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return None
+    return soft, target
+
+
 def serve(cfg: ServerConfig) -> int:
     """Runs the server until Ctrl-C (SIGINT) or SIGTERM; returns the exit code."""
     from sinkcast.config import build_engine
 
+    raised = raise_file_descriptor_limit()
+    if raised:
+        print(f"sinkcast: file descriptor limit raised from {raised[0]} to {raised[1]} (one per listener)", flush=True)
     pipe_inputs: dict[str, PipeInput] = {}
     engine = build_engine(cfg, pipe_inputs=pipe_inputs)
     app = make_app(engine, token=cfg.token, pipe_inputs=pipe_inputs)
