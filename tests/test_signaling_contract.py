@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -352,6 +353,36 @@ def test_ice_configuration_is_used() -> None:
         wait_until(lambda: any("127.0.0.1" in c for c in got))
         ports = [int(p) for c in got for p in re.findall(r"127\.0\.0\.1 (\d+) typ", c)]
         assert ports and all(20100 <= p <= 20110 for p in ports)
+
+
+def test_a_taken_port_range_is_named_in_the_error() -> None:
+    # Every port of the range is held by this test: ICE cannot open a socket.
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    try:
+        with sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(port, port)) as eng:
+            eng.add_sink("s")
+            with pytest.raises(sinkcast.SignalingError, match=f"no UDP port of port_range {port}-{port} is free"):
+                eng.handle_incoming_webrtc_signaling_message("s/a", "request_offer", "")
+            with pytest.raises(sinkcast.SignalingError, match="could not answer the offer: .* is free"):
+                eng.handle_incoming_webrtc_signaling_message("s/b", "offer", OFFER)
+            assert eng.listeners() == []
+            held.close()  # the port is free again: the same target opens
+            eng.handle_incoming_webrtc_signaling_message("s/a", "request_offer", "")
+            assert eng.listeners() == ["s/a"]
+    finally:
+        held.close()
+
+
+def test_a_bind_address_of_another_host_is_named_in_the_error() -> None:
+    # 192.0.2.1 is reserved for documentation (RFC 5737): no host has it, and
+    # binding to it fails before any packet could be sent.
+    with sinkcast.AudioManager(bind_address="192.0.2.1") as eng:
+        eng.add_sink("s")
+        with pytest.raises(sinkcast.SignalingError, match="bind_address 192.0.2.1 is not an address of this host"):
+            eng.handle_incoming_webrtc_signaling_message("s", "request_offer", "")
+        assert eng.listeners() == []
 
 
 def test_ice_udp_mux_puts_every_listener_on_one_port() -> None:

@@ -2,13 +2,7 @@
 
 #include <rtc/rtc.hpp>
 
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +10,8 @@
 #include <stdexcept>
 #include <thread>
 #include <utility>
+
+#include "ice_socket_check.h"
 
 namespace sinkcast {
 
@@ -146,26 +142,6 @@ constexpr int kDefaultOpusPayloadType = 111;
 constexpr size_t kNackHistoryPackets = 64;
 constexpr const char* kDefaultMid = "0";
 
-// libdatachannel reports a listener's ICE socket that could not be opened as
-// "Failed to gather local ICE candidates". When the reason is the file
-// descriptor limit, the application needs to hear that, and what to change.
-std::string file_descriptor_hint() {
-  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0) {
-    ::close(fd);
-    return "";
-  }
-  if (errno == EMFILE) {
-    struct rlimit limit {};
-    ::getrlimit(RLIMIT_NOFILE, &limit);
-    return " (this process has used all " + std::to_string(limit.rlim_cur) +
-           " of its file descriptors; each listener needs a UDP socket unless ice_udp_mux=True: "
-           "raise the limit with `ulimit -n` or resource.setrlimit(resource.RLIMIT_NOFILE, ...))";
-  }
-  if (errno == ENFILE) return " (the system has no file descriptor left)";
-  return "";
-}
-
 uint32_t random_u32() {
   static std::mutex m;
   static std::mt19937 gen{std::random_device{}()};
@@ -263,6 +239,7 @@ class StatsHandler final : public rtc::MediaHandler {
 
 WebRTCSender::WebRTCSender(const IceConfig& ice, int channels, SenderCallbacks callbacks)
     : channels_(channels),
+      ice_(ice),
       shared_(std::make_shared<detail::SenderShared>()),
       rtc_(std::make_unique<detail::SenderRtc>()) {
   if (channels != 1 && channels != 2) {
@@ -440,7 +417,7 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
     setup_track_locked(info.mid, info.opus_payload_type, info.mline_index);
     rtc_->pc->setRemoteDescription(std::move(description));  // the answer follows via on_signal, from a libdatachannel thread
   } catch (const std::exception& e) {
-    const std::string hint = file_descriptor_hint();
+    const std::string hint = explain_ice_socket_failure(ice_);
     SignalingError error(std::string(hint.empty() ? "offer rejected: " : "could not answer the offer: ") + e.what() +
                          hint);
     fail_and_unlock(lock);
@@ -458,7 +435,7 @@ void WebRTCSender::create_offer() {
     setup_track_locked(kDefaultMid, kDefaultOpusPayloadType, 0);
     rtc_->pc->setLocalDescription(rtc::Description::Type::Offer);
   } catch (const std::exception& e) {
-    SignalingError error(std::string("could not create an offer: ") + e.what() + file_descriptor_hint());
+    SignalingError error(std::string("could not create an offer: ") + e.what() + explain_ice_socket_failure(ice_));
     fail_and_unlock(lock);
     throw error;
   }

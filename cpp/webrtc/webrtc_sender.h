@@ -118,6 +118,7 @@ class WebRTCSender {
   void teardown();  // deactivate callbacks, close the peer connection; never under mutex_
 
   const int channels_;
+  const IceConfig ice_;  // to explain a socket that ICE could not open
   std::shared_ptr<detail::SenderShared> shared_;
   std::unique_ptr<detail::SenderRtc> rtc_;
   mutable std::mutex mutex_;  // signaling calls; held only around libdatachannel signaling
