@@ -104,8 +104,10 @@ void AudioManager::start_session_locked(const std::string& target, const std::sh
     try {
         start(*open_session_locked(target, sink, sink_id, life));
     } catch (...) {
+        // Settled first, so that nothing, not even a failing close, can leave
+        // the dispatcher waiting on it (also when it never made it into sessions_).
+        life->settle(SessionLife::Superseded);
         close_session_locked(target, false, "");
-        life->settle(SessionLife::Superseded);  // (also when the session never made it into sessions_)
         throw;
     }
     life->settle(SessionLife::Open);
