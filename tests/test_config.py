@@ -93,6 +93,7 @@ def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
         ("[ice]\nport_range = [5, 2]\n", "ice.port_range: must satisfy"),
         ("[ice]\nudp_mux = 1\n", "ice.udp_mux: must be"),
         ("[ice]\nservers = [\"http://x\"]\n", "ice.servers[0]: must be a stun:, turn: or turns: URL"),
+        ("[ice]\nbind_address = \"localhost\"\n", "ice: bind_address must be a numeric IPv4 or IPv6 address"),
         ("[colours]\n", "colours: unknown key"),
         ("sinks = 3\n", "sinks: must be a table"),
         ("this is = = not toml", "not valid TOML"),

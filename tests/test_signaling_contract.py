@@ -375,6 +375,14 @@ def test_a_taken_port_range_is_named_in_the_error() -> None:
         held.close()
 
 
+@pytest.mark.parametrize("address", ["localhost", "not an address", "127.0.0.1:9", "10.0.0.300"])
+def test_a_bind_address_that_is_not_an_ip_address_is_refused_at_once(address: str) -> None:
+    # Refused by the constructor: no name is ever looked up, and a typo does
+    # not wait for the first listener to show.
+    with pytest.raises(ValueError, match=f"bind_address must be a numeric IPv4 or IPv6 address.*'{re.escape(address)}'"):
+        sinkcast.AudioManager(bind_address=address)
+
+
 def test_a_bind_address_of_another_host_is_named_in_the_error() -> None:
     # 192.0.2.1 is reserved for documentation (RFC 5737): no host has it, and
     # binding to it fails before any packet could be sent.

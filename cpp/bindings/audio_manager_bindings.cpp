@@ -288,7 +288,7 @@ void shutdown_all_managers() {
 void bind_audio_manager(nb::module_& m) {
     auto cls = nb::class_<PyAudioManager>(m, "AudioManager",
                                "The sinkcast engine: sources mixed into named sinks, each streamed to its "
-                               "listeners. realtime=False gives a manual clock driven by render(). ICE: bind_address, "
+                               "listeners. realtime=False gives a manual clock driven by render(). ICE: bind_address (an IP address; \"\" for all interfaces), "
                                "port_range=(first, last), ice_servers (stun:/turn: URLs), ice_udp_mux=True to put "
                                "every listener on one UDP port (the first free one of port_range).")
         .def(

@@ -1,5 +1,8 @@
 #include "engine/audio_manager.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -47,6 +50,11 @@ namespace {
 // and hands it to any agent whose range contains its port, whatever address
 // that agent asked to bind. Two engines that mux over overlapping ranges
 // therefore share one socket, which is only right if they bind the same address.
+bool is_ip_literal(const std::string& address) {
+    in6_addr parsed{};
+    return inet_pton(AF_INET, address.c_str(), &parsed) == 1 || inet_pton(AF_INET6, address.c_str(), &parsed) == 1;
+}
+
 bool mux_ranges_overlap(const ManagerConfig& a, const ManagerConfig& b) {
     auto first = [](const ManagerConfig& c) { return c.port_range_begin ? c.port_range_begin : 1; };
     auto last = [](const ManagerConfig& c) { return c.port_range_end ? c.port_range_end : 65535; };
@@ -57,6 +65,12 @@ bool mux_ranges_overlap(const ManagerConfig& a, const ManagerConfig& b) {
 AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
     if (config_.port_range_begin > config_.port_range_end)
         throw std::invalid_argument("port_range must be (first, last) with first <= last");
+    // Checked here, not when the first listener's ICE fails to bind: a name
+    // would be looked up (and could resolve elsewhere), and a typo would only
+    // show as "Failed to gather local ICE candidates" much later.
+    if (!config_.bind_address.empty() && !is_ip_literal(config_.bind_address))
+        throw std::invalid_argument("bind_address must be a numeric IPv4 or IPv6 address such as 127.0.0.1, "
+                                    "0.0.0.0 or ::1 (\"\" for all interfaces), got '" + config_.bind_address + "'");
     for (const auto& url : config_.ice_servers) {
         auto colon = url.find(':');
         std::string scheme = url.substr(0, colon == std::string::npos ? 0 : colon);

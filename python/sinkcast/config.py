@@ -366,10 +366,13 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
     re-raised as ConfigError naming the key. The readers of pipe sources stop with
     the engine; pass a dict as `pipe_inputs` to get them by source id (for their
     stats)."""
-    eng = AudioManager(
-        bind_address=cfg.bind_address, port_range=cfg.port_range, ice_servers=cfg.ice_servers,
-        ice_udp_mux=cfg.udp_mux,
-    )
+    try:
+        eng = AudioManager(
+            bind_address=cfg.bind_address, port_range=cfg.port_range, ice_servers=cfg.ice_servers,
+            ice_udp_mux=cfg.udp_mux,
+        )
+    except ValueError as e:  # the [ice] table: the engine checks what parse_config does not
+        raise ConfigError(f"{cfg.origin}: ice: {e}") from None
     try:
         for s in cfg.sinks:
             _with_key(cfg, f"sinks.{s.id}", lambda: eng.add_sink(
