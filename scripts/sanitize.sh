@@ -26,8 +26,14 @@ if [ $# -eq 0 ]; then
     echo "[sanitize] C++ tests under ASan + UBSan" >&2
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --test-dir build/asan --output-on-failure --timeout 300
+    # Left out: the test that runs a child out of file descriptors. UBSan's
+    # vptr check tests that a vtable is readable by writing it into a pipe
+    # (sanitizer_common's IsAccessibleMemoryRange); with no descriptor left
+    # for the pipe, every dynamic type check reports "invalid vptr" and aborts,
+    # and no suppression applies to a vtable it could not read.
     set -- tests/test_mix.py tests/test_errors.py tests/test_push_arrays.py tests/test_counters.py tests/test_resample.py \
-           tests/test_signaling_contract.py tests/test_webrtc.py
+           tests/test_signaling_contract.py tests/test_webrtc.py \
+           --deselect tests/test_signaling_contract.py::test_out_of_file_descriptors_the_engine_says_so_and_no_refused_session_speaks
 fi
 # libstdc++ is preloaded too: python does not link it, and ASan must find the
 # real __cxa_throw when it starts, or the first C++ exception aborts.
