@@ -96,6 +96,7 @@ def test_error_hierarchy() -> None:
     assert issubclass(sinkcast.UnknownSinkError, KeyError)
     assert issubclass(sinkcast.UnknownSourceError, KeyError)
     assert issubclass(sinkcast.SignalingError, ValueError)
+    assert issubclass(sinkcast.LocalResourceError, sinkcast.SignalingError)
     assert issubclass(sinkcast.DuplicateIdError, ValueError)
     assert issubclass(sinkcast.EngineClosedError, RuntimeError)
     for cls in (sinkcast.UnknownSinkError, sinkcast.SignalingError, sinkcast.RouteError):

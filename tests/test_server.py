@@ -117,6 +117,33 @@ async def test_whep_errors(
 
 
 @pytest.mark.asyncio
+async def test_whep_post_says_503_when_the_server_cannot_take_a_listener() -> None:
+    # The server's side, not the offer, is at fault (every port of the ICE
+    # range is taken): 503 with Retry-After, so a player tries again later.
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    engine = build_engine(parse_config({"ice": {"port_range": [port, port]}, "sinks": {"s": {}}}, "<test>"))
+    srv = TestServer(make_app(engine), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        async with ClientSession(base_url=str(srv.make_url("/"))) as http:
+            _, offer = await whep_offer()
+            async with http.post("/whep/s", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 503
+                assert r.headers["Retry-After"] == "5"
+                assert f"no UDP port of port_range {port}-{port} is free" in await r.text()
+            async with http.get("/api/status") as r:
+                assert (await r.json())["listeners"] == 0
+            held.close()  # the port is free again: the same offer is answered
+            async with http.post("/whep/s", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 201
+    finally:
+        held.close()
+        await srv.close()
+
+
+@pytest.mark.asyncio
 async def test_cors_preflight(server: tuple[TestServer, ClientSession]) -> None:
     _, http = server
     async with http.options("/whep/tone") as r:

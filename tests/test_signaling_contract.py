@@ -174,6 +174,7 @@ def test_out_of_file_descriptors_the_engine_says_so_and_no_refused_session_speak
     result = json.loads(child.stdout)
     assert len(result["errors"]) == 10
     for error in result["errors"]:
+        assert error.startswith("LocalResourceError: ")
         assert "file descriptors" in error and "ulimit -n" in error and "ice_udp_mux=True" in error
     assert all(result["listed_as_opened"])  # the refused session is not listed
     assert result["leaked"] == []
@@ -363,9 +364,9 @@ def test_a_taken_port_range_is_named_in_the_error() -> None:
     try:
         with sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(port, port)) as eng:
             eng.add_sink("s")
-            with pytest.raises(sinkcast.SignalingError, match=f"no UDP port of port_range {port}-{port} is free"):
+            with pytest.raises(sinkcast.LocalResourceError, match=f"no UDP port of port_range {port}-{port} is free"):
                 eng.handle_incoming_webrtc_signaling_message("s/a", "request_offer", "")
-            with pytest.raises(sinkcast.SignalingError, match="could not answer the offer: .* is free"):
+            with pytest.raises(sinkcast.LocalResourceError, match="could not answer the offer: .* is free"):
                 eng.handle_incoming_webrtc_signaling_message("s/b", "offer", OFFER)
             assert eng.listeners() == []
             held.close()  # the port is free again: the same target opens
@@ -388,7 +389,7 @@ def test_a_bind_address_of_another_host_is_named_in_the_error() -> None:
     # binding to it fails before any packet could be sent.
     with sinkcast.AudioManager(bind_address="192.0.2.1") as eng:
         eng.add_sink("s")
-        with pytest.raises(sinkcast.SignalingError, match="bind_address 192.0.2.1 is not an address of this host"):
+        with pytest.raises(sinkcast.LocalResourceError, match="bind_address 192.0.2.1 is not an address of this host"):
             eng.handle_incoming_webrtc_signaling_message("s", "request_offer", "")
         assert eng.listeners() == []
 

@@ -29,9 +29,9 @@ void set_error(PyObject* cls, const char* message) {
 }
 
 void raise(const char* class_name, const char* message) {
-    static PyObject* cache[8] = {};
-    static const char* names[8] = {};
-    for (int i = 0; i < 8; ++i) {
+    static PyObject* cache[16] = {};
+    static const char* names[16] = {};
+    for (int i = 0; i < 16; ++i) {
         if (names[i] && std::strcmp(names[i], class_name) == 0) {
             set_error(cache[i], message);
             return;
@@ -65,6 +65,8 @@ void register_error_translator() {
             raise("DuplicateIdError", e.what());
         } catch (const RouteError& e) {
             raise("RouteError", e.what());
+        } catch (const LocalResourceError& e) {  // before its base class
+            raise("LocalResourceError", e.what());
         } catch (const SignalingError& e) {
             raise("SignalingError", e.what());
         } catch (const EngineClosedError& e) {

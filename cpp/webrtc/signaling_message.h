@@ -16,6 +16,16 @@ class SignalingError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A listener could not be opened for a reason on this side, not the peer's:
+// no file descriptor, no free port of the range, a bind address this host
+// no longer has (Python:
+// sinkcast.LocalResourceError, a SignalingError). The same message may
+// succeed later; a server answers it with 503, not 400.
+class LocalResourceError : public SignalingError {
+ public:
+  using SignalingError::SignalingError;
+};
+
 // Any incoming signaling message larger than this is rejected.
 inline constexpr size_t kMaxSignalingMessageBytes = 64 * 1024;
 

@@ -417,9 +417,13 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
     setup_track_locked(info.mid, info.opus_payload_type, info.mline_index);
     rtc_->pc->setRemoteDescription(std::move(description));  // the answer follows via on_signal, from a libdatachannel thread
   } catch (const std::exception& e) {
-    const std::string hint = explain_ice_socket_failure(ice_);
-    SignalingError error(std::string(hint.empty() ? "offer rejected: " : "could not answer the offer: ") + e.what() +
-                         hint);
+    const std::string cause = explain_ice_socket_failure(ice_);
+    if (!cause.empty()) {
+      LocalResourceError error(std::string("could not answer the offer: ") + e.what() + cause);
+      fail_and_unlock(lock);
+      throw error;
+    }
+    SignalingError error(std::string("offer rejected: ") + e.what());
     fail_and_unlock(lock);
     throw error;
   }
@@ -435,7 +439,13 @@ void WebRTCSender::create_offer() {
     setup_track_locked(kDefaultMid, kDefaultOpusPayloadType, 0);
     rtc_->pc->setLocalDescription(rtc::Description::Type::Offer);
   } catch (const std::exception& e) {
-    SignalingError error(std::string("could not create an offer: ") + e.what() + explain_ice_socket_failure(ice_));
+    const std::string cause = explain_ice_socket_failure(ice_);
+    if (!cause.empty()) {
+      LocalResourceError error(std::string("could not create an offer: ") + e.what() + cause);
+      fail_and_unlock(lock);
+      throw error;
+    }
+    SignalingError error(std::string("could not create an offer: ") + e.what());
     fail_and_unlock(lock);
     throw error;
   }

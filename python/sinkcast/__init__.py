@@ -17,6 +17,7 @@ from sinkcast._errors import (
     ClockModeError,
     DuplicateIdError,
     EngineClosedError,
+    LocalResourceError,
     RouteError,
     SignalingError,
     SinkcastError,
@@ -36,6 +37,7 @@ __all__ = [
     "DuplicateIdError",
     "RouteError",
     "SignalingError",
+    "LocalResourceError",
     "ClockModeError",
     "EngineClosedError",
 ]

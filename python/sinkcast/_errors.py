@@ -39,6 +39,13 @@ class SignalingError(SinkcastError, ValueError):
     """A WebRTC signaling message was malformed, unsupported, too large or out of state."""
 
 
+class LocalResourceError(SignalingError):
+    """A listener could not be opened for a reason on this side, not the peer's:
+    the process is out of file descriptors, no port of the range is free, or
+    the bind address is no longer this host's. The same message may succeed
+    later (a server answers 503, not 400)."""
+
+
 class ClockModeError(SinkcastError, RuntimeError):
     """The call needs the other clock (for example render() on a real-time engine)."""
 
@@ -54,6 +61,7 @@ __all__ = [
     "DuplicateIdError",
     "RouteError",
     "SignalingError",
+    "LocalResourceError",
     "ClockModeError",
     "EngineClosedError",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sinkcast._errors import SignalingError, UnknownSinkError
+from sinkcast._errors import LocalResourceError, SignalingError, UnknownSinkError
 from sinkcast._sinkcast import AudioManager
 from sinkcast.aio import AsyncSignaling
 from sinkcast.config import ServerConfig
@@ -118,6 +118,10 @@ class SinkcastServer:
             answer = await self.signaling.open_listener(session.target, offer, timeout=self.answer_timeout)
         except UnknownSinkError:
             raise web.HTTPNotFound(text=f"unknown sink '{sink_id}'\n", headers=CORS_HEADERS) from None
+        except LocalResourceError as e:  # this server's fault, and maybe not for long
+            raise web.HTTPServiceUnavailable(
+                text=f"cannot take another listener now: {e}\n", headers={**CORS_HEADERS, "Retry-After": "5"}
+            ) from None
         except SignalingError as e:
             raise web.HTTPBadRequest(text=f"bad offer: {e}\n", headers=CORS_HEADERS) from None
         except TimeoutError:

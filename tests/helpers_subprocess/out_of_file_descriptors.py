@@ -36,7 +36,7 @@ def open_until_refused(eng: sinkcast.AudioManager, kind: str, prefix: str) -> tu
             else:
                 eng.handle_incoming_webrtc_signaling_message(target, "offer", OFFER)
         except sinkcast.SignalingError as e:
-            return opened, target, str(e)
+            return opened, target, f"{type(e).__name__}: {e}"
         opened.append(target)
     raise AssertionError(f"{kind}: no session was refused with RLIMIT_NOFILE at {resource.getrlimit(resource.RLIMIT_NOFILE)}")
 
