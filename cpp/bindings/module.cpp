@@ -5,6 +5,7 @@
 #include <nanobind/stl/string.h>
 
 #include "audio/mixer_benchmark.h"
+#include "codec/opus_benchmark.h"
 #include "webrtc/receive_probe.h"
 #include "bindings/errors.h"
 #include "bindings/numpy_array.h"
@@ -43,6 +44,27 @@ NB_MODULE(_sinkcast, m) {
         nb::sig("def _benchmark_mixer(sources: int, channels: int = 2, periods: int = 200, repeats: int = 5) "
                 "-> dict[str, float]"),
         "Benchmark helper: ns per 10 ms period of the C++ mixer alone and of memcpy of the same bytes.");
+    m.def(
+        "_benchmark_opus_encode",
+        [](int frames, int bitrate, int complexity, int gap_ms) {
+            if (frames < 1 || gap_ms < 0 || gap_ms > 1000)
+                throw nb::value_error("_benchmark_opus_encode: frames >= 1, gap_ms 0-1000");
+            sinkcast::OpusBenchmarkResult r;
+            {
+                nb::gil_scoped_release released;
+                r = sinkcast::benchmark_opus_encode(frames, bitrate, complexity, gap_ms);
+            }
+            nb::dict d;
+            d["encode_ns_per_frame"] = r.encode_ns_per_frame;
+            d["wake_ns_per_frame"] = r.wake_ns_per_frame;
+            d["bytes_per_frame"] = r.bytes_per_frame;
+            return d;
+        },
+        "frames"_a, "bitrate"_a = 128000, "complexity"_a = 10, "gap_ms"_a = 0,
+        nb::sig("def _benchmark_opus_encode(frames: int, bitrate: int = 128000, complexity: int = 10, "
+                "gap_ms: int = 0) -> dict[str, float]"),
+        "Benchmark helper: thread CPU per 20 ms stereo frame of sinkcast's Opus encoder, and of each wake-up "
+        "when frames are gap_ms apart.");
     nb::class_<sinkcast::ReceiveProbe>(m, "_ReceiveProbe",
                                        "Test utility: a receive-only libdatachannel listener that counts RTP packets.")
         .def(nb::init<const std::string&>(), "bind_address"_a = "127.0.0.1")
