@@ -1,14 +1,12 @@
 #include "engine/audio_manager.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <algorithm>
 #include <cmath>
 #include <set>
 
 #include "audio/generator_sources.h"
 #include "audio/push_source.h"
+#include "net/ip_address.h"
 
 namespace sinkcast {
 
@@ -50,11 +48,6 @@ namespace {
 // and hands it to any agent whose range contains its port, whatever address
 // that agent asked to bind. Two engines that mux over overlapping ranges
 // therefore share one socket, which is only right if they bind the same address.
-bool is_ip_literal(const std::string& address) {
-    in6_addr parsed{};
-    return inet_pton(AF_INET, address.c_str(), &parsed) == 1 || inet_pton(AF_INET6, address.c_str(), &parsed) == 1;
-}
-
 bool mux_ranges_overlap(const ManagerConfig& a, const ManagerConfig& b) {
     auto first = [](const ManagerConfig& c) { return c.port_range_begin ? c.port_range_begin : 1; };
     auto last = [](const ManagerConfig& c) { return c.port_range_end ? c.port_range_end : 65535; };

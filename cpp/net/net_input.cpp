@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "engine/thread_name.h"
+#include "net/ip_address.h"
 
 namespace sinkcast {
 
@@ -27,29 +28,13 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
                                                                      prebuffer_frames) {
     if (endpoint.port < 0 || endpoint.port > 65535)
         throw std::invalid_argument("port must be 0 (any free port) to 65535, got " + std::to_string(endpoint.port));
-    sockaddr_storage addr{};
-    socklen_t addr_len = 0;
-    int family = AF_INET;
-    bool multicast = false;
-    in_addr group4{};
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
-    if (inet_pton(AF_INET, endpoint.bind_address.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(static_cast<uint16_t>(endpoint.port));
-        addr_len = sizeof(sockaddr_in);
-        multicast = (ntohl(v4->sin_addr.s_addr) >> 28) == 0xE;
-        group4 = v4->sin_addr;
-    } else if (inet_pton(AF_INET6, endpoint.bind_address.c_str(), &v6->sin6_addr) == 1) {
-        family = AF_INET6;
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(static_cast<uint16_t>(endpoint.port));
-        addr_len = sizeof(sockaddr_in6);
-    } else {
+    SocketAddress addr;
+    if (!parse_ip_address(endpoint.bind_address, static_cast<uint16_t>(endpoint.port), addr))
         throw std::invalid_argument("bind_address must be a numeric IPv4 or IPv6 address, got '" +
                                     endpoint.bind_address + "'");
-    }
-    fd_ = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const in_addr group4 = reinterpret_cast<const sockaddr_in&>(addr.storage).sin_addr;
+    const bool multicast = addr.family() == AF_INET && (ntohl(group4.s_addr) >> 28) == 0xE;
+    fd_ = ::socket(addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) throw std::runtime_error("cannot create a UDP socket: " + errno_text(errno));
     int rcvbuf = 1 << 20;
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
@@ -57,7 +42,7 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
         int one = 1;
         ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     }
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
+    if (::bind(fd_, addr.get(), addr.length) != 0) {
         int err = errno;
         ::close(fd_);
         fd_ = -1;
@@ -78,8 +63,8 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
     sockaddr_storage bound{};
     socklen_t bound_len = sizeof(bound);
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&bound), &bound_len);
-    port_ = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                                    : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+    port_ = ntohs(addr.family() == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                           : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ < 0) {
         int err = errno;
