@@ -417,15 +417,7 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
     setup_track_locked(info.mid, info.opus_payload_type, info.mline_index);
     rtc_->pc->setRemoteDescription(std::move(description));  // the answer follows via on_signal, from a libdatachannel thread
   } catch (const std::exception& e) {
-    const std::string cause = explain_ice_socket_failure(ice_);
-    if (!cause.empty()) {
-      LocalResourceError error(std::string("could not answer the offer: ") + e.what() + cause);
-      fail_and_unlock(lock);
-      throw error;
-    }
-    SignalingError error(std::string("offer rejected: ") + e.what());
-    fail_and_unlock(lock);
-    throw error;
+    fail_to_start(lock, "could not answer the offer: ", "offer rejected: ", e);
   }
   phase_ = Phase::Negotiated;
 }
@@ -439,15 +431,7 @@ void WebRTCSender::create_offer() {
     setup_track_locked(kDefaultMid, kDefaultOpusPayloadType, 0);
     rtc_->pc->setLocalDescription(rtc::Description::Type::Offer);
   } catch (const std::exception& e) {
-    const std::string cause = explain_ice_socket_failure(ice_);
-    if (!cause.empty()) {
-      LocalResourceError error(std::string("could not create an offer: ") + e.what() + cause);
-      fail_and_unlock(lock);
-      throw error;
-    }
-    SignalingError error(std::string("could not create an offer: ") + e.what());
-    fail_and_unlock(lock);
-    throw error;
+    fail_to_start(lock, "could not create an offer: ", "could not create an offer: ", e);
   }
   phase_ = Phase::OfferSent;
 }
@@ -550,6 +534,17 @@ SenderStats WebRTCSender::stats() const {
   s.rtt_ms = shared_->rtt_ms.load(std::memory_order_relaxed);
   s.track_open = shared_->track_open.load(std::memory_order_acquire);
   return s;
+}
+
+void WebRTCSender::fail_to_start(std::unique_lock<std::mutex>& lock, const char* local_prefix,
+                                 const char* peer_prefix, const std::exception& e) {
+  // libdatachannel says only "Failed to gather local ICE candidates" when ICE
+  // could not open its socket; when the cause is on this side, say which.
+  const std::string cause = explain_ice_socket_failure(ice_);
+  const std::string what = e.what();
+  fail_and_unlock(lock);
+  if (!cause.empty()) throw LocalResourceError(local_prefix + what + cause);
+  throw SignalingError(peer_prefix + what);
 }
 
 void WebRTCSender::fail_and_unlock(std::unique_lock<std::mutex>& lock) {

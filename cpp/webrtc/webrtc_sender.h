@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -115,6 +116,10 @@ class WebRTCSender {
 
   void setup_track_locked(const std::string& mid, int payload_type, int mline_index);
   void fail_and_unlock(std::unique_lock<std::mutex>& lock);  // phase_ = Closed, unlock, teardown()
+  // fail_and_unlock(), then throws LocalResourceError (local_prefix) if ICE
+  // could not open a socket for a reason on this side, else SignalingError.
+  [[noreturn]] void fail_to_start(std::unique_lock<std::mutex>& lock, const char* local_prefix,
+                                  const char* peer_prefix, const std::exception& e);
   void teardown();  // deactivate callbacks, close the peer connection; never under mutex_
 
   const int channels_;
