@@ -110,26 +110,23 @@ class AsyncSignaling:
         # delivers nothing of the old session once the new one is opened, and
         # what it did deliver comes before the new session's first message.
         await asyncio.sleep(0)
-        queue = self._queue(target)
-        unread = [queue.get_nowait() for _ in range(queue.qsize())]
-        for item in unread:  # put back in order; nothing can run in between
-            queue.put_nowait(item)
-        return unread
+        return self._refill(target, lambda item: True)
 
     def _drop(self, target: str, stale: list[Message]) -> None:
         # Removes exactly those messages (by identity: a reader may have taken
         # some meanwhile, and equal messages of the new session must stay).
-        if not stale:
-            return
+        if stale:
+            gone = {id(m) for m in stale}
+            self._refill(target, lambda item: id(item) not in gone)
+
+    def _refill(self, target: str, keep: Callable[[Message], bool]) -> list[Message]:
+        """Empties the target's queue and puts back, in order, the messages `keep` accepts
+        (nothing else runs in between); returns them."""
         queue = self._queue(target)
-        gone = {id(m) for m in stale}
-        keep = []
-        while not queue.empty():
-            item = queue.get_nowait()
-            if id(item) not in gone:
-                keep.append(item)
-        for item in keep:
+        kept = [item for item in (queue.get_nowait() for _ in range(queue.qsize())) if keep(item)]
+        for item in kept:
             queue.put_nowait(item)
+        return kept
 
     def _queue(self, target: str) -> asyncio.Queue[Message]:
         queue = self._queues.get(target)
