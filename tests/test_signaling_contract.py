@@ -325,6 +325,44 @@ def test_shutdown_with_listeners_connected_sends_bye_and_stops_callbacks() -> No
         eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
 
 
+@pytest.mark.parametrize("second_call", ["shutdown", "clear the callback"])
+def test_a_call_made_while_another_thread_shuts_down_returns_after_the_last_callback(second_call: str) -> None:
+    # Thread A's shutdown() is delivering byes to a slow callback. Another
+    # thread's shutdown(), or its clearing of the callback, must not return
+    # while that callback can still run ("no callback after it returns").
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s")
+    ended: list[float] = []
+    inside_shutdown = []
+
+    def slow(target: str, type: str, message: str) -> None:
+        time.sleep(0.1)
+        if type == "bye":
+            # From inside a callback, shutdown() must return at once while another
+            # thread shuts down (that shutdown is waiting for this very callback).
+            t0 = time.monotonic()
+            eng.shutdown()
+            inside_shutdown.append(time.monotonic() - t0)
+        ended.append(time.monotonic())
+
+    eng.set_python_webrtc_signaling_callback(slow)
+    for i in range(3):
+        eng.handle_incoming_webrtc_signaling_message(f"s/{i}", "request_offer", "")
+    first = threading.Thread(target=eng.shutdown)
+    first.start()
+    wait_until(lambda: eng.closed)
+    if second_call == "shutdown":
+        eng.shutdown()
+    else:
+        eng.set_python_webrtc_signaling_callback(None)
+    returned = time.monotonic()
+    first.join(30)
+    assert not first.is_alive()
+    assert len(ended) >= 3  # the three byes at least
+    assert max(ended) <= returned
+    assert inside_shutdown and max(inside_shutdown) < 5
+
+
 def test_removed_listeners_free_their_peers_and_threads() -> None:
     with sinkcast.AudioManager(bind_address="127.0.0.1") as warm:
         warm.add_sink("s")

@@ -9,6 +9,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstring>
@@ -231,11 +232,13 @@ PyAudioManager::~PyAudioManager() {
     // Runs from Python's deallocator with the GIL held: let engine threads that
     // wait for the GIL finish while we join them.
     python_alive_ = false;
-    if (!closed()) shutdown_from_python();
+    if (!shutdown_finished()) shutdown_from_python();
 }
 
 void PyAudioManager::shutdown_from_python() {
-    if (!closed()) {
+    // Also when closed() already: another thread's shutdown may still be
+    // delivering callbacks, and shutdown() waits for it to end.
+    if (!shutdown_finished()) {
         nb::gil_scoped_release released;
         shutdown();
     }
@@ -249,13 +252,17 @@ void shutdown_all_managers() {
     // (nb::find will not revive a dying object); the deallocation shuts it
     // down. The default instance is C++'s and never freed: it needs no pin,
     // and may have no Python object at all. The list is read again after each
-    // engine, with the GIL held again, so it never holds a freed engine.
+    // engine, with the GIL held again, so it never holds a freed engine. An
+    // engine another thread is shutting down is waited for like the others;
+    // each is tried once, so an engine whose shutdown failed cannot hold up exit.
+    std::vector<PyAudioManager*> tried;
     for (;;) {
         nb::object pin;
         PyAudioManager* next = nullptr;
         for (AudioManager* manager : AudioManager::live_managers()) {
             auto* py = dynamic_cast<PyAudioManager*>(manager);
-            if (py == nullptr || py->closed() || !py->python_alive()) continue;
+            if (py == nullptr || py->shutdown_finished() || !py->python_alive()) continue;
+            if (std::find(tried.begin(), tried.end(), py) != tried.end()) continue;
             if (py != default_instance) {
                 pin = nb::find(py);
                 if (!pin.is_valid()) continue;
@@ -264,7 +271,12 @@ void shutdown_all_managers() {
             break;
         }
         if (next == nullptr) break;
-        next->shutdown_from_python();
+        tried.push_back(next);
+        try {
+            next->shutdown_from_python();
+        } catch (...) {
+            // At exit nothing can act on it; the next engine still gets its turn.
+        }
     }
     // An engine that another thread is deallocating was skipped above: it shuts
     // itself down with the GIL released, still delivering callbacks, and needs

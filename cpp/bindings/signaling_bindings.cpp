@@ -75,7 +75,10 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
                        throw nb::type_error("the signaling callback must be callable(target, type, message) or None");
                    handler = std::make_shared<PythonSignalingHandler>(std::move(callback));
                } else if (self.closed()) {
-                   return;  // clearing the callback of a closed engine is harmless
+                   // Nothing to clear, but a shutdown under way on another thread may
+                   // still be running the callback: wait for it, as shutdown() does.
+                   self.shutdown_from_python();
+                   return;
                }
                nb::gil_scoped_release released;  // may wait for a callback in flight, which needs the GIL
                self.ensure_open_public();

@@ -424,7 +424,16 @@ void AudioManager::shutdown() {
     // callback takes the GIL, and a thread holding the GIL may be waiting for
     // shutdown_mutex_ (a deallocation runs shutdown() with the GIL held).
     std::shared_ptr<SignalingHandler> handler;
-    std::lock_guard<std::mutex> once(shutdown_mutex_);
+    // A second caller waits here until the first one's shutdown is complete, so
+    // "no callback runs after shutdown() returns" holds for every caller. Not a
+    // callback, though: a shutdown in progress is waiting for the dispatcher to
+    // deliver, that is for this very callback, and ends once it returns.
+    std::unique_lock<std::mutex> once(shutdown_mutex_, std::defer_lock);
+    if (dispatcher_->on_dispatcher_thread()) {
+        if (!once.try_lock()) return;
+    } else {
+        once.lock();
+    }
     if (closed_.exchange(true)) return;
     std::map<std::string, std::shared_ptr<Sink>> sinks;
     std::map<std::string, std::shared_ptr<Source>> sources;
@@ -446,6 +455,7 @@ void AudioManager::shutdown() {
         std::lock_guard<std::mutex> lock(handler_slot_->mutex);
         handler.swap(handler_slot_->handler);
     }
+    shutdown_finished_.store(true, std::memory_order_release);
 }
 
 }  // namespace sinkcast

@@ -143,9 +143,15 @@ public:
     std::vector<std::string> listener_targets() const;
 
     // Stops every clock and releases every sink and source. Idempotent; after
-    // it returns no engine thread runs. Other calls then throw EngineClosedError.
+    // it returns no engine thread runs, also when another thread's shutdown()
+    // was under way (this one then waits for it). Other calls then throw
+    // EngineClosedError. From inside a callback it returns at once when another
+    // thread is shutting down: that shutdown ends once the callback returns.
     void shutdown();
+    // True from the moment shutdown() begins.
     bool closed() const { return closed_.load(std::memory_order_acquire); }
+    // True once a shutdown() has run to its end.
+    bool shutdown_finished() const { return shutdown_finished_.load(std::memory_order_acquire); }
 
     // Every live manager, for the interpreter-exit hook.
     static std::vector<AudioManager*> live_managers();
@@ -163,6 +169,7 @@ private:
 
     ManagerConfig config_;
     std::atomic<bool> closed_{false};
+    std::atomic<bool> shutdown_finished_{false};
     mutable std::shared_mutex registry_mutex_;
     std::map<std::string, std::shared_ptr<Sink>> sinks_;
     std::map<std::string, std::shared_ptr<Source>> sources_;
