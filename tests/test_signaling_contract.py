@@ -162,7 +162,7 @@ def test_end_of_candidates_names_the_audio_section_when_video_comes_first(eng: s
             assert (value["sdpMid"], value["sdpMLineIndex"]) == (audio_mid, 1), value
 
 
-def test_out_of_file_descriptors_the_engine_says_so_and_no_refused_session_speaks() -> None:
+def test_out_of_file_descriptors_the_engine_says_so_and_no_refused_session_speaks_or_replaces() -> None:
     # In a child process: it lowers its own RLIMIT_NOFILE until opening a
     # listener fails (each listener's ICE needs a UDP socket). libdatachannel
     # may already have made the refused session's offer or answer on another
@@ -178,6 +178,10 @@ def test_out_of_file_descriptors_the_engine_says_so_and_no_refused_session_speak
         assert "file descriptors" in error and "ulimit -n" in error and "ice_udp_mux=True" in error
     assert all(result["listed_as_opened"])  # the refused session is not listed
     assert result["leaked"] == []
+    # A refused offer or request_offer on a target already in use leaves that
+    # session alone: still listed, and no bye (the engine did not close it).
+    assert len(result["kept"]) >= 5, result["kept"]
+    assert all(result["kept_listed"]) and result["kept_byes"] == []
     assert result["after"] == ["s/after"]  # with the limit raised again, sessions open
 
 

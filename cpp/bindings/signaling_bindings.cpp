@@ -44,6 +44,12 @@ public:
         // Checked again now: the wait for the GIL can be long, and the call that
         // replaced this message's session needs the GIL to return to Python. So
         // once that call has returned, nothing of the old session starts here.
+        // Should such a call be under way, its outcome decides (and it needs
+        // neither the GIL nor this thread to end).
+        if (m.session && m.session->undecided()) {
+            nb::gil_scoped_release released;
+            m.session->wait_until_settled();
+        }
         if (m.stale()) return;
         try {
             callback_(m.target, m.type, m.message);

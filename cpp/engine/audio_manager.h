@@ -187,9 +187,8 @@ private:
     };
     void start_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink, const std::string& sink_id,
                               const std::function<void(WebRTCSender&)>& start);
-    std::shared_ptr<WebRTCSender> open_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink,
-                                                      const std::string& sink_id,
-                                                      const std::shared_ptr<SessionLife>& life);
+    std::shared_ptr<WebRTCSender> new_sender(const std::string& target, const std::shared_ptr<Sink>& sink,
+                                             const std::shared_ptr<SessionLife>& life);
     void close_session_locked(std::string target, bool send_bye, const std::string& reason);
     void close_sessions_of_sink_locked(const std::string& sink_id);
     void reap_session(const std::string& target, const std::shared_ptr<SessionLife>& life, const std::string& reason);

@@ -93,30 +93,47 @@ void AudioManager::deliver_via(const std::shared_ptr<HandlerSlot>& slot_ref, con
     slot->idle.notify_all();
 }
 
-// A new session on `target` replaces the old one; `start` makes it answer or
-// offer. If that fails, no half-made session is left behind, and nothing the
-// new session already sent reaches the application.
+// A new session on `target` replaces whatever is there, but only once `start`
+// (answering or offering) has succeeded. Until then what is there is on hold
+// (its messages wait at the dispatcher); if `start` fails it carries on as if
+// nothing had happened. No half-made session is left behind either, and
+// nothing the failed one sent reaches the application.
 void AudioManager::start_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink,
                                         const std::string& sink_id,
                                         const std::function<void(WebRTCSender&)>& start) {
-    supersede_target_locked(target);
+    std::vector<std::pair<std::shared_ptr<SessionLife>, SessionLife::State>> held;
+    if (auto it = sessions_.find(target); it != sessions_.end())
+        held.emplace_back(it->second.life, it->second.life->hold());
+    if (auto it = closed_sessions_.find(target); it != closed_sessions_.end())
+        if (auto life = it->second.lock()) held.emplace_back(life, life->hold());
+
     auto life = std::make_shared<SessionLife>();  // Opening: its messages wait for the outcome
+    std::shared_ptr<WebRTCSender> sender;
+    bool replaced = false;
     try {
-        start(*open_session_locked(target, sink, sink_id, life));
+        sender = new_sender(target, sink, life);
+        start(*sender);
+        sink->streamer().add_listener(sender);
+        replaced = true;
+        supersede_target_locked(target);  // settles what was held: Superseded
+        sessions_[target] = Session{sink_id, sink, sender, life};
     } catch (...) {
         // Settled first, so that nothing, not even a failing close, can leave
-        // the dispatcher waiting on it (also when it never made it into sessions_).
+        // the dispatcher waiting on it.
         life->settle(SessionLife::Superseded);
-        close_session_locked(target, false, "");
+        if (!replaced)
+            for (auto& [old, state] : held) old->settle(state);
+        if (sender) {
+            sink->streamer().remove_listener(sender.get());
+            sender->close();
+        }
         throw;
     }
     life->settle(SessionLife::Open);
 }
 
-std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::string& target,
-                                                                const std::shared_ptr<Sink>& sink,
-                                                                const std::string& sink_id,
-                                                                const std::shared_ptr<SessionLife>& life) {
+std::shared_ptr<WebRTCSender> AudioManager::new_sender(const std::string& target, const std::shared_ptr<Sink>& sink,
+                                                       const std::shared_ptr<SessionLife>& life) {
     SenderCallbacks callbacks;
     SignalingDispatcher* dispatcher = dispatcher_.get();
     callbacks.on_signal = [dispatcher, target, life](const std::string& type, const std::string& message) {
@@ -138,8 +155,6 @@ std::shared_ptr<WebRTCSender> AudioManager::open_session_locked(const std::strin
                                              g_live_senders.fetch_sub(1, std::memory_order_relaxed);
                                          });
     g_live_senders.fetch_add(1, std::memory_order_relaxed);
-    sessions_[target] = Session{sink_id, sink, sender, life};
-    sink->streamer().add_listener(sender);
     return sender;
 }
 

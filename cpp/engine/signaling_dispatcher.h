@@ -29,12 +29,15 @@ namespace sinkcast {
 // call can still fail after that (no socket left for ICE, say): such a
 // session never existed for the application, so its messages wait at the
 // dispatcher until the call is settled, and are then dropped or delivered.
+// The session that call would replace is Pending meanwhile: its messages wait
+// too, and go out after all if the new one fails, since then nothing changed.
 struct SessionLife {
     enum State : int {
         Opening,     // the opening call has not returned: its messages wait
         Open,        // everything it sends is delivered
         Closed,      // the engine closed it: only its bye still goes out
         Superseded,  // the application closed or replaced it, or it never opened: nothing more goes out
+        Pending,     // a call that would replace it has not returned: its messages wait
     };
     std::atomic<int> state{Opening};
 
@@ -42,10 +45,21 @@ struct SessionLife {
         state.store(s, std::memory_order_release);
         state.notify_all();
     }
-    // Returns once the session is no longer Opening. The opening call holds no
-    // lock the dispatcher takes and never waits for the dispatcher, so this
-    // wait ends when that call returns.
-    void wait_until_settled() const { state.wait(Opening, std::memory_order_acquire); }
+    // Puts it on hold while a call may replace it; returns what to restore.
+    State hold() { return static_cast<State>(state.exchange(Pending, std::memory_order_acq_rel)); }
+
+    bool undecided() const {
+        const int s = state.load(std::memory_order_acquire);
+        return s == Opening || s == Pending;
+    }
+    // Returns once the session is neither Opening nor Pending. The call that
+    // decides holds no lock the dispatcher takes and never waits for the
+    // dispatcher, so this wait ends when that call returns.
+    void wait_until_settled() const {
+        for (int s = state.load(std::memory_order_acquire); s == Opening || s == Pending;
+             s = state.load(std::memory_order_acquire))
+            state.wait(s, std::memory_order_acquire);
+    }
 
     bool delivers(const std::string& type) const {
         const int s = state.load(std::memory_order_acquire);
