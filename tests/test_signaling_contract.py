@@ -473,6 +473,13 @@ def test_bad_ice_server_is_refused() -> None:
     [
         '{"candidate": "candidate:1 1 UDP 2122317823 example.com 50000 typ host", "sdpMid": "0"}',
         "candidate:1 1 UDP 2122317823 evil.example 50000 typ host",
+        # The same name in every spelling the parser accepts: the check reads
+        # libdatachannel's parse, not the text.
+        " candidate:1 1 UDP 2122317823 evil.example 50000 typ host",
+        "a=candidate:1 1 UDP 2122317823 evil.example 50000 typ host",
+        '{"candidate": " candidate:1 1 UDP 2122317823 evil.example 50000 typ host", "sdpMid": "0"}',
+        '{"candidate": "\\u0063andidate:1 1 UDP 2122317823 evil.example 50000 typ host", "sdpMid": "0"}',
+        "candidate:1 1 UDP 2122317823  evil.example  50000 typ host",
     ],
 )
 def test_candidates_with_host_names_are_refused(eng: sinkcast.AudioManager, message: str) -> None:
@@ -482,9 +489,28 @@ def test_candidates_with_host_names_are_refused(eng: sinkcast.AudioManager, mess
         eng.handle_incoming_webrtc_signaling_message("s/h", "candidate", message)
     eng.handle_incoming_webrtc_signaling_message(
         "s/h", "candidate", "candidate:1 1 UDP 2122317823 127.0.0.1 50000 typ host")
-    mangled = OFFER.replace("a=candidate:", "a=candidate:x 1 udp 1 evil.example 9 typ host\r\na=candidate:", 1)
-    with pytest.raises(sinkcast.SignalingError, match="evil.example"):
-        eng.handle_incoming_webrtc_signaling_message("s/h2", "offer", mangled)
+    for spelling in ("a=candidate:x 1 udp 1 evil.example 9 typ host", "a=candidate: x 1 udp 1 evil.example 9 typ host"):
+        mangled = OFFER.replace("a=candidate:", spelling + "\r\na=candidate:", 1)
+        with pytest.raises(sinkcast.SignalingError, match="evil.example"):
+            eng.handle_incoming_webrtc_signaling_message("s/h2", "offer", mangled)
+    assert "s/h2" not in eng.listeners()
+
+
+def test_a_session_takes_a_bounded_number_of_remote_candidates(eng: sinkcast.AudioManager) -> None:
+    # Each mDNS name costs libdatachannel a lookup thread: a peer may not send
+    # an unbounded number. An answer's candidates count as well.
+    eng.handle_incoming_webrtc_signaling_message("s/c", "offer", OFFER)
+    admitted = 0
+    with pytest.raises(sinkcast.SignalingError, match="too many remote candidates"):
+        for port in range(40000, 40200):
+            eng.handle_incoming_webrtc_signaling_message(
+                "s/c", "candidate", f"candidate:1 1 UDP 2122317823 127.0.0.1 {port} typ host")
+            admitted += 1
+    assert 8 <= admitted <= 200 - 1
+    assert eng.listeners() == ["s/c"]  # refused candidates change nothing else
+    many = "".join(f"a=candidate:{i} 1 udp 1 127.0.0.1 {30000 + i} typ host\r\n" for i in range(admitted + 1))
+    with pytest.raises(sinkcast.SignalingError, match="too many remote candidates"):
+        eng.handle_incoming_webrtc_signaling_message("s/d", "offer", OFFER.replace("a=candidate:", many + "a=candidate:", 1))
 
 
 def test_a_callback_may_drop_the_last_reference_to_the_engine() -> None:

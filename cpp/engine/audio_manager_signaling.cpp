@@ -50,6 +50,7 @@ IceConfig AudioManager::ice_config() const {
     ice.port_range_end = config_.port_range_end;
     ice.udp_mux = config_.ice_udp_mux;
     ice.ice_servers = config_.ice_servers;
+    ice.allow_mdns_candidates = config_.allow_mdns_candidates;
     return ice;
 }
 
@@ -226,9 +227,6 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
         sink = find_sink_locked(parsed.sink_id);
     }
     auto session = sessions_.find(target);
-    // No DNS lookups on a peer's say-so (and none leave a test's loopback).
-    if (type == "offer" || type == "answer" || type == "candidate")
-        check_candidate_addresses(message, config_.allow_mdns_candidates);
 
     if (type == "offer") {
         // Validate before anything is torn down: a bad offer changes nothing.

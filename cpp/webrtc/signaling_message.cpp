@@ -1,7 +1,7 @@
 #include "signaling_message.h"
 
-#include <arpa/inet.h>
-#include <sys/socket.h>
+#include "net/ip_address.h"
+
 
 #include <rtc/candidate.hpp>
 #include <rtc/description.hpp>
@@ -335,35 +335,20 @@ OfferAudioInfo inspect_remote_answer(const std::string& sdp, const std::string& 
   throw SignalingError("answer has no audio m-line with mid \"" + expected_mid + "\"");
 }
 
-void check_candidate_addresses(const std::string& text, bool allow_mdns) {
-  // "candidate:<foundation> <component> <transport> <priority> <address> <port> typ ..."
-  size_t at = 0;
-  while ((at = text.find("candidate:", at)) != std::string::npos) {
-    // Only where a candidate begins: the start, after "a=", or after a JSON quote.
-    bool starts = at == 0 || text[at - 1] == '"' || (at >= 2 && text.compare(at - 2, 2, "a=") == 0);
-    at += 10;
-    if (!starts) continue;
-    size_t end = text.find_first_of("\r\n\"", at);
-    std::string_view line(text.data() + at, (end == std::string::npos ? text.size() : end) - at);
-    size_t field = 0, pos = 0;
-    std::string_view address;
-    while (pos < line.size() && field <= 4) {
-      while (pos < line.size() && line[pos] == ' ') ++pos;
-      size_t start = pos;
-      while (pos < line.size() && line[pos] != ' ') ++pos;
-      if (field == 4) address = line.substr(start, pos - start);
-      ++field;
-    }
-    if (address.empty()) continue;  // too short to be a candidate: the parser reports it
-    std::string addr(address);
-    unsigned char buf[16];
-    bool ip = inet_pton(AF_INET, addr.c_str(), buf) == 1 || inet_pton(AF_INET6, addr.c_str(), buf) == 1;
-    bool mdns = allow_mdns && addr.size() > 6 && addr.compare(addr.size() - 6, 6, ".local") == 0;
-    if (!ip && !mdns)
-      throw SignalingError("candidate address '" + addr.substr(0, 64) +
-                           "' is not an IP address" + (allow_mdns ? " or an mDNS .local name" : "") +
-                           " (host names are not resolved for remote peers)");
-  }
+void check_candidate_address(const rtc::Candidate& candidate, bool allow_mdns) {
+  // Read from libdatachannel's own rendering of its parse, which is what it
+  // would resolve: "candidate:<foundation> <component> <transport> <priority>
+  // <address> <port> typ ...". Whatever spelling the peer used (JSON escapes,
+  // spaces, an "a=" prefix) is gone by then.
+  const std::string line = candidate.candidate();
+  size_t start = line.find(':') + 1;
+  for (int field = 0; field < 4; ++field) start = line.find(' ', start) + 1;
+  const std::string address = line.substr(start, line.find(' ', start) - start);
+  const bool mdns = allow_mdns && address.size() > 6 && address.compare(address.size() - 6, 6, ".local") == 0;
+  if (!is_ip_literal(address) && !mdns)
+    throw SignalingError("candidate address '" + excerpt(address, 64) + "' is not an IP address" +
+                         (allow_mdns ? " or an mDNS .local name" : "") +
+                         " (host names are not resolved for remote peers)");
 }
 
 }  // namespace sinkcast

@@ -7,6 +7,10 @@
 #include <stdexcept>
 #include <string>
 
+namespace rtc {
+class Candidate;
+}
+
 namespace sinkcast {
 
 // Malformed, unsupported, oversized or out-of-state signaling input.
@@ -69,11 +73,11 @@ OfferAudioInfo inspect_remote_offer(const std::string& sdp);
 // answer lists, which the sender then uses). Throws SignalingError.
 OfferAudioInfo inspect_remote_answer(const std::string& sdp, const std::string& expected_mid);
 
-// Every ICE candidate in `text` (SDP a=candidate lines, a JSON candidate or a
-// bare candidate line) must name its address as an IP literal, or as an mDNS
-// name ending in ".local" when allow_mdns is true. Anything else would make
-// the ICE agent resolve a name chosen by an untrusted peer through DNS.
+// A remote ICE candidate must name its address as an IP literal, or as an
+// mDNS name ending in ".local" when allow_mdns is true. Anything else would
+// make libdatachannel resolve a name chosen by an untrusted peer through DNS.
+// Checked on libdatachannel's parse of the candidate, the one it would act on.
 // Throws SignalingError naming the address.
-void check_candidate_addresses(const std::string& text, bool allow_mdns);
+void check_candidate_address(const rtc::Candidate& candidate, bool allow_mdns);
 
 }  // namespace sinkcast

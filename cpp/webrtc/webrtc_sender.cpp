@@ -125,6 +125,7 @@ struct SenderRtc {
   std::shared_ptr<rtc::Track> track;  // set once (under WebRTCSender::mutex_), before it can open
   std::shared_ptr<rtc::RtpPacketizationConfig> rtp_config;
   std::vector<rtc::Candidate> pending_candidates;  // remote candidates received before the answer
+  size_t remote_candidates = 0;                    // admitted so far, from descriptions and trickled
   std::string cname;
   uint32_t rtp_start = 0;
 };
@@ -133,7 +134,9 @@ struct SenderRtc {
 
 namespace {
 
-constexpr size_t kMaxPendingCandidates = 64;
+// A browser sends a handful; each mDNS name costs libdatachannel a lookup
+// thread, so a peer may not send an unbounded number.
+constexpr size_t kMaxRemoteCandidates = 64;
 constexpr int kDefaultOpusPayloadType = 111;
 // Packets kept per listener for retransmission on a NACK: 1.28 s of 20 ms
 // frames. A resent audio packet only helps while the receiver's jitter buffer
@@ -412,6 +415,7 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
       throw SignalingError(std::string("malformed SDP: offer: ") + e.what());
     }
   }();
+  admit_remote_candidates_locked(description.candidates());  // throws; nothing changed yet
 
   try {
     setup_track_locked(info.mid, info.opus_payload_type, info.mline_index);
@@ -453,6 +457,7 @@ void WebRTCSender::accept_answer(const std::string& sdp) {
       throw SignalingError(std::string("malformed SDP: answer: ") + e.what());
     }
   }();
+  admit_remote_candidates_locked(description.candidates());  // throws; nothing changed
 
   // The track cannot be open before the remote description is set, so the
   // mixer thread does not read the config yet.
@@ -492,9 +497,8 @@ void WebRTCSender::add_remote_candidate(const std::string& message) {
       throw SignalingError(std::string("malformed candidate: ") + e.what());
     }
   }();
+  admit_remote_candidates_locked({candidate});
   if (phase_ == Phase::OfferSent) {
-    if (rtc_->pending_candidates.size() >= kMaxPendingCandidates)
-      throw SignalingError("too many candidates received before the answer");
     rtc_->pending_candidates.push_back(std::move(candidate));
     return;
   }
@@ -503,6 +507,16 @@ void WebRTCSender::add_remote_candidate(const std::string& message) {
   } catch (const std::exception& e) {
     throw SignalingError(std::string("candidate rejected: ") + e.what());
   }
+}
+
+// Every remote candidate, in a description or trickled, passes here before
+// libdatachannel sees it.
+void WebRTCSender::admit_remote_candidates_locked(const std::vector<rtc::Candidate>& candidates) {
+  if (rtc_->remote_candidates + candidates.size() > kMaxRemoteCandidates)
+    throw SignalingError("too many remote candidates for one session (at most " +
+                         std::to_string(kMaxRemoteCandidates) + ")");
+  for (const auto& candidate : candidates) check_candidate_address(candidate, ice_.allow_mdns_candidates);
+  rtc_->remote_candidates += candidates.size();
 }
 
 bool WebRTCSender::track_open() const {

@@ -27,6 +27,9 @@ struct IceConfig {
   bool udp_mux = false;
   // "stun:host:port", "turn:user:pass@host:port", "turns:...", "turn:...?transport=tcp"
   std::vector<std::string> ice_servers;
+  // Whether a remote candidate may name an mDNS ".local" host (browsers hide
+  // their addresses that way); any other name is refused, never looked up.
+  bool allow_mdns_candidates = true;
 };
 
 struct SenderCallbacks {
@@ -115,6 +118,9 @@ class WebRTCSender {
   enum class Phase { Idle, OfferSent, Negotiated, Closed };
 
   void setup_track_locked(const std::string& mid, int payload_type, int mline_index);
+  // Checks each address (check_candidate_address) and the session's total;
+  // throws SignalingError, and then admits none of them.
+  void admit_remote_candidates_locked(const std::vector<rtc::Candidate>& candidates);
   void fail_and_unlock(std::unique_lock<std::mutex>& lock);  // phase_ = Closed, unlock, teardown()
   // fail_and_unlock(), then throws LocalResourceError (local_prefix) if ICE
   // could not open a socket for a reason on this side, else SignalingError.
@@ -123,7 +129,7 @@ class WebRTCSender {
   void teardown();  // deactivate callbacks, close the peer connection; never under mutex_
 
   const int channels_;
-  const IceConfig ice_;  // to explain a socket that ICE could not open
+  const IceConfig ice_;  // to explain a socket that ICE could not open, and the candidates allowed
   std::shared_ptr<detail::SenderShared> shared_;
   std::unique_ptr<detail::SenderRtc> rtc_;
   mutable std::mutex mutex_;  // signaling calls; held only around libdatachannel signaling
