@@ -192,6 +192,30 @@ def test_a_bad_offer_does_not_replace_a_good_session(eng: sinkcast.AudioManager)
     assert eng.listeners() == ["s"]
 
 
+def test_an_answer_that_picks_no_dtls_role_is_refused_and_the_session_still_takes_a_good_one(
+    eng: sinkcast.AudioManager,
+) -> None:
+    # libdatachannel refuses actpass in an answer (RFC 5763) only once it has
+    # half applied it, which used to leave a dead session behind: listed, never
+    # reaped, no bye, and every later answer refused.
+    got: list[tuple[str, str, str]] = []
+    eng.set_python_webrtc_signaling_callback(lambda t, ty, m: got.append((t, ty, m)))
+    eng.handle_incoming_webrtc_signaling_message("s/o", "request_offer", "")
+    wait_until(lambda: any(ty == "offer" for _, ty, _ in got))
+    offer = next(m for _, ty, m in got if ty == "offer")
+    answer = offer.replace("a=sendonly", "a=recvonly")
+    answer = re.sub(r"a=ice-ufrag:\S+", "a=ice-ufrag:abcd", answer)
+    answer = re.sub(r"a=ice-pwd:\S+", "a=ice-pwd:abcdefghijklmnopqrstuvwx", answer)
+    assert "a=setup:actpass" in answer
+    with pytest.raises(sinkcast.SignalingError, match="a=setup:active or a=setup:passive"):
+        eng.handle_incoming_webrtc_signaling_message("s/o", "answer", answer)
+    assert eng.listeners() == ["s/o"]
+    eng.handle_incoming_webrtc_signaling_message("s/o", "answer", answer.replace("a=setup:actpass", "a=setup:active"))
+    time.sleep(0.2)
+    assert eng.listeners() == ["s/o"]
+    assert [ty for t, ty, _ in got if t == "s/o" and ty == "bye"] == []
+
+
 def test_outgoing_messages_carry_the_target_they_were_opened_with(eng: sinkcast.AudioManager) -> None:
     got: list[tuple[str, str]] = []
     eng.set_python_webrtc_signaling_callback(lambda target, type, message: got.append((target, type)))

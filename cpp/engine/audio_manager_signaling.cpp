@@ -237,7 +237,14 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
     } else if (type == "answer") {
         if (session == sessions_.end())
             throw SignalingError("answer for '" + target + "', but no session is open there (send request_offer first)");
-        session->second.sender->accept_answer(message);
+        try {
+            session->second.sender->accept_answer(message);
+        } catch (const SignalingError&) {
+            // Refused by libdatachannel once half applied, the session is dead:
+            // it goes like any session the engine closes, with a bye.
+            if (session->second.sender->closed()) close_session_locked(target, true, "answer rejected");
+            throw;
+        }
     } else if (type == "candidate") {
         if (session == sessions_.end())
             throw SignalingError("candidate for '" + target + "' before any offer");

@@ -310,6 +310,10 @@ OfferAudioInfo inspect_remote_answer(const std::string& sdp, const std::string& 
   const auto sections = scan_sdp(sdp, "answer");
   const rtc::Description d = parse_description(sdp, rtc::Description::Type::Answer, "answer");
   check_transport(d, "answer");
+  // libdatachannel refuses it too, but only once the session is half set up.
+  if (d.role() == rtc::Description::Role::ActPass)
+    throw SignalingError("answer must pick its DTLS role, a=setup:active or a=setup:passive (RFC 5763); "
+                         "it says actpass, or nothing");
 
   for (int i = 0; i < d.mediaCount(); ++i) {
     auto entry = d.media(i);

@@ -466,7 +466,7 @@ void WebRTCSender::accept_answer(const std::string& sdp) {
   try {
     rtc_->pc->setRemoteDescription(std::move(description));
   } catch (const std::exception& e) {
-    SignalingError error(std::string("answer rejected: ") + e.what());
+    SignalingError error(std::string("answer rejected: ") + e.what() + " (the session is closed)");
     fail_and_unlock(lock);
     throw error;
   }
