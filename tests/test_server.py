@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
+import yarl
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from sinkcast.config import build_engine, demo_config, parse_config
 from sinkcast.inputs import PipeInput
-from sinkcast.server import make_app
+import sinkcast
+from sinkcast.server import SERVER_KEY, make_app
 from webrtc_peer import Listener, dominant_frequency
 
 
@@ -142,6 +144,76 @@ async def test_whep_post_says_503_when_the_server_cannot_take_a_listener() -> No
         held.close()
         await srv.close()
 
+
+
+async def arriving_in_pieces(text: str, pieces: int = 3) -> AsyncIterator[bytes]:
+    """A request body that reaches the server in several TCP writes, as over a real network."""
+    data = text.encode()
+    step = len(data) // pieces + 1
+    for i in range(0, len(data), step):
+        yield data[i : i + step]
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
+async def test_whep_reads_whole_bodies_that_arrive_in_pieces(server: tuple[TestServer, ClientSession]) -> None:
+    # A browser's offer (3-6 KB) spans several TCP segments. The server used to
+    # read only what had arrived: "400 bad offer", and a PATCH lost candidates.
+    srv, http = server
+    _, offer = await whep_offer()
+    async with http.post("/whep/tone", data=arriving_in_pieces(offer), headers={"Content-Type": "application/sdp"}) as r:
+        assert r.status == 201, await r.text()
+        location = r.headers["Location"]
+    target = location.removeprefix("/whep/")
+    sent: list[tuple[str, str]] = []
+    signaling = srv.app[SERVER_KEY].signaling
+    real_send = signaling.send
+
+    async def recording_send(t: str, type: str, message: str) -> None:
+        sent.append((t, message))
+        await real_send(t, type, message)
+
+    signaling.send = recording_send  # type: ignore[method-assign]
+    frag = "a=mid:0\r\n" + "".join(f"a=candidate:{i} 1 udp 2130706431 127.0.0.1 {9 + i} typ host\r\n" for i in range(5))
+    frag += "a=end-of-candidates\r\n"
+    async with http.patch(location, data=arriving_in_pieces(frag),
+                          headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+        assert r.status == 204
+    assert [t for t, _ in sent] == [target] * 6
+    assert [json.loads(m)["candidate"] for _, m in sent] == [
+        f"candidate:{i} 1 udp 2130706431 127.0.0.1 {9 + i} typ host" for i in range(5)] + [""]
+    too_big = "v=0\r\n" + "a=x\r\n" * 14000  # 70 KB, chunked: no Content-Length to refuse it by
+    async with http.post("/whep/tone", data=arriving_in_pieces(too_big, 2),
+                         headers={"Content-Type": "application/sdp"}) as r:
+        assert r.status == 413
+
+
+@pytest.mark.asyncio
+async def test_whep_urls_carry_sink_ids_percent_encoded() -> None:
+    # Sink ids are free text (not "/"): "a?b" in a raw URL would end the path.
+    engine = sinkcast.AudioManager(bind_address="127.0.0.1")
+    for sink_id in ("a?b", "café", "%41"):
+        engine.add_sink(sink_id)
+    srv = TestServer(make_app(engine), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        async with ClientSession(base_url=str(srv.make_url("/"))) as http:
+            async with http.get("/api/sinks") as r:
+                paths = {s["id"]: s["whep"] for s in await r.json()}
+            assert paths == {"a?b": "/whep/a%3Fb", "café": "/whep/caf%C3%A9", "%41": "/whep/%2541"}
+            for sink_id, path in paths.items():
+                _, offer = await whep_offer()
+                async with http.post(yarl.URL(path, encoded=True), data=offer,
+                                     headers={"Content-Type": "application/sdp"}) as r:
+                    assert r.status == 201
+                    location = r.headers["Location"]
+                assert location.startswith(path + "/")
+                assert len(engine.listeners()) == 1 and engine.listeners()[0].startswith(sink_id + "/")
+                async with http.delete(yarl.URL(location, encoded=True)) as r:
+                    assert r.status == 200
+                assert engine.listeners() == []
+    finally:
+        await srv.close()
 
 @pytest.mark.asyncio
 async def test_cors_preflight(server: tuple[TestServer, ClientSession]) -> None:

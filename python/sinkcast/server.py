@@ -5,7 +5,7 @@ Routes (names fixed by DESIGN.md):
   GET    /api/sinks             the sinks, as JSON
   GET    /api/status            every counter of the engine, as JSON
   GET    /metrics               Prometheus text format
-  POST   /whep/{sink_id}        WHEP (RFC 9725): SDP offer in, 201 + SDP answer + Location out
+  POST   /whep/{sink_id}        WHEP (draft-ietf-wish-whep): SDP offer in, 201 + SDP answer + Location out
   PATCH  /whep/{sink_id}/{id}   trickle ICE (application/trickle-ice-sdpfrag)
   DELETE /whep/{sink_id}/{id}   end the session
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,28 @@ class WhepSession:
 
     @property
     def location(self) -> str:
-        return f"/whep/{self.sink_id}/{self.session_id}"
+        return f"{whep_path(self.sink_id)}/{self.session_id}"
+
+
+def whep_path(sink_id: str) -> str:
+    """The sink's WHEP endpoint, its id percent-encoded (a sink may be called "a?b" or "café")."""
+    return "/whep/" + urllib.parse.quote(sink_id, safe="")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body, however its bytes arrive; 413 past MAX_SDP_BYTES.
+
+    (`request.content.read(n)` returns only what has arrived so far: an offer
+    split over TCP segments would be cut short.)
+    """
+    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
+        raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, request.content_length, headers=CORS_HEADERS)
+    body = bytearray()
+    while chunk := await request.content.read(MAX_SDP_BYTES + 1 - len(body)):
+        body += chunk
+        if len(body) > MAX_SDP_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), headers=CORS_HEADERS)
+    return bytes(body)
 
 
 class SinkcastServer:
@@ -104,11 +126,7 @@ class SinkcastServer:
             raise web.HTTPUnsupportedMediaType(
                 text=f"the offer must be application/sdp, got {request.content_type}\n", headers=CORS_HEADERS
             )
-        if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, request.content_length, headers=CORS_HEADERS)
-        body = await request.content.read(MAX_SDP_BYTES + 1)
-        if len(body) > MAX_SDP_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), headers=CORS_HEADERS)
+        body = await read_body(request)
         try:
             offer = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -143,9 +161,7 @@ class SinkcastServer:
             raise web.HTTPUnsupportedMediaType(
                 text=f"expected application/trickle-ice-sdpfrag, got {request.content_type}\n", headers=CORS_HEADERS
             )
-        body = (await request.content.read(MAX_SDP_BYTES + 1)).decode("utf-8", "replace")
-        if len(body) > MAX_SDP_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), headers=CORS_HEADERS)
+        body = (await read_body(request)).decode("utf-8", "replace")
         mid = "0"
         candidates: list[str] = []
         ended = False
@@ -190,7 +206,7 @@ class SinkcastServer:
                 "frame_ms": s["frame_ms"],
                 "listeners": len(s["listeners"]),
                 "peak": s["peak"],
-                "whep": f"/whep/{sink_id}",
+                "whep": whep_path(sink_id),
             }
             for sink_id, s in stats["sinks"].items()
         ]

@@ -1,5 +1,5 @@
 // sinkcast browser client: lists the server's sinks and plays each one over
-// WebRTC, subscribing with WHEP (RFC 9725). Plain ES2020, no dependencies.
+// WebRTC, subscribing with WHEP (draft-ietf-wish-whep). Plain ES2020, no dependencies.
 //
 // Test hook: window.sinkcast = {players, sinks, play, stop, stats,
 // dominantFrequency, level}. players[id] is {pc, analyser, audioContext,
