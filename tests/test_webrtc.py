@@ -549,3 +549,117 @@ async def test_an_accepted_offer_drops_the_replaced_sessions_unread_messages() -
     engine.script = [("answer", new), ("candidate", END_OF_CANDIDATES), ("bye", "done")]
     assert "a=mid:new" in await sig.open_listener("s/x", "offer 2", timeout=5)
     assert await sig.next_message("s/x", timeout=5) == ("bye", "done")
+
+
+async def test_a_reader_of_a_replaced_session_stops_and_takes_nothing_of_the_new_one(engine: Any) -> None:
+    # `async for ... in sig.messages(t)` of a session still runs when the
+    # listener reconnects on the same target: that reader used to take the new
+    # session's offer, and the new request_offer timed out.
+    sig = AsyncSignaling(engine)
+    await sig.request_offer("a440/l2")
+    seen: list[str] = []
+
+    async def reader() -> None:
+        async for type, _ in sig.messages("a440/l2"):
+            seen.append(type)
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0.2)
+    offer = await sig.request_offer("a440/l2", timeout=5)
+    assert offer.startswith("v=0")
+    await asyncio.wait_for(task, 5)  # the replaced session's reader has stopped
+    assert seen == []
+    assert engine.listeners() == ["a440/l2"]
+    sig.close()
+
+
+async def test_two_opens_on_one_target_each_get_their_own_answer(engine: Any) -> None:
+    sig = AsyncSignaling(engine)
+    a, b = Listener(), Listener()
+    try:
+        offers = [await a.offer(), await b.offer()]
+        answers = await asyncio.gather(*(sig.open_listener("a440", o, timeout=10) for o in offers))
+        for offer, answer in zip(offers, answers):
+            mid = re.search(r"a=mid:(\S+)", offer)
+            assert mid and f"a=mid:{mid.group(1)}" in answer
+            assert re.search(r"a=fingerprint:\S+ (\S+)", answer)
+        # Each answer is the one made for its own offer: their ICE credentials differ.
+        assert answers[0] != answers[1]
+        assert engine.listeners() == ["a440"]
+    finally:
+        await a.close()
+        await b.close()
+        sig.close()
+
+
+async def test_close_listener_and_forget_stop_the_sessions_readers(engine: Any) -> None:
+    sig = AsyncSignaling(engine)
+    for target, end in (("a440/a", "close"), ("a440/b", "forget")):
+        await sig.request_offer(target)
+        task = asyncio.create_task(sig.next_message(target))
+        await asyncio.sleep(0.1)
+        if end == "close":
+            await sig.close_listener(target)
+        else:
+            sig.forget(target)
+        with pytest.raises(sinkcast.SignalingError, match="closed, replaced or forgotten"):
+            await asyncio.wait_for(task, 5)
+    assert sig._queues == {}
+    sig.close()
+
+
+class SlowEngine:
+    """The real engine, with 0.3 s added before each call (an engine busy on its locks)."""
+
+    def __init__(self, engine: sinkcast.AudioManager) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
+        import time
+
+        time.sleep(0.3)
+        self._engine.handle_incoming_webrtc_signaling_message(target, type, message)
+
+
+@pytest.mark.parametrize("how", ["cancelled during the engine call", "timed out waiting for candidates"])
+async def test_an_open_that_is_given_up_leaves_no_session(engine: Any, how: str) -> None:
+    # The engine call runs in a thread and cannot be stopped half way: a
+    # session it opens after the caller gave up used to stay, owned by nobody
+    # (one from request_offer until the application said bye).
+    late: list[tuple[str, str]] = []
+    sig = AsyncSignaling(engine, on_message=lambda t, ty, m: late.append((t, ty)))
+    listener = Listener()
+    try:
+        offer = await listener.offer()
+        if how.startswith("cancelled"):
+            sig.engine = SlowEngine(engine)  # type: ignore[assignment]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(sig.open_listener("a440/a", offer), 0.1)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(sig.request_offer("a440/b"), 0.1)
+        else:
+            with pytest.raises(TimeoutError):
+                await sig.open_listener("a440/a", offer, timeout=0)
+            with pytest.raises(TimeoutError):
+                await sig.request_offer("a440/b", timeout=0)
+        await asyncio.sleep(1.0)
+        assert engine.listeners() == []
+        assert sig._queues == {}
+        assert late == []  # none of their messages went astray
+    finally:
+        await listener.close()
+        sig.close()
+
+
+async def test_the_adapter_keeps_no_queue_for_a_session_whose_bye_was_read(engine: Any) -> None:
+    sig = AsyncSignaling(engine)
+    for i in range(5):
+        await sig.request_offer(f"a440/{i}")
+    engine.remove_sink("a440")  # every listener gets a bye
+    for i in range(5):
+        assert [ty async for ty, _ in sig.messages(f"a440/{i}")][-1] == "bye"
+    assert sig._queues == {}
+    sig.close()

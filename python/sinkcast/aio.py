@@ -14,6 +14,7 @@ awaitable helpers, so a server never writes threading code::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -67,11 +68,28 @@ def merge_candidates(sdp: str, candidates: list[str], end_of_candidates: bool = 
     return "\r\n".join(out) + "\r\n"
 
 
+# Put into a queue the adapter no longer fills (its session was closed,
+# replaced or forgotten), so that whoever waits on it stops waiting.
+_END: Message = ("", "")
+
+
+async def _outcome(call: asyncio.Future[None]) -> BaseException | None:
+    """Waits for an engine call to end, also when the caller is cancelled meanwhile
+    (the call cannot stop half way, and what to undo depends on its outcome)."""
+    while not call.done():
+        try:
+            await asyncio.wait({call})
+        except asyncio.CancelledError:
+            pass  # the caller re-raises what interrupted it, once the adapter is consistent again
+    return call.exception()
+
+
 class AsyncSignaling:
     """Bridges an AudioManager's signaling into an asyncio event loop.
 
     It installs itself as the engine's signaling callback (one adapter per
-    engine). Messages for targets nobody awaits go to `on_message`, if given.
+    engine). Each session opened through it has its own queue of messages;
+    messages for targets nobody awaits go to `on_message`, if given.
     """
 
     def __init__(
@@ -84,6 +102,8 @@ class AsyncSignaling:
         self.loop = loop or asyncio.get_running_loop()
         self.on_message = on_message
         self._queues: dict[str, asyncio.Queue[Message]] = {}
+        self._opening: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()  # on_message coroutines, kept until they finish
         engine.set_python_webrtc_signaling_callback(self._from_engine_thread)
 
     # -- delivery ---------------------------------------------------------------
@@ -101,32 +121,9 @@ class AsyncSignaling:
         elif self.on_message is not None:
             result = self.on_message(target, type, message)
             if asyncio.iscoroutine(result):
-                self.loop.create_task(result)
-
-    async def _unread(self, target: str) -> list[Message]:
-        # The messages an earlier session on this target left unread. One turn
-        # of the loop first: messages the engine already handed over are
-        # scheduled into it (call_soon_threadsafe) and land here. The engine
-        # delivers nothing of the old session once the new one is opened, and
-        # what it did deliver comes before the new session's first message.
-        await asyncio.sleep(0)
-        return self._refill(target, lambda item: True)
-
-    def _drop(self, target: str, stale: list[Message]) -> None:
-        # Removes exactly those messages (by identity: a reader may have taken
-        # some meanwhile, and equal messages of the new session must stay).
-        if stale:
-            gone = {id(m) for m in stale}
-            self._refill(target, lambda item: id(item) not in gone)
-
-    def _refill(self, target: str, keep: Callable[[Message], bool]) -> list[Message]:
-        """Empties the target's queue and puts back, in order, the messages `keep` accepts
-        (nothing else runs in between); returns them."""
-        queue = self._queue(target)
-        kept = [item for item in (queue.get_nowait() for _ in range(queue.qsize())) if keep(item)]
-        for item in kept:
-            queue.put_nowait(item)
-        return kept
+                task = self.loop.create_task(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     def _queue(self, target: str) -> asyncio.Queue[Message]:
         queue = self._queues.get(target)
@@ -134,16 +131,41 @@ class AsyncSignaling:
             queue = self._queues[target] = asyncio.Queue()
         return queue
 
+    def _detach(self, target: str, queue: asyncio.Queue[Message] | None = None) -> None:
+        """Stops filling the target's queue (only `queue`, if given) and ends it for its readers."""
+        current = self._queues.get(target)
+        if current is not None and (queue is None or queue is current):
+            del self._queues[target]
+            current.put_nowait(_END)
+
+    async def _take(self, target: str, queue: asyncio.Queue[Message]) -> Message | None:
+        """The queue's next message; None once the queue has ended."""
+        item = await queue.get()
+        if item is _END:
+            queue.put_nowait(_END)  # for every other reader too
+            return None
+        if item[0] == "bye" and self._queues.get(target) is queue:
+            del self._queues[target]  # the session is over: later messages go to on_message
+        return item
+
     # -- calls into the engine ------------------------------------------------------
 
     async def send(self, target: str, type: str, message: str = "") -> None:
         """handle_incoming_webrtc_signaling_message, off the event loop's thread.
 
         An offer or request_offer starts queueing the target's messages (read
-        them with next_message() or messages()) before the engine can answer."""
-        if type in ("offer", "request_offer"):
+        them with next_message() or messages()) before the engine can answer;
+        if the engine refuses it, a queue it created goes again."""
+        created = type in ("offer", "request_offer") and target not in self._queues
+        if created:
             self._queue(target)
-        await asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
+        try:
+            await asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
+        except BaseException:
+            queue = self._queues.get(target)
+            if created and queue is not None and queue.empty():
+                self._detach(target, queue)
+            raise
 
     async def open_listener(
         self, target: str, offer: str, *, timeout: float = 10.0, gather: bool = True
@@ -152,7 +174,8 @@ class AsyncSignaling:
 
         With gather=True (for peers that do not trickle, like WHEP players) it
         waits for the engine's end of candidates and returns the answer with
-        every candidate in it; otherwise the candidates follow as messages."""
+        every candidate in it; otherwise the candidates follow as messages.
+        If no answer comes (timeout, cancellation), the session is closed."""
         return await self._open(target, "offer", offer, "answer", timeout, gather)
 
     async def request_offer(self, target: str, *, timeout: float = 10.0, gather: bool = True) -> str:
@@ -160,19 +183,77 @@ class AsyncSignaling:
         return await self._open(target, "request_offer", "", "offer", timeout, gather)
 
     async def _open(self, target: str, type: str, message: str, wanted: str, timeout: float, gather: bool) -> str:
-        created = target not in self._queues
-        # Messages left from an earlier session must not pass for the new
-        # one's; but they are dropped only once the engine has accepted the
-        # new session. A refused offer changes nothing, so whoever reads the
-        # earlier session's messages still gets every one of them.
-        stale = await self._unread(target)
+        async with self._one_open_at_a_time(target):
+            # One turn of the loop first: messages the engine already handed
+            # over (call_soon_threadsafe) land in the earlier session's queue.
+            await asyncio.sleep(0)
+            old = self._queues.get(target)
+            new = self._queues[target] = asyncio.Queue()
+            call = asyncio.ensure_future(
+                asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
+            )
+            try:
+                await asyncio.shield(call)
+            except BaseException:
+                if await _outcome(call) is not None:
+                    self._reinstate(target, old, new)  # refused: nothing changed
+                    raise
+                # Opened, but the caller was cancelled meanwhile: nobody wants it.
+                if old is not None:
+                    old.put_nowait(_END)
+                await self._abandon(target, new)
+                raise
+            if old is not None:
+                old.put_nowait(_END)  # the engine replaced that session: its readers are done
+            try:
+                return await self._collect_description(target, new, wanted, timeout, gather)
+            except BaseException:
+                await self._abandon(target, new)
+                raise
+
+    @contextlib.asynccontextmanager
+    async def _one_open_at_a_time(self, target: str) -> AsyncIterator[None]:
+        # The engine keeps the last of two opens on one target, and each opener
+        # must read its own session's description. Messages name only their
+        # target, so the next open starts once the last one has its description
+        # (and its candidates, with gather). The lock is dropped with its last
+        # user (the WHEP server opens every POST under a new target).
+        entry = self._opening.setdefault(target, (asyncio.Lock(), [0]))
+        lock, users = entry
+        users[0] += 1
         try:
-            await self.send(target, type, message)
-            self._drop(target, stale)
-            return await self._collect_description(target, wanted, timeout, gather)
-        except BaseException:
-            self._forget_after_failed_open(target, created)
-            raise
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0 and self._opening.get(target) is entry:
+                del self._opening[target]
+
+    def _reinstate(self, target: str, old: asyncio.Queue[Message] | None, new: asyncio.Queue[Message]) -> None:
+        # What arrived meanwhile is the earlier session's: a refused call opens nothing.
+        if old is None:
+            if new.empty() and self._queues.get(target) is new:
+                del self._queues[target]
+            return
+        while not new.empty():
+            old.put_nowait(new.get_nowait())
+        if self._queues.get(target) is new:
+            self._queues[target] = old
+
+    async def _abandon(self, target: str, queue: asyncio.Queue[Message]) -> None:
+        """Closes a session the engine opened but whose opener gave up on it."""
+        if self._queues.get(target) is not queue:
+            return  # replaced since: the session that is there now is someone else's
+        # The bye first: once it has returned the engine delivers nothing more of
+        # the session, and what it delivered before lands in the queue, which
+        # goes with it (instead of reaching on_message).
+        call = asyncio.ensure_future(
+            asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, "bye", "")
+        )
+        error = await _outcome(call)
+        self._detach(target, queue)
+        if error is not None and not isinstance(error, EngineClosedError):
+            raise error
 
     def _has_session(self, target: str) -> bool:
         try:
@@ -180,16 +261,9 @@ class AsyncSignaling:
         except EngineClosedError:
             return False
 
-    def _forget_after_failed_open(self, target: str, created: bool) -> None:
-        # A failed open leaves no queue behind (the WHEP server opens every POST
-        # under a new target), but only its own, and only if no session lives
-        # there: a refused offer changes nothing, so an earlier session on the
-        # target, and whoever reads its messages, carry on.
-        if created and not self._has_session(target):
-            self._queues.pop(target, None)
-
-    async def _collect_description(self, target: str, wanted: str, timeout: float, gather: bool) -> str:
-        queue = self._queue(target)
+    async def _collect_description(
+        self, target: str, queue: asyncio.Queue[Message], wanted: str, timeout: float, gather: bool
+    ) -> str:
         candidates: list[str] = []
         description: str | None = None
         ended = False
@@ -200,15 +274,19 @@ class AsyncSignaling:
             if remaining <= 0:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s")
             try:
-                type, message = await asyncio.wait_for(queue.get(), remaining)
+                item = await asyncio.wait_for(self._take(target, queue), remaining)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s") from None
+            if item is None:
+                raise SignalingError(f"session '{target}' was closed or replaced before its {wanted}")
+            type, message = item
             if type == "bye":
                 # A session sends its description before anything else, so a bye
                 # before it is either this session's end or the last word of the
                 # session it replaced, already on its way when the new one opened.
                 # The engine knows which.
                 if description is None and self._has_session(target):
+                    self._queues.setdefault(target, queue)
                     continue
                 raise SignalingError(f"session '{target}' closed before its {wanted}: {message}")
             if type == wanted:
@@ -226,34 +304,40 @@ class AsyncSignaling:
                 return merge_candidates(description, candidates)
 
     async def next_message(self, target: str, timeout: float | None = None) -> Message:
-        """The next (type, message) the engine sent to `target`."""
-        return await asyncio.wait_for(self._queue(target).get(), timeout)
+        """The next (type, message) the engine sent to `target`.
+
+        Raises SignalingError once the session was closed here, replaced or forgotten."""
+        item = await asyncio.wait_for(self._take(target, self._queue(target)), timeout)
+        if item is None:
+            raise SignalingError(f"no more messages for '{target}': it was closed, replaced or forgotten")
+        return item
 
     async def messages(self, target: str) -> AsyncIterator[Message]:
-        """Every (type, message) the engine sends to `target`, until its bye."""
+        """Every (type, message) the engine sends to `target`, until its bye (or
+        until the session is closed here, replaced or forgotten)."""
         queue = self._queue(target)
-        while True:
-            item = await queue.get()
+        while (item := await self._take(target, queue)) is not None:
             yield item
             if item[0] == "bye":
                 return
 
     async def close_listener(self, target: str) -> None:
-        """Closes the session (as if the listener said bye) and forgets its queue."""
+        """Closes the session (as if the listener said bye); its readers stop."""
         try:
             await self.send(target, "bye", "")
         finally:
-            self._queues.pop(target, None)
+            self._detach(target)
 
     def forget(self, target: str) -> None:
-        """Stops queueing messages for `target` (they go to on_message again)."""
-        self._queues.pop(target, None)
+        """Stops queueing messages for `target` (they go to on_message again); its readers stop."""
+        self._detach(target)
 
     def close(self) -> None:
-        """Detaches from the engine: clears its signaling callback."""
+        """Detaches from the engine: clears its signaling callback; every reader stops."""
         if not self.engine.closed:
             self.engine.set_python_webrtc_signaling_callback(None)
-        self._queues.clear()
+        for target in list(self._queues):
+            self._detach(target)
 
 
 __all__ = ["AsyncSignaling", "merge_candidates"]

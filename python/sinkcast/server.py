@@ -142,8 +142,7 @@ class SinkcastServer:
             ) from None
         except SignalingError as e:
             raise web.HTTPBadRequest(text=f"bad offer: {e}\n", headers=CORS_HEADERS) from None
-        except TimeoutError:
-            await self.signaling.close_listener(session.target)
+        except TimeoutError:  # open_listener has closed the session
             raise web.HTTPServiceUnavailable(text="the engine did not answer in time\n", headers=CORS_HEADERS) from None
         self.signaling.forget(session.target)  # later messages (a bye) go to _on_engine_message
         self.sessions[session.target] = session
