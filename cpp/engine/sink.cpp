@@ -82,10 +82,15 @@ void Sink::render(float* out, size_t frames) {
 void Sink::deliver(const float* frames, size_t count) {
     {
         std::lock_guard<std::mutex> lock(taps_mutex_);
-        // Closed taps leave here; erase() only moves pointers, it never allocates.
-        taps_.erase(std::remove_if(taps_.begin(), taps_.end(), [](const auto& t) { return t->closed(); }),
+        // Closed or dropped taps leave here; erase() only moves pointers, it never allocates.
+        taps_.erase(std::remove_if(taps_.begin(), taps_.end(),
+                                   [](const auto& weak) {
+                                       auto tap = weak.lock();
+                                       return !tap || tap->closed();
+                                   }),
                     taps_.end());
-        for (auto& tap : taps_) tap->write(frames, count);
+        for (auto& weak : taps_)
+            if (auto tap = weak.lock()) tap->write(frames, count);
     }
     streamer_.on_pcm(frames, count);
 }
@@ -100,7 +105,10 @@ std::shared_ptr<PcmTap> Sink::open_tap(size_t capacity_frames) {
 size_t Sink::tap_count() const {
     std::lock_guard<std::mutex> lock(taps_mutex_);
     size_t n = 0;
-    for (const auto& t : taps_) n += t->closed() ? 0 : 1;
+    for (const auto& weak : taps_) {
+        auto tap = weak.lock();
+        n += tap && !tap->closed() ? 1 : 0;
+    }
     return n;
 }
 

@@ -77,7 +77,8 @@ private:
     AlignedVector<float> period_;  // the real-time thread's output buffer: one Opus frame of periods
 
     mutable std::mutex taps_mutex_;
-    std::vector<std::shared_ptr<PcmTap>> taps_;
+    // Weak: a tap its owner dropped without close() stops costing a copy and its ring.
+    std::vector<std::weak_ptr<PcmTap>> taps_;
 
     std::atomic<uint64_t> periods_{0}, late_periods_{0}, resyncs_{0};
 
