@@ -170,7 +170,8 @@ def test_ffmpeg_rtp_sine_plays_without_gaps(eng: sinkcast.AudioManager, ffmpeg: 
     assert a["longest_silence_ms"] < 3.0, a
     assert a["seconds"] == pytest.approx(3.0, abs=0.15)
     assert st["packets"] > 100 and st["bytes"] > 0
-    assert st["lost"] == st["late"] == st["malformed"] == st["duplicates"] == 0, st
+    assert st["lost"] == st["late"] == st["malformed"] == st["duplicates"] == st["errors"] == 0, st
+    assert st["last_error"] == ""
     assert st["encoding"] == encoding and st["port"] == port
     assert 0.0 <= st["jitter_ms"] < 40.0
     assert eng.stats()["sources"]["net"]["network"] == st

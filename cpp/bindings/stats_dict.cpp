@@ -16,6 +16,8 @@ nb::dict sink_to_dict(const SinkStats& s) {
     d["periods"] = s.clock.periods;
     d["late_periods"] = s.clock.late_periods;
     d["clock_resyncs"] = s.clock.resyncs;
+    d["clock_errors"] = s.clock.errors;
+    d["clock_last_error"] = s.clock.last_error;
     d["frames_mixed"] = s.mixer.frames_mixed;
     d["clipped_samples"] = s.mixer.clipped_samples;
     d["peak"] = s.mixer.peak;
@@ -63,6 +65,8 @@ nb::dict net_to_dict(const NetInputStats& n) {
     d["reordered"] = n.reordered;
     d["duplicates"] = n.duplicates;
     d["malformed"] = n.malformed;
+    d["errors"] = n.errors;
+    d["last_error"] = n.last_error;
     d["jitter_ms"] = n.jitter_ms;
     d["ssrc_changes"] = n.ssrc_changes;
     d["foreign"] = n.foreign;

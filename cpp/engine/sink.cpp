@@ -59,9 +59,13 @@ void Sink::run_clock() {
         deadline += tick;  // absolute deadlines: sleep jitter never accumulates into drift
         if (clock_wake_.wait_until(lock, deadline, [this] { return stopping_; })) break;
         lock.unlock();
-        mixer_.mix(period_.data(), tick_frames);
-        periods_.fetch_add(periods, std::memory_order_relaxed);
-        deliver(period_.data(), tick_frames);
+        try {
+            mixer_.mix(period_.data(), tick_frames);
+            periods_.fetch_add(periods, std::memory_order_relaxed);
+            deliver(period_.data(), tick_frames);
+        } catch (...) {
+            clock_errors_.record_current();  // counted and shown in stats(); the next tick goes on
+        }
         const auto now = clock::now();
         if (now - deadline > tick) late_periods_.fetch_add(periods, std::memory_order_relaxed);
         if (now - deadline > give_up) {
@@ -117,6 +121,8 @@ SinkClockStats Sink::clock_stats() const {
     s.periods = periods_.load(std::memory_order_relaxed);
     s.late_periods = late_periods_.load(std::memory_order_relaxed);
     s.resyncs = resyncs_.load(std::memory_order_relaxed);
+    s.errors = clock_errors_.count();
+    s.last_error = clock_errors_.last();
     return s;
 }
 

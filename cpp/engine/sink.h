@@ -15,6 +15,7 @@
 #include "audio/aligned_vector.h"
 #include "audio/pcm_tap.h"
 #include "audio/sink_audio_mixer.h"
+#include "engine/caught_errors.h"
 #include "engine/sink_streamer.h"
 
 namespace sinkcast {
@@ -36,6 +37,8 @@ struct SinkClockStats {
     // Opus frame) after the tick's deadline, the end of its last period.
     uint64_t late_periods = 0;
     uint64_t resyncs = 0;       // real time: times the clock fell so far behind it skipped ahead
+    uint64_t errors = 0;        // real time: periods the clock thread failed to mix or send (CaughtErrors)
+    std::string last_error;
 };
 
 class Sink {
@@ -81,6 +84,7 @@ private:
     std::vector<std::weak_ptr<PcmTap>> taps_;
 
     std::atomic<uint64_t> periods_{0}, late_periods_{0}, resyncs_{0};
+    CaughtErrors clock_errors_;
 
     std::mutex clock_mutex_;
     // Manual clock: render() calls from several threads take turns. The mix is

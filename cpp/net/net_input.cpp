@@ -119,10 +119,18 @@ void NetInput::run() {
                     malformed_.fetch_add(1, std::memory_order_relaxed);
                     continue;
                 }
-                on_datagram(buffer.data(), static_cast<size_t>(n), Clock::now());
+                try {
+                    on_datagram(buffer.data(), static_cast<size_t>(n), Clock::now());
+                } catch (...) {
+                    errors_.record_current();  // counted and shown in stats(); the next packet goes on
+                }
             }
         }
-        if (next_deadline() <= Clock::now()) on_timer(Clock::now());
+        try {
+            if (next_deadline() <= Clock::now()) on_timer(Clock::now());
+        } catch (...) {
+            errors_.record_current();
+        }
     }
 }
 
@@ -171,6 +179,8 @@ NetInputStats NetInput::net_stats() const {
     s.reordered = reordered_.load(std::memory_order_relaxed);
     s.duplicates = duplicates_.load(std::memory_order_relaxed);
     s.malformed = malformed_.load(std::memory_order_relaxed);
+    s.errors = errors_.count();
+    s.last_error = errors_.last();
     s.ssrc_changes = ssrc_changes_.load(std::memory_order_relaxed);
     s.foreign = foreign_.load(std::memory_order_relaxed);
     s.resyncs = resyncs_.load(std::memory_order_relaxed);

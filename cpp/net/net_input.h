@@ -21,6 +21,7 @@
 #include "audio/push_source.h"
 #include "audio/resampler.h"
 #include "audio/source.h"
+#include "engine/caught_errors.h"
 
 namespace sinkcast {
 
@@ -37,6 +38,8 @@ struct NetInputStats {
     uint64_t reordered = 0;      // packets that arrived before an earlier-numbered one, still in time
     uint64_t duplicates = 0;     // packets received twice (dropped)
     uint64_t malformed = 0;      // datagrams rejected: truncated, bad version/header, too big, wrong PT
+    uint64_t errors = 0;         // packets or timers the receive thread failed to handle (CaughtErrors)
+    std::string last_error;
     uint64_t ssrc_changes = 0;   // rtp: a new sender (stream reset)
     uint64_t foreign = 0;        // rtp: packets of another SSRC that did not take over (dropped)
     uint64_t resyncs = 0;        // rtp: sequence/timestamp jumps that reset the buffer
@@ -100,6 +103,7 @@ protected:
     std::atomic<uint64_t> packets_{0}, bytes_{0}, lost_{0}, late_{0}, reordered_{0}, duplicates_{0},
         malformed_{0}, ssrc_changes_{0}, foreign_{0}, resyncs_{0}, concealed_frames_{0}, fec_recovered_{0},
         decode_errors_{0}, format_changes_{0};
+    CaughtErrors errors_;  // receive thread
     std::atomic<double> jitter_ms_{0.0};
     std::atomic<size_t> queued_packets_{0};
     std::atomic<int> wire_rate_{0}, wire_channels_{0};
