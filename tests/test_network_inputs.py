@@ -9,6 +9,7 @@ output is measured through the sink's PCM tap.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 import struct
@@ -555,6 +556,30 @@ def test_pipe_from_a_file_is_paced_and_stdin_works(eng: sinkcast.AudioManager, t
         r = subprocess.run([sys.executable, "-c", code], stdin=f, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout.strip()) == RATE * 2
+
+
+def test_pipe_reader_takes_a_descriptor_above_1023() -> None:
+    # A server with many listeners holds many sockets (`sinkcast serve` raises
+    # its descriptor limit for that); select() refuses descriptors past 1023.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.fail(f"this machine's hard RLIMIT_NOFILE is {hard}; the test needs 1100")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    r, w = os.pipe()
+    e = engine_with_sink()
+    try:
+        assert r > 1023
+        pipe = add_pipe_source(e, "high", r, sample_rate=RATE, channels=1)
+        os.write(w, b"\0" * 9600)
+        os.close(w)
+        assert pipe.wait(5.0)
+        assert pipe.stats()["error"] is None and pipe.stats()["frames"] == 4800
+    finally:
+        e.shutdown()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_pipe_reader_stops_with_its_engine(tmp_path: Path) -> None:

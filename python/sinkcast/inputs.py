@@ -120,10 +120,17 @@ class PipeInput:
             os.set_blocking(self._fd, False)
         except OSError:
             pass
+        # poll(), not select(): a server holding many sockets hands out
+        # descriptors above select()'s limit of 1023.
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+
+        def readable(timeout_s: float) -> bool:
+            return bool(poller.poll(int(timeout_s * 1000)))
+
         try:
             while not self._stop.is_set() and not self.engine.closed:
-                ready, _, _ = select.select([self._fd], [], [], 0.1)
-                if not ready:
+                if not readable(0.1):
                     continue
                 try:
                     chunk = os.read(self._fd, self._block_bytes)
@@ -139,8 +146,7 @@ class PipeInput:
                 usable = len(pending) - len(pending) % self._frame_bytes
                 if usable < self._block_bytes and not self.pace:
                     # Push whole blocks when the writer is fast, whatever is there when it is slow.
-                    more, _, _ = select.select([self._fd], [], [], 0)
-                    if more:
+                    if readable(0):
                         continue
                 if usable == 0:
                     continue
