@@ -90,6 +90,8 @@ def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
         ("[sources.a]\ntype=\"tone\"\n[sinks.b]\n[[routes]]\nsource = \"a\"\nsink = \"b\"\ngain = 99\n",
          "routes[0]: gain must be a finite number from 0 to 10"),
         ("[server]\nport = 70000\n", "server.port: must be 0 to 65535"),
+        ("[sources.n]\ntype = \"noise\"\nseed = -1\n", "sources.n: a whole number there is out of range"),
+        ("[sinks.k]\ncomplexity = 10000000000\n", "sinks.k: a whole number there is out of range"),
         ("[ice]\nport_range = [5, 2]\n", "ice.port_range: must satisfy"),
         ("[ice]\nudp_mux = 1\n", "ice.udp_mux: must be"),
         ("[ice]\nservers = [\"http://x\"]\n", "ice.servers[0]: must be a stun:, turn: or turns: URL"),

@@ -77,10 +77,20 @@ async def test_whep_post_plays_the_sink(server: tuple[TestServer, ClientSession]
             sinks = {s["id"]: s for s in await r.json()}
         assert sinks["tone"]["listeners"] == 1 and sinks["music"]["listeners"] == 0
 
-        frag = "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n" \
+        ufrag = re.search(r"a=ice-ufrag:(\S+)", offer)
+        assert ufrag
+        frag = f"a=ice-ufrag:{ufrag.group(1)}\r\na=ice-pwd:y\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n" \
                "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
         async with http.patch(location, data=frag, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
             assert r.status == 204
+        # An ICE restart (new credentials, or If-Match: *) is refused as WHEP/WHIP say, not ignored.
+        restart = frag.replace(f"a=ice-ufrag:{ufrag.group(1)}", "a=ice-ufrag:fresh")
+        async with http.patch(location, data=restart,
+                              headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+            assert r.status == 422 and "ICE restarts are not supported" in await r.text()
+        async with http.patch(location, data=frag,
+                              headers={"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": "*"}) as r:
+            assert r.status == 422
         async with http.patch(location, data=frag, headers={"Content-Type": "text/plain"}) as r:
             assert r.status == 415
         async with http.delete(location) as r:
@@ -235,9 +245,20 @@ async def test_bearer_token(secured: ClientSession) -> None:
         headers = {"Content-Type": "application/sdp", "Authorization": "Bearer wrong"}
         async with secured.post("/whep/tone", data=offer, headers=headers) as r:
             assert r.status == 401
-        headers["Authorization"] = "Bearer s3cret"
+        headers["Authorization"] = "bearer s3cret"  # the scheme is case-insensitive
         async with secured.post("/whep/tone", data=offer, headers=headers) as r:
             assert r.status == 201
+        # Every API route but the page itself needs the token: /metrics names
+        # each session, and a session's URL is enough to end it.
+        for path in ("/api/sinks", "/api/status", "/metrics"):
+            async with secured.get(path) as r:
+                assert r.status == 401, path
+            async with secured.get(path, headers={"Authorization": "Bearer s3cret"}) as r:
+                assert r.status == 200, path
+        async with secured.get("/api/sinks", headers={"Authorization": "Bearer \udcff"}) as r:
+            assert r.status == 401  # a byte that is not UTF-8: refused, not a 500
+        async with secured.get("/") as r:
+            assert r.status == 200
     finally:
         await listener.close()
 
@@ -261,6 +282,14 @@ async def test_status_and_metrics(server: tuple[TestServer, ClientSession]) -> N
     assert samples['sinkcast_sink_frames_mixed_total{sink="music"}'] > 0
     assert 'sinkcast_source_underruns_total{source="hiss"}' in samples
     assert "# TYPE sinkcast_sink_listeners gauge" in text
+    assert samples['sinkcast_sink_clock_errors_total{sink="music"}'] == 0
+    # Counters in full, not rounded to six digits (a rate() over them needs every unit).
+    from sinkcast.server import prometheus_text
+
+    big = {"sinks": {"k": {"frames_mixed": 4147200123, "late_periods": 0, "clock_errors": 0, "clipped_samples": 0,
+                           "frames_encoded": 0, "peak": 0.123456789, "listeners": {}}}, "live_peers": 0}
+    assert 'sinkcast_sink_frames_mixed_total{sink="k"} 4147200123\n' in prometheus_text(big)
+    assert 'sinkcast_sink_peak{sink="k"} 0.123456789\n' in prometheus_text(big)
 
 
 @pytest.mark.asyncio
@@ -331,6 +360,10 @@ def test_cli_reports_a_bad_config(tmp_path: os.PathLike[str]) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert f"{path}: sinks.kitchen.channels: must be 1 or 2, got 3" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "sinkcast", "serve", "--port", "70000"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "--port: must be 0 to 65535, got 70000" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.asyncio

@@ -59,12 +59,19 @@ def run_console_demo(seconds: float | None, interval: float = 0.5) -> int:
     return 0
 
 
+def tcp_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {port}")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sinkcast", description="Mix live audio and stream it to browsers.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve sinks to browsers and WHEP players (a built-in demo without --config)")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or the config's)")
-    serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8080, or the config's)")
+    serve.add_argument("--port", type=tcp_port, default=None, help="port to listen on (default 8080, or the config's)")
     serve.add_argument("--config", default=None, help="a TOML file of sources, sinks and routes")
     demo = commands.add_parser("demo", help="mix tone and noise sources in real time and print their levels")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")

@@ -405,8 +405,12 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
 def _with_key(cfg: ServerConfig, key: str, call: Any, network: bool = False) -> None:
     try:
         call()
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, OverflowError) as e:
         raise ConfigError(f"{cfg.origin}: {key}: {e}") from None
+    except TypeError as e:
+        # nanobind's word for an integer outside the C type's range (seed = -1,
+        # complexity = 10000000000): the types were checked when parsing.
+        raise ConfigError(f"{cfg.origin}: {key}: a whole number there is out of range (negative, or too large)") from None
     except (OSError, RuntimeError) as e:
         if not network:  # a socket that cannot bind, a path that cannot open
             raise

@@ -46,6 +46,7 @@ SERVER_KEY: web.AppKey["SinkcastServer"] = web.AppKey("server")
 class WhepSession:
     sink_id: str
     session_id: str
+    ice_ufrag: str | None = None  # the player's, from its offer: a PATCH with another one is an ICE restart
 
     @property
     def target(self) -> str:
@@ -59,6 +60,14 @@ class WhepSession:
 def whep_path(sink_id: str) -> str:
     """The sink's WHEP endpoint, its id percent-encoded (a sink may be called "a?b" or "café")."""
     return "/whep/" + urllib.parse.quote(sink_id, safe="")
+
+
+def ice_ufrag(sdp: str) -> str | None:
+    """The first a=ice-ufrag of an SDP document or fragment."""
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("a=ice-ufrag:"):
+            return line[len("a=ice-ufrag:") :].strip()
+    return None
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -102,8 +111,10 @@ class SinkcastServer:
     def _check_token(self, request: web.Request) -> None:
         if self.token is None:
             return
-        header = request.headers.get("Authorization", "")
-        if not secrets.compare_digest(header.encode(), f"Bearer {self.token}".encode()):
+        scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+        given = credentials.strip().encode("utf-8", "surrogateescape")  # whatever bytes a client sent
+        # The scheme is case-insensitive (RFC 9110, 11.1).
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given, self.token.encode()):
             raise web.HTTPUnauthorized(
                 text="missing or wrong bearer token\n", headers={"WWW-Authenticate": "Bearer", **CORS_HEADERS}
             )
@@ -131,7 +142,7 @@ class SinkcastServer:
             offer = body.decode("utf-8")
         except UnicodeDecodeError:
             raise web.HTTPBadRequest(text="the offer is not UTF-8 text\n", headers=CORS_HEADERS) from None
-        session = WhepSession(sink_id, secrets.token_hex(8))
+        session = WhepSession(sink_id, secrets.token_hex(8), ice_ufrag(offer))
         try:
             answer = await self.signaling.open_listener(session.target, offer, timeout=self.answer_timeout)
         except UnknownSinkError:
@@ -161,6 +172,14 @@ class SinkcastServer:
                 text=f"expected application/trickle-ice-sdpfrag, got {request.content_type}\n", headers=CORS_HEADERS
             )
         body = (await read_body(request)).decode("utf-8", "replace")
+        new_ufrag = ice_ufrag(body)
+        if request.headers.get("If-Match", "").strip() == "*" or (
+            new_ufrag is not None and session.ice_ufrag is not None and new_ufrag != session.ice_ufrag
+        ):
+            # WHEP, like WHIP (RFC 9725, 4.3.2): a server without ICE restarts says 422.
+            raise web.HTTPUnprocessableEntity(
+                text="ICE restarts are not supported: POST a new offer to reconnect\n", headers=CORS_HEADERS
+            )
         mid = "0"
         candidates: list[str] = []
         ended = False
@@ -197,6 +216,7 @@ class SinkcastServer:
     # -- API ------------------------------------------------------------------------------
 
     async def api_sinks(self, request: web.Request) -> web.Response:
+        self._check_token(request)  # the page sends it too
         stats = await asyncio.to_thread(self.engine.stats)
         sinks = [
             {
@@ -217,6 +237,7 @@ class SinkcastServer:
         return web.json_response(stats, headers=CORS_HEADERS)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        self._check_token(request)  # it names every session, and a session's URL is enough to end it
         stats = await asyncio.to_thread(self.stats)
         return web.Response(text=prometheus_text(stats), content_type="text/plain", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
@@ -233,6 +254,11 @@ class SinkcastServer:
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    # Counters in full: "%g" printed 4147200123 as 4.1472e+09.
+    return str(value) if isinstance(value, int) else repr(float(value))
 
 
 def prometheus_text(stats: dict[str, Any]) -> str:
@@ -260,12 +286,15 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     net_lost = family("sinkcast_input_lost_packets_total", "counter", "Packets lost per network input.")
     net_late = family("sinkcast_input_late_packets_total", "counter", "Packets too late per network input.")
     net_malformed = family("sinkcast_input_malformed_total", "counter", "Datagrams rejected per network input.")
+    net_errors = family("sinkcast_input_errors_total", "counter", "Packets a network input failed to handle.")
+    clock_errors = family("sinkcast_sink_clock_errors_total", "counter", "Ticks a sink's clock failed to mix or send.")
     pipe_frames = family("sinkcast_pipe_input_frames_total", "counter", "Frames read per pipe input.")
     pipe_bytes = family("sinkcast_pipe_input_bytes_total", "counter", "Bytes read per pipe input.")
     for sink_id, s in stats["sinks"].items():
         label = {"sink": sink_id}
         frames.append((label, s["frames_mixed"]))
         late.append((label, s["late_periods"]))
+        clock_errors.append((label, s["clock_errors"]))
         clipped.append((label, s["clipped_samples"]))
         encoded.append((label, s["frames_encoded"]))
         peak.append((label, s["peak"]))
@@ -278,7 +307,7 @@ def prometheus_text(stats: dict[str, Any]) -> str:
         ("sources", [(underruns, "underruns"), (overruns, "overruns"), (dropped, "dropped_frames"),
                      (frames_in, "frames_in")]),
         ("inputs", [(net_packets, "packets"), (net_lost, "lost"), (net_late, "late"),
-                    (net_malformed, "malformed")]),
+                    (net_malformed, "malformed"), (net_errors, "errors")]),
         ("pipe_inputs", [(pipe_frames, "frames"), (pipe_bytes, "bytes")]),
     ]
     for key, fields in per_source:
@@ -291,7 +320,7 @@ def prometheus_text(stats: dict[str, Any]) -> str:
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             rendered = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            lines.append(f"{name}{{{rendered}}} {float(value):g}")
+            lines.append(f"{name}{{{rendered}}} {_number(value)}")
     lines.append("# HELP sinkcast_peers Live WebRTC peers in the process.")
     lines.append("# TYPE sinkcast_peers gauge")
     lines.append(f"sinkcast_peers {stats['live_peers']}")
