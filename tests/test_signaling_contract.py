@@ -62,7 +62,7 @@ BAD_MESSAGES = [
     ("s/a", "offer", "v=0\r\n", "ICE credentials"),
     ("s/a", "offer", None, "Opus"),  # filled in: an offer without Opus
     ("s/a", "offer", "video", "audio"),  # filled in: a video-only offer
-    ("s/a", "candidate", '{"candidate": "candidate:1 1 UDP 1 127.0.0.1 9 typ host", "sdpMid": "0"}', "before any offer"),
+    ("s/a", "candidate", '{"candidate": "candidate:1 1 UDP 1 127.0.0.1 9 typ host", "sdpMid": "0"}', "a candidate before any offer"),
     ("s/a", "answer", "v=0\r\n", "no session"),
     ("s/a", "greeting", "", "unknown signaling type"),
     ("s/a", "offer", "x" * (64 * 1024 + 1), "limit"),

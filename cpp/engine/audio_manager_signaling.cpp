@@ -236,7 +236,8 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
         start_session_locked(target, sink, parsed.sink_id, [](WebRTCSender& s) { s.create_offer(); });
     } else if (type == "answer") {
         if (session == sessions_.end())
-            throw SignalingError("answer for '" + target + "', but no session is open there (send request_offer first)");
+            throw SignalingError("answer for '" + target +
+                                 "', but no session is open there (none was opened by request_offer, or it has ended)");
         try {
             session->second.sender->accept_answer(message);
         } catch (const SignalingError&) {
@@ -247,7 +248,8 @@ void AudioManager::handle_incoming_signaling(const std::string& target, const st
         }
     } else if (type == "candidate") {
         if (session == sessions_.end())
-            throw SignalingError("candidate for '" + target + "' before any offer");
+            throw SignalingError("candidate for '" + target +
+                                 "', but no session is open there: none was opened (a candidate before any offer), or it has ended");
         session->second.sender->add_remote_candidate(message);
     } else if (type == "bye") {
         // The listener left; closing an already-closed session is not an error.

@@ -101,9 +101,11 @@ class WebRTCSender {
 
   SenderStats stats() const;
 
-  // Idempotent. After it returns no callback of this sender runs (unless it is
-  // called from inside one of them: then the current one finishes). Do not call
-  // it while holding a lock that the callbacks take.
+  // Idempotent. After it returns no callback of this sender runs. Do not call
+  // it while holding a lock that the callbacks take, nor from inside one of its
+  // callbacks: it takes libdatachannel's callback locks while holding the
+  // sender's own, the reverse of their order on a callback's way in (the engine
+  // closes a failed peer from its dispatcher thread, never from the callback).
   void close();
   bool closed() const;
 
