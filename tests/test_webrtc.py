@@ -663,3 +663,17 @@ async def test_the_adapter_keeps_no_queue_for_a_session_whose_bye_was_read(engin
         assert [ty async for ty, _ in sig.messages(f"a440/{i}")][-1] == "bye"
     assert sig._queues == {}
     sig.close()
+
+
+async def test_a_timed_out_open_says_timeout_even_when_its_bye_is_refused() -> None:
+    # Closing the given-up session is a courtesy: a sink removed meanwhile
+    # makes its bye fail, and that must not replace the caller's TimeoutError.
+    class SinkGoneOnBye(ScriptedEngine):
+        def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
+            if type == "bye":
+                raise sinkcast.UnknownSinkError(f"unknown sink '{target.split('/')[0]}'")
+
+    sig = AsyncSignaling(SinkGoneOnBye([], live=[]))  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):
+        await sig.open_listener("s/x", "offer", timeout=0)
+    assert sig._queues == {}
