@@ -424,9 +424,18 @@ void test_signaling_messages() {
   expect_signaling_error("bad rtpmap number", "malformed SDP", [] {
     sinkcast::inspect_remote_offer(sdp_with("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:x opus/48000/2\r\n"));
   });
-  expect_signaling_error("answer rejecting audio", "rejected the audio", [] {
+  // An answer picks its DTLS role (RFC 5763): sdp_with() says actpass, as an offer does.
+  auto answer_with = [](const std::string& media) {
+    std::string sdp = sdp_with(media);
+    return sdp.replace(sdp.find("a=setup:actpass"), 15, "a=setup:active");
+  };
+  expect_signaling_error("answer rejecting audio", "rejected the audio", [&] {
     sinkcast::inspect_remote_answer(
-        sdp_with("m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"), "0");
+        answer_with("m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"), "0");
+  });
+  expect_signaling_error("answer with setup:actpass", "a=setup:active or a=setup:passive", [] {
+    sinkcast::inspect_remote_answer(
+        sdp_with("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"), "0");
   });
 }
 
