@@ -504,12 +504,14 @@ def test_bad_ice_server_is_refused() -> None:
         '{"candidate": " candidate:1 1 UDP 2122317823 evil.example 50000 typ host", "sdpMid": "0"}',
         '{"candidate": "\\u0063andidate:1 1 UDP 2122317823 evil.example 50000 typ host", "sdpMid": "0"}',
         "candidate:1 1 UDP 2122317823  evil.example  50000 typ host",
+        # A port that is a service name is looked up too (in the services database).
+        "candidate:1 1 UDP 2122317823 127.0.0.1 http typ host",
     ],
 )
 def test_candidates_with_host_names_are_refused(eng: sinkcast.AudioManager, message: str) -> None:
     # A peer must not make the engine resolve names through DNS; mDNS .local names are allowed.
     eng.handle_incoming_webrtc_signaling_message("s/h", "offer", OFFER)
-    with pytest.raises(sinkcast.SignalingError, match="is not an IP address"):
+    with pytest.raises(sinkcast.SignalingError, match="is not an IP address|is not a port number"):
         eng.handle_incoming_webrtc_signaling_message("s/h", "candidate", message)
     eng.handle_incoming_webrtc_signaling_message(
         "s/h", "candidate", "candidate:1 1 UDP 2122317823 127.0.0.1 50000 typ host")

@@ -102,13 +102,16 @@ void AudioManager::deliver_via(const std::shared_ptr<HandlerSlot>& slot_ref, con
 void AudioManager::start_session_locked(const std::string& target, const std::shared_ptr<Sink>& sink,
                                         const std::string& sink_id,
                                         const std::function<void(WebRTCSender&)>& start) {
+    // Allocated before anything is put on hold: nothing between hold() and the
+    // try below may throw, or a held session would wait forever.
+    auto life = std::make_shared<SessionLife>();  // Opening: its messages wait for the outcome
     std::vector<std::pair<std::shared_ptr<SessionLife>, SessionLife::State>> held;
+    held.reserve(2);
     if (auto it = sessions_.find(target); it != sessions_.end())
         held.emplace_back(it->second.life, it->second.life->hold());
     if (auto it = closed_sessions_.find(target); it != closed_sessions_.end())
-        if (auto life = it->second.lock()) held.emplace_back(life, life->hold());
+        if (auto closed = it->second.lock()) held.emplace_back(closed, closed->hold());
 
-    auto life = std::make_shared<SessionLife>();  // Opening: its messages wait for the outcome
     std::shared_ptr<WebRTCSender> sender;
     bool replaced = false;
     try {

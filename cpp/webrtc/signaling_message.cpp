@@ -347,7 +347,13 @@ void check_candidate_address(const rtc::Candidate& candidate, bool allow_mdns) {
   const std::string line = candidate.candidate();
   size_t start = line.find(':') + 1;
   for (int field = 0; field < 4; ++field) start = line.find(' ', start) + 1;
-  const std::string address = line.substr(start, line.find(' ', start) - start);
+  const size_t address_end = line.find(' ', start);
+  const std::string address = line.substr(start, address_end - start);
+  // The port is looked up as a service name unless it is a number.
+  const std::string port = line.substr(address_end + 1, line.find(' ', address_end + 1) - address_end - 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port) > 65535)
+    throw SignalingError("candidate port '" + excerpt(port, 16) + "' is not a port number");
   const bool mdns = allow_mdns && address.size() > 6 && address.compare(address.size() - 6, 6, ".local") == 0;
   if (!is_ip_literal(address) && !mdns)
     throw SignalingError("candidate address '" + excerpt(address, 64) + "' is not an IP address" +
