@@ -677,3 +677,77 @@ async def test_a_timed_out_open_says_timeout_even_when_its_bye_is_refused() -> N
     with pytest.raises(TimeoutError):
         await sig.open_listener("s/x", "offer", timeout=0)
     assert sig._queues == {}
+
+
+async def test_next_message_during_an_open_keeps_reading_the_old_session(engine: Any) -> None:
+    # A reader that calls next_message() while the target is being opened anew
+    # must read its own session: it used to wait on the new session's queue,
+    # which a refused open then dropped, so it never saw its session's bye.
+    sig = AsyncSignaling(engine)
+    await sig.request_offer("a440/r")
+    await asyncio.sleep(0.2)
+    while not sig._queues["a440/r"].empty():  # its candidates: read, so the next read waits
+        await sig.next_message("a440/r")
+    sig.engine = SlowEngine(engine)  # type: ignore[assignment]
+    opening = asyncio.create_task(sig.open_listener("a440/r", "this is not an offer"))
+    await asyncio.sleep(0.1)  # the open is at the engine
+    reader = asyncio.create_task(sig.next_message("a440/r"))
+    with pytest.raises(sinkcast.SignalingError):
+        await opening  # refused: nothing changes
+    assert engine.listeners() == ["a440/r"]
+    engine.remove_sink("a440")  # the old session's bye
+    assert (await asyncio.wait_for(reader, 5))[0] == "bye"
+    sig.close()
+
+
+async def test_every_reader_stops_once_one_of_them_took_the_bye(engine: Any) -> None:
+    sig = AsyncSignaling(engine)
+    await sig.request_offer("a440/b")
+    seen: list[str] = []
+
+    async def by_iteration() -> None:
+        async for type, _ in sig.messages("a440/b"):
+            seen.append(type)
+
+    async def one_by_one() -> None:
+        try:
+            while True:
+                seen.append((await sig.next_message("a440/b"))[0])
+        except sinkcast.SignalingError:
+            seen.append("stopped")
+
+    readers = [asyncio.create_task(by_iteration()), asyncio.create_task(one_by_one())]
+    await asyncio.sleep(0.1)
+    engine.remove_sink("a440")  # the session's bye
+    await asyncio.wait_for(asyncio.gather(*readers), 5)
+    assert sorted(seen) == ["bye", "stopped"]
+    assert sig._queues == {}
+    sig.close()
+
+
+async def test_a_close_that_reaches_the_engine_before_an_open_does_not_orphan_it(engine: Any) -> None:
+    # close_listener() while an open waits for the engine, its bye reaching the
+    # engine first (so it closes nothing): it used to end the opener's queue,
+    # the opener failed, and skipped closing the session it had opened, which
+    # nobody owned. Now the opener gets its answer and owns the session.
+    class SlowOffers(SlowEngine):
+        def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
+            if type == "offer":
+                super().handle_incoming_webrtc_signaling_message(target, type, message)
+            else:
+                self._engine.handle_incoming_webrtc_signaling_message(target, type, message)
+
+    sig = AsyncSignaling(engine)
+    sig.engine = SlowOffers(engine)  # type: ignore[assignment]
+    listener = Listener()
+    try:
+        opening = asyncio.create_task(sig.open_listener("a440/c", await listener.offer(), timeout=5))
+        await asyncio.sleep(0.05)
+        await sig.close_listener("a440/c")  # no session there yet
+        assert (await opening).startswith("v=0")
+        assert engine.listeners() == ["a440/c"]
+        await sig.close_listener("a440/c")
+        assert engine.listeners() == []
+    finally:
+        await listener.close()
+        sig.close()

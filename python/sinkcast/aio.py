@@ -73,15 +73,20 @@ def merge_candidates(sdp: str, candidates: list[str], end_of_candidates: bool = 
 _END: Message = ("", "")
 
 
-async def _outcome(call: asyncio.Future[None]) -> BaseException | None:
+async def _wait_out(call: asyncio.Future[None]) -> tuple[BaseException | None, bool]:
     """Waits for an engine call to end, also when the caller is cancelled meanwhile
-    (the call cannot stop half way, and what to undo depends on its outcome)."""
+    (the call cannot stop half way, and what to undo depends on its outcome).
+    Returns the call's error (None: it succeeded) and whether the caller was
+    cancelled meanwhile, to be re-raised once the adapter is consistent again."""
+    cancelled = False
     while not call.done():
         try:
             await asyncio.wait({call})
         except asyncio.CancelledError:
-            pass  # the caller re-raises what interrupted it, once the adapter is consistent again
-    return call.exception()
+            cancelled = True
+    if call.cancelled():  # (its task, at the loop's teardown): the outcome is unknown, take it as refused
+        return asyncio.CancelledError(), cancelled
+    return call.exception(), cancelled
 
 
 class AsyncSignaling:
@@ -102,6 +107,9 @@ class AsyncSignaling:
         self.loop = loop or asyncio.get_running_loop()
         self.on_message = on_message
         self._queues: dict[str, asyncio.Queue[Message]] = {}
+        # The queue of an open still waiting for the engine's verdict: it takes
+        # the target's messages meanwhile, while readers keep the old queue.
+        self._pending: dict[str, asyncio.Queue[Message]] = {}
         self._opening: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # on_message coroutines, kept until they finish
         engine.set_python_webrtc_signaling_callback(self._from_engine_thread)
@@ -115,7 +123,9 @@ class AsyncSignaling:
             pass  # the loop is closed: nobody is left to tell
 
     def _dispatch(self, target: str, type: str, message: str) -> None:
-        queue = self._queues.get(target)
+        queue = self._pending.get(target)
+        if queue is None:
+            queue = self._queues.get(target)
         if queue is not None:
             queue.put_nowait((type, message))
         elif self.on_message is not None:
@@ -138,15 +148,21 @@ class AsyncSignaling:
             del self._queues[target]
             current.put_nowait(_END)
 
-    async def _take(self, target: str, queue: asyncio.Queue[Message]) -> Message | None:
+    @staticmethod
+    async def _take(queue: asyncio.Queue[Message]) -> Message | None:
         """The queue's next message; None once the queue has ended."""
         item = await queue.get()
         if item is _END:
             queue.put_nowait(_END)  # for every other reader too
             return None
-        if item[0] == "bye" and self._queues.get(target) is queue:
-            del self._queues[target]  # the session is over: later messages go to on_message
         return item
+
+    def _ended(self, target: str, queue: asyncio.Queue[Message]) -> None:
+        # A reader took the session's bye: later messages on the target go to
+        # on_message, and every other reader of the queue stops.
+        if self._queues.get(target) is queue:
+            del self._queues[target]
+        queue.put_nowait(_END)
 
     # -- calls into the engine ------------------------------------------------------
 
@@ -187,29 +203,42 @@ class AsyncSignaling:
             # One turn of the loop first: messages the engine already handed
             # over (call_soon_threadsafe) land in the earlier session's queue.
             await asyncio.sleep(0)
-            old = self._queues.get(target)
-            new = self._queues[target] = asyncio.Queue()
+            new: asyncio.Queue[Message] = asyncio.Queue()
+            self._pending[target] = new
             call = asyncio.ensure_future(
                 asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
             )
             try:
                 await asyncio.shield(call)
             except BaseException:
-                if await _outcome(call) is not None:
-                    self._reinstate(target, old, new)  # refused: nothing changed
+                error, _ = await _wait_out(call)  # whatever interrupted us is re-raised below
+                if error is not None:
+                    self._refused(target, new)  # nothing changed
                     raise
-                # Opened, but the caller was cancelled meanwhile: nobody wants it.
-                if old is not None:
-                    old.put_nowait(_END)
+                self._accepted(target, new)  # opened, but the caller was cancelled meanwhile
                 await self._abandon(target, new)
                 raise
-            if old is not None:
-                old.put_nowait(_END)  # the engine replaced that session: its readers are done
+            self._accepted(target, new)
             try:
                 return await self._collect_description(target, new, wanted, timeout, gather)
             except BaseException:
                 await self._abandon(target, new)
                 raise
+
+    def _accepted(self, target: str, new: asyncio.Queue[Message]) -> None:
+        # The engine replaced the target's session: its queue ends for its readers.
+        del self._pending[target]
+        old = self._queues.get(target)
+        self._queues[target] = new
+        if old is not None:
+            old.put_nowait(_END)
+
+    def _refused(self, target: str, new: asyncio.Queue[Message]) -> None:
+        # What arrived meanwhile is the earlier session's (a refused call opens
+        # nothing): it goes where it would have gone, in order.
+        del self._pending[target]
+        while not new.empty():
+            self._dispatch(target, *new.get_nowait())
 
     @contextlib.asynccontextmanager
     async def _one_open_at_a_time(self, target: str) -> AsyncIterator[None]:
@@ -229,29 +258,21 @@ class AsyncSignaling:
             if users[0] == 0 and self._opening.get(target) is entry:
                 del self._opening[target]
 
-    def _reinstate(self, target: str, old: asyncio.Queue[Message] | None, new: asyncio.Queue[Message]) -> None:
-        # What arrived meanwhile is the earlier session's: a refused call opens nothing.
-        if old is None:
-            if new.empty() and self._queues.get(target) is new:
-                del self._queues[target]
-            return
-        while not new.empty():
-            old.put_nowait(new.get_nowait())
-        if self._queues.get(target) is new:
-            self._queues[target] = old
-
     async def _abandon(self, target: str, queue: asyncio.Queue[Message]) -> None:
-        """Closes a session the engine opened but whose opener gave up on it."""
-        if self._queues.get(target) is not queue:
-            return  # replaced since: the session that is there now is someone else's
+        """Closes a session the engine opened but whose opener gave up on it.
+
+        Runs under the target's open lock, so the session there is still the
+        one this open made (or one closed since: then the bye does nothing)."""
         # The bye first: once it has returned the engine delivers nothing more of
         # the session, and what it delivered before lands in the queue, which
         # goes with it (instead of reaching on_message).
         call = asyncio.ensure_future(
             asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, "bye", "")
         )
-        await _outcome(call)  # a bye the engine refuses (closed, sink removed) has nothing left to close
+        _, cancelled = await _wait_out(call)  # a refused bye (engine closed, sink removed): nothing to close
         self._detach(target, queue)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _has_session(self, target: str) -> bool:
         try:
@@ -272,7 +293,7 @@ class AsyncSignaling:
             if remaining <= 0:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s")
             try:
-                item = await asyncio.wait_for(self._take(target, queue), remaining)
+                item = await asyncio.wait_for(self._take(queue), remaining)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s") from None
             if item is None:
@@ -284,8 +305,8 @@ class AsyncSignaling:
                 # session it replaced, already on its way when the new one opened.
                 # The engine knows which.
                 if description is None and self._has_session(target):
-                    self._queues.setdefault(target, queue)
                     continue
+                self._ended(target, queue)
                 raise SignalingError(f"session '{target}' closed before its {wanted}: {message}")
             if type == wanted:
                 description = message
@@ -304,17 +325,23 @@ class AsyncSignaling:
     async def next_message(self, target: str, timeout: float | None = None) -> Message:
         """The next (type, message) the engine sent to `target`.
 
-        Raises SignalingError once the session was closed here, replaced or forgotten."""
-        item = await asyncio.wait_for(self._take(target, self._queue(target)), timeout)
+        Raises SignalingError once the session was closed here, replaced or
+        forgotten, or once another reader took its bye."""
+        queue = self._queue(target)
+        item = await asyncio.wait_for(self._take(queue), timeout)
         if item is None:
             raise SignalingError(f"no more messages for '{target}': it was closed, replaced or forgotten")
+        if item[0] == "bye":
+            self._ended(target, queue)
         return item
 
     async def messages(self, target: str) -> AsyncIterator[Message]:
         """Every (type, message) the engine sends to `target`, until its bye (or
         until the session is closed here, replaced or forgotten)."""
         queue = self._queue(target)
-        while (item := await self._take(target, queue)) is not None:
+        while (item := await self._take(queue)) is not None:
+            if item[0] == "bye":
+                self._ended(target, queue)
             yield item
             if item[0] == "bye":
                 return

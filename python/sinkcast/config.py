@@ -9,7 +9,7 @@ Example::
     [server]
     host = "127.0.0.1"
     port = 8080
-    token = "s3cret"            # optional: WHEP and API requests need "Authorization: Bearer s3cret"
+    token = "s3cret"            # optional: WHEP, /api/status and /metrics need "Authorization: Bearer s3cret"
 
     [ice]
     bind_address = "127.0.0.1"  # the address ICE gathers on (and offers)

@@ -216,7 +216,8 @@ class SinkcastServer:
     # -- API ------------------------------------------------------------------------------
 
     async def api_sinks(self, request: web.Request) -> web.Response:
-        self._check_token(request)  # the page sends it too
+        # Open: the page lists the sinks before it has the token (it then says
+        # that playing needs one); ids, channels and levels only.
         stats = await asyncio.to_thread(self.engine.stats)
         sinks = [
             {
@@ -237,7 +238,7 @@ class SinkcastServer:
         return web.json_response(stats, headers=CORS_HEADERS)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        self._check_token(request)  # it names every session, and a session's URL is enough to end it
+        self._check_token(request)  # it names every session
         stats = await asyncio.to_thread(self.stats)
         return web.Response(text=prometheus_text(stats), content_type="text/plain", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
