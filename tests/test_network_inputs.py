@@ -582,6 +582,24 @@ def test_pipe_reader_takes_a_descriptor_above_1023() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_a_pipe_reader_still_running_at_exit_leaves_cleanly() -> None:
+    # Its daemon thread, frozen mid-loop at finalization, used to keep the
+    # engine alive: nanobind printed "leaked 1 instances" at every exit.
+    code = (
+        "import os, sinkcast\n"
+        "from sinkcast.inputs import add_pipe_source\n"
+        "r, w = os.pipe()\n"
+        "e = sinkcast.AudioManager(realtime=False)\n"
+        "e.add_sink('o')\n"
+        "p = add_pipe_source(e, 'in', r, sample_rate=48000, channels=2)\n"
+        "os.write(w, bytes(19200))\n"
+        "assert p.running\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "leaked" not in r.stderr, r.stderr
+
+
 def test_pipe_reader_stops_with_its_engine(tmp_path: Path) -> None:
     e = engine_with_sink()
     fifo = tmp_path / "idle.fifo"

@@ -13,17 +13,31 @@ when the engine shuts down.
 
 from __future__ import annotations
 
+import atexit
 import os
 import select
 import stat
 import sys
 import threading
 import time
+import weakref
 from typing import IO, Any
 
 import numpy as np
 
 from sinkcast._sinkcast import AudioManager
+
+# Readers still running. At exit they are stopped before the interpreter
+# finalizes: a daemon thread frozen mid-loop would keep its engine alive
+# forever (nanobind then reports the engine as leaked).
+_running_readers: weakref.WeakSet[PipeInput] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_readers_at_exit() -> None:
+    for reader in list(_running_readers):
+        reader.stop(timeout=1.0)
+
 
 #: Raw sample formats a pipe may carry (little-endian, interleaved).
 PIPE_FORMATS: dict[str, tuple[np.dtype[Any], np.dtype[Any]]] = {
@@ -85,6 +99,7 @@ class PipeInput:
             "frames": 0, "bytes": 0, "blocks": 0, "dropped_bytes": 0, "eof": False, "error": None,
         }
         self._thread = threading.Thread(target=self._run, name=f"sinkcast-pipe-{source_id}", daemon=True)
+        _running_readers.add(self)
         self._thread.start()
 
     # -- public -------------------------------------------------------------
