@@ -108,13 +108,19 @@ void AudioManager::ensure_open() const {
 
 std::shared_ptr<Sink> AudioManager::find_sink_locked(const std::string& id) const {
     auto it = sinks_.find(id);
-    if (it == sinks_.end()) throw UnknownIdError("sink", id);
+    if (it == sinks_.end()) {
+        ensure_open();  // a shutdown() that emptied the registry since the caller's check says so
+        throw UnknownIdError("sink", id);
+    }
     return it->second;
 }
 
 std::shared_ptr<Source> AudioManager::find_source_locked(const std::string& id) const {
     auto it = sources_.find(id);
-    if (it == sources_.end()) throw UnknownIdError("source", id);
+    if (it == sources_.end()) {
+        ensure_open();
+        throw UnknownIdError("source", id);
+    }
     return it->second;
 }
 
