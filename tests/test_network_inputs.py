@@ -64,7 +64,11 @@ def ffmpeg_rtp(ffmpeg: str, port: int, *, codec: str = "pcm_s16be", rate: int = 
            "-ar", str(rate), "-c:a", codec, *(extra or [])]
     if payload_type is not None:
         cmd += ["-payload_type", str(payload_type)]
-    cmd += ["-f", "rtp", f"rtp://127.0.0.1:{port}"]
+    # localrtcpport=0: ffmpeg otherwise binds its RTCP socket to its own RTP port + 1, and when
+    # that port is taken three times running (many sockets are open in this suite) it gives up
+    # and crashes (Debian's 5.1 exited with SIGSEGV after "bind failed: Address already in use").
+    # With the option both local sockets take any free port.
+    cmd += ["-f", "rtp", f"rtp://127.0.0.1:{port}?localrtcpport=0"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
