@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,6 +155,30 @@ async def test_whep_post_says_503_when_the_server_cannot_take_a_listener() -> No
         held.close()
         await srv.close()
 
+
+
+@pytest.mark.asyncio
+async def test_a_session_whose_bye_follows_its_answer_is_not_kept(server: tuple[TestServer, ClientSession]) -> None:
+    # A bye right behind the answer's candidates (the peer failed at once, or
+    # the sink went) was still in the session's queue when the server forgot
+    # the session, and was dropped there: the WhepSession stayed for good.
+    srv, http = server
+    app = srv.app[SERVER_KEY]
+    real_open = app.signaling.open_listener
+
+    async def open_then_bye(target: str, offer: str, **options: Any) -> str:
+        answer = await real_open(target, offer, **options)
+        app.signaling._dispatch(target, "bye", "failed")  # as the engine's dispatcher hands it over
+        return answer
+
+    app.signaling.open_listener = open_then_bye  # type: ignore[method-assign]
+    listener, offer = await whep_offer()
+    try:
+        async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+            assert r.status == 201, await r.text()
+        assert app.sessions == {}
+    finally:
+        await listener.close()
 
 
 async def arriving_in_pieces(text: str, pieces: int = 3) -> AsyncIterator[bytes]:

@@ -725,11 +725,12 @@ async def test_every_reader_stops_once_one_of_them_took_the_bye(engine: Any) -> 
     sig.close()
 
 
-async def test_a_close_that_reaches_the_engine_before_an_open_does_not_orphan_it(engine: Any) -> None:
-    # close_listener() while an open waits for the engine, its bye reaching the
-    # engine first (so it closes nothing): it used to end the opener's queue,
-    # the opener failed, and skipped closing the session it had opened, which
-    # nobody owned. Now the opener gets its answer and owns the session.
+async def test_a_close_made_while_an_open_waits_for_the_engine_closes_that_opens_session(engine: Any) -> None:
+    # close_listener() while an open of the same target waits for the engine.
+    # Its bye used to reach the engine first and close nothing, and the open
+    # then returned an answer for a session that stayed open, or (when the bye
+    # came second) one the engine had already closed while the adapter kept
+    # queueing for it. Now the close comes after the open, and closes its session.
     class SlowOffers(SlowEngine):
         def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
             if type == "offer":
@@ -743,11 +744,96 @@ async def test_a_close_that_reaches_the_engine_before_an_open_does_not_orphan_it
     try:
         opening = asyncio.create_task(sig.open_listener("a440/c", await listener.offer(), timeout=5))
         await asyncio.sleep(0.05)
-        await sig.close_listener("a440/c")  # no session there yet
-        assert (await opening).startswith("v=0")
-        assert engine.listeners() == ["a440/c"]
         await sig.close_listener("a440/c")
+        assert opening.done() and opening.result().startswith("v=0")
         assert engine.listeners() == []
+        assert sig._queues == {}
     finally:
         await listener.close()
         sig.close()
+
+
+async def test_a_reader_of_a_target_with_no_session_here_is_told_at_once(engine: Any) -> None:
+    # Readers used to make a queue for any target. After the session's end
+    # (forget, close_listener, or never opened) a reader then waited forever on
+    # a queue nothing would fill, and that queue took the target's later
+    # messages away from on_message.
+    elsewhere: list[tuple[str, str]] = []
+    sig = AsyncSignaling(engine, on_message=lambda t, ty, m: elsewhere.append((t, ty)))
+    await sig.request_offer("a440/f")
+    sig.forget("a440/f")
+    await sig.request_offer("a440/c")
+    await sig.close_listener("a440/c")
+    for target in ("a440/f", "a440/c", "a440/never"):
+        with pytest.raises(sinkcast.SignalingError, match="no session of"):
+            await sig.next_message(target, timeout=5)
+        with pytest.raises(sinkcast.SignalingError, match="no session of"):
+            async for _ in sig.messages(target):
+                pass
+    assert sig._queues == {}
+    await asyncio.to_thread(engine.remove_sink, "a440")  # the forgotten session's bye
+    await wait_for(lambda: ("a440/f", "bye") in elsewhere)
+    sig.close()
+
+
+async def test_a_refused_offer_sent_during_an_open_leaves_that_opens_session_alone(engine: Any) -> None:
+    # send(target, "offer") undid its queue on refusal by looking the target up
+    # again: when an open of the target had been accepted meanwhile, it ended
+    # that live session's queue, whose reader stopped and whose bye went astray.
+    class SlowBadOffers(SlowEngine):
+        def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
+            if message == "not an offer":
+                super().handle_incoming_webrtc_signaling_message(target, type, message)
+            else:
+                self._engine.handle_incoming_webrtc_signaling_message(target, type, message)
+
+    elsewhere: list[tuple[str, str]] = []
+    sig = AsyncSignaling(engine, on_message=lambda t, ty, m: elsewhere.append((t, ty)))
+    sig.engine = SlowBadOffers(engine)  # type: ignore[assignment]
+    bad = asyncio.create_task(sig.send("a440/x", "offer", "not an offer"))
+    await asyncio.sleep(0.05)
+    await sig.request_offer("a440/x")
+    with pytest.raises(sinkcast.SignalingError):
+        await bad
+    assert engine.listeners() == ["a440/x"]
+    await asyncio.to_thread(engine.remove_sink, "a440")
+    assert await next_bye(sig, "a440/x", 5) == "sink removed"
+    assert elsewhere == []
+    sig.close()
+
+
+async def test_a_reader_cancelled_as_its_message_arrives_is_cancelled_and_loses_nothing() -> None:
+    # next_message(timeout=...) used asyncio.wait_for, which before Python 3.12
+    # can return the inner result and drop a cancellation that lands in the same
+    # turn of the loop (CPython gh-86296): the cancelled reader carried on. A
+    # cancel() that returns True must end the reader, and leave the message queued.
+    engine = ScriptedEngine([], live=["s/x"])
+    sig = AsyncSignaling(engine)  # type: ignore[arg-type]
+    await sig.send("s/x", "offer", "an offer")
+    for turns in range(8):  # the cancel lands 0..7 turns of the loop after the message
+        reader = asyncio.create_task(sig.next_message("s/x", timeout=30))
+        await asyncio.sleep(0)  # the reader waits
+        sig._dispatch("s/x", "candidate", str(turns))  # what the engine's call_soon_threadsafe runs
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if reader.cancel():
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+            assert await sig.next_message("s/x", timeout=1) == ("candidate", str(turns))
+        else:
+            assert reader.result() == ("candidate", str(turns))
+
+
+async def test_forget_hands_the_sessions_unread_messages_to_on_message() -> None:
+    # The WHEP server forgets each session once it has its answer. A bye that
+    # came right behind the candidates was still in the session's queue, and
+    # forget() dropped it: the server never learnt that the session had ended.
+    answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+    script = [("answer", answer), ("candidate", END_OF_CANDIDATES), ("bye", "failed")]
+    elsewhere: list[tuple[str, str, str]] = []
+    sig = AsyncSignaling(ScriptedEngine(script, live=["s/x"]), on_message=lambda *m: elsewhere.append(m))  # type: ignore[arg-type]
+    assert (await sig.open_listener("s/x", "offer", timeout=5)).startswith("v=0")
+    assert elsewhere == []
+    sig.forget("s/x")
+    assert elsewhere == [("s/x", "bye", "failed")]
+    assert sig._queues == {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -128,17 +129,28 @@ class AsyncSignaling:
             queue = self._queues.get(target)
         if queue is not None:
             queue.put_nowait((type, message))
-        elif self.on_message is not None:
-            result = self.on_message(target, type, message)
-            if asyncio.iscoroutine(result):
-                task = self.loop.create_task(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        else:
+            self._elsewhere(target, type, message)
 
-    def _queue(self, target: str) -> asyncio.Queue[Message]:
+    def _elsewhere(self, target: str, type: str, message: str) -> None:
+        """A message no session queue takes: to on_message, if given."""
+        if self.on_message is None:
+            return
+        result = self.on_message(target, type, message)
+        if asyncio.iscoroutine(result):
+            task = self.loop.create_task(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _session_queue(self, target: str) -> asyncio.Queue[Message]:
+        # Only an open makes a queue: a reader that made one for a session that
+        # has ended would wait forever, and take messages meant for on_message.
         queue = self._queues.get(target)
         if queue is None:
-            queue = self._queues[target] = asyncio.Queue()
+            raise SignalingError(
+                f"no session of '{target}' to read: none was opened through this adapter, "
+                "or it was closed, replaced or forgotten, or a reader took its bye"
+            )
         return queue
 
     def _detach(self, target: str, queue: asyncio.Queue[Message] | None = None) -> None:
@@ -157,6 +169,22 @@ class AsyncSignaling:
             return None
         return item
 
+    @classmethod
+    async def _take_within(cls, queue: asyncio.Queue[Message], timeout: float | None) -> Message | None:
+        """_take, giving up with TimeoutError after `timeout` seconds."""
+        if timeout is None:
+            return await cls._take(queue)
+        if sys.version_info >= (3, 11):
+            # Not wait_for: before 3.12 it can return the message and drop a
+            # cancellation that lands in the same turn of the loop (CPython
+            # gh-86296), so a cancelled reader or opener would carry on.
+            async with asyncio.timeout(timeout):
+                return await cls._take(queue)
+        try:
+            return await asyncio.wait_for(cls._take(queue), timeout)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
+            raise TimeoutError from None
+
     def _ended(self, target: str, queue: asyncio.Queue[Message]) -> None:
         # A reader took the session's bye: later messages on the target go to
         # on_message, and every other reader of the queue stops.
@@ -169,19 +197,24 @@ class AsyncSignaling:
     async def send(self, target: str, type: str, message: str = "") -> None:
         """handle_incoming_webrtc_signaling_message, off the event loop's thread.
 
-        An offer or request_offer starts queueing the target's messages (read
-        them with next_message() or messages()) before the engine can answer;
-        if the engine refuses it, a queue it created goes again."""
-        created = type in ("offer", "request_offer") and target not in self._queues
-        if created:
-            self._queue(target)
-        try:
+        An offer or request_offer opens a session as open_listener() and
+        request_offer() do, without waiting for its description: read its
+        messages with next_message() or messages(). If the engine refuses it,
+        nothing changes here either. A bye closes the session as
+        close_listener() does."""
+        if type in ("offer", "request_offer"):
+            async with self._one_open_at_a_time(target):
+                await self._start(target, type, message)
+        elif type == "bye":
+            # After any open of the target in progress: the bye then closes the
+            # session that open made, where it could have reached the engine
+            # first, closed nothing, and left that session running.
+            async with self._one_open_at_a_time(target):
+                error = await self._bye(target, message)
+            if error is not None:
+                raise error
+        else:
             await asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
-        except BaseException:
-            queue = self._queues.get(target)
-            if created and queue is not None and queue.empty():
-                self._detach(target, queue)
-            raise
 
     async def open_listener(
         self, target: str, offer: str, *, timeout: float = 10.0, gather: bool = True
@@ -191,7 +224,9 @@ class AsyncSignaling:
         With gather=True (for peers that do not trickle, like WHEP players) it
         waits for the engine's end of candidates and returns the answer with
         every candidate in it; otherwise the candidates follow as messages.
-        If no answer comes (timeout, cancellation), the session is closed."""
+        If no answer comes (timeout, cancellation), the session is closed.
+        The session's later messages wait in its queue until read (next_message(),
+        messages()) or until forget() hands them to on_message."""
         return await self._open(target, "offer", offer, "answer", timeout, gather)
 
     async def request_offer(self, target: str, *, timeout: float = 10.0, gather: bool = True) -> str:
@@ -200,30 +235,36 @@ class AsyncSignaling:
 
     async def _open(self, target: str, type: str, message: str, wanted: str, timeout: float, gather: bool) -> str:
         async with self._one_open_at_a_time(target):
-            # One turn of the loop first: messages the engine already handed
-            # over (call_soon_threadsafe) land in the earlier session's queue.
-            await asyncio.sleep(0)
-            new: asyncio.Queue[Message] = asyncio.Queue()
-            self._pending[target] = new
-            call = asyncio.ensure_future(
-                asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
-            )
+            queue = await self._start(target, type, message)
             try:
-                await asyncio.shield(call)
+                return await self._collect_description(target, queue, wanted, timeout, gather)
             except BaseException:
-                error, _ = await _wait_out(call)  # whatever interrupted us is re-raised below
-                if error is not None:
-                    self._refused(target, new)  # nothing changed
-                    raise
-                self._accepted(target, new)  # opened, but the caller was cancelled meanwhile
-                await self._abandon(target, new)
+                await self._abandon(target, queue)
                 raise
-            self._accepted(target, new)
-            try:
-                return await self._collect_description(target, new, wanted, timeout, gather)
-            except BaseException:
-                await self._abandon(target, new)
+
+    async def _start(self, target: str, type: str, message: str) -> asyncio.Queue[Message]:
+        """Asks the engine to open a session on the target (under its open lock);
+        returns the new session's queue, which the target's messages now fill."""
+        # One turn of the loop first: messages the engine already handed
+        # over (call_soon_threadsafe) land in the earlier session's queue.
+        await asyncio.sleep(0)
+        new: asyncio.Queue[Message] = asyncio.Queue()
+        self._pending[target] = new
+        call = asyncio.ensure_future(
+            asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
+        )
+        try:
+            await asyncio.shield(call)
+        except BaseException:
+            error, _ = await _wait_out(call)  # whatever interrupted us is re-raised below
+            if error is not None:
+                self._refused(target, new)  # nothing changed
                 raise
+            self._accepted(target, new)  # opened, but the caller was cancelled meanwhile
+            await self._abandon(target, new)
+            raise
+        self._accepted(target, new)
+        return new
 
     def _accepted(self, target: str, new: asyncio.Queue[Message]) -> None:
         # The engine replaced the target's session: its queue ends for its readers.
@@ -238,15 +279,17 @@ class AsyncSignaling:
         # nothing): it goes where it would have gone, in order.
         del self._pending[target]
         while not new.empty():
-            self._dispatch(target, *new.get_nowait())
+            item = new.get_nowait()
+            if item is not _END:  # (put there by close())
+                self._dispatch(target, *item)
 
     @contextlib.asynccontextmanager
     async def _one_open_at_a_time(self, target: str) -> AsyncIterator[None]:
         # The engine keeps the last of two opens on one target, and each opener
         # must read its own session's description. Messages name only their
-        # target, so the next open starts once the last one has its description
-        # (and its candidates, with gather). The lock is dropped with its last
-        # user (the WHEP server opens every POST under a new target).
+        # target, so the next open (or bye) starts once the last open has its
+        # description (and its candidates, with gather). The lock is dropped
+        # with its last user (the WHEP server opens every POST under a new target).
         entry = self._opening.setdefault(target, (asyncio.Lock(), [0]))
         lock, users = entry
         users[0] += 1
@@ -263,16 +306,26 @@ class AsyncSignaling:
 
         Runs under the target's open lock, so the session there is still the
         one this open made (or one closed since: then the bye does nothing)."""
+        await self._bye(target, "", queue)  # a refused bye (engine closed, sink removed): nothing to close
+
+    async def _bye(
+        self, target: str, message: str, queue: asyncio.Queue[Message] | None = None
+    ) -> BaseException | None:
+        """Says bye to the target's session (under its open lock) and ends its
+        queue (only `queue`, if given). Returns the engine's error, if any."""
         # The bye first: once it has returned the engine delivers nothing more of
         # the session, and what it delivered before lands in the queue, which
-        # goes with it (instead of reaching on_message).
+        # goes with it (instead of reaching on_message). It is waited out even
+        # when the caller is cancelled: a bye still running after the lock is
+        # released could close the next open's session.
         call = asyncio.ensure_future(
-            asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, "bye", "")
+            asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, "bye", message)
         )
-        _, cancelled = await _wait_out(call)  # a refused bye (engine closed, sink removed): nothing to close
+        error, cancelled = await _wait_out(call)
         self._detach(target, queue)
         if cancelled:
             raise asyncio.CancelledError
+        return error
 
     def _has_session(self, target: str) -> bool:
         try:
@@ -293,8 +346,8 @@ class AsyncSignaling:
             if remaining <= 0:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s")
             try:
-                item = await asyncio.wait_for(self._take(queue), remaining)
-            except asyncio.TimeoutError:
+                item = await self._take_within(queue, remaining)
+            except TimeoutError:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s") from None
             if item is None:
                 raise SignalingError(f"session '{target}' was closed or replaced before its {wanted}")
@@ -323,12 +376,20 @@ class AsyncSignaling:
                 return merge_candidates(description, candidates)
 
     async def next_message(self, target: str, timeout: float | None = None) -> Message:
-        """The next (type, message) the engine sent to `target`.
+        """The next (type, message) of the session open on `target` now.
 
-        Raises SignalingError once the session was closed here, replaced or
-        forgotten, or once another reader took its bye."""
-        queue = self._queue(target)
-        item = await asyncio.wait_for(self._take(queue), timeout)
+        Each call reads the target's session of the moment: once the target
+        has been opened again, the next call reads the new session. To read one
+        session to its end and no further, iterate messages(target).
+
+        Raises SignalingError if no session of the target is open here, or once
+        the session is closed here, replaced or forgotten, or another reader
+        took its bye; TimeoutError after `timeout` seconds without a message."""
+        queue = self._session_queue(target)
+        try:
+            item = await self._take_within(queue, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no message for '{target}' within {timeout} s") from None
         if item is None:
             raise SignalingError(f"no more messages for '{target}': it was closed, replaced or forgotten")
         if item[0] == "bye":
@@ -336,9 +397,10 @@ class AsyncSignaling:
         return item
 
     async def messages(self, target: str) -> AsyncIterator[Message]:
-        """Every (type, message) the engine sends to `target`, until its bye (or
-        until the session is closed here, replaced or forgotten)."""
-        queue = self._queue(target)
+        """Every (type, message) of the session open on `target` now, until its
+        bye (or until that session is closed here, replaced or forgotten).
+        Raises SignalingError if no session of the target is open here."""
+        queue = self._session_queue(target)
         while (item := await self._take(queue)) is not None:
             if item[0] == "bye":
                 self._ended(target, queue)
@@ -347,22 +409,35 @@ class AsyncSignaling:
                 return
 
     async def close_listener(self, target: str) -> None:
-        """Closes the session (as if the listener said bye); its readers stop."""
-        try:
-            await self.send(target, "bye", "")
-        finally:
-            self._detach(target)
+        """Closes the session (as if the listener said bye); its readers stop.
+        An open of the same target in progress finishes first, and its session
+        is the one closed."""
+        await self.send(target, "bye", "")
 
     def forget(self, target: str) -> None:
-        """Stops queueing messages for `target` (they go to on_message again); its readers stop."""
-        self._detach(target)
+        """Stops queueing messages for `target`: those not yet read, then every
+        later one, go to on_message (dropped without one); its readers stop."""
+        queue = self._queues.pop(target, None)
+        if queue is None:
+            return
+        unread: list[Message] = []
+        while not queue.empty():
+            item = queue.get_nowait()
+            if item is not _END:
+                unread.append(item)
+        queue.put_nowait(_END)
+        for type, message in unread:
+            self._elsewhere(target, type, message)
 
     def close(self) -> None:
-        """Detaches from the engine: clears its signaling callback; every reader stops."""
+        """Detaches from the engine: clears its signaling callback; every reader,
+        and every open still waiting for its description, stops."""
         if not self.engine.closed:
             self.engine.set_python_webrtc_signaling_callback(None)
         for target in list(self._queues):
             self._detach(target)
+        for queue in self._pending.values():
+            queue.put_nowait(_END)  # the open fails once accepted, and closes its session
 
 
 __all__ = ["AsyncSignaling", "merge_candidates"]

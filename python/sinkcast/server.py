@@ -155,8 +155,10 @@ class SinkcastServer:
             raise web.HTTPBadRequest(text=f"bad offer: {e}\n", headers=CORS_HEADERS) from None
         except TimeoutError:  # open_listener has closed the session
             raise web.HTTPServiceUnavailable(text="the engine did not answer in time\n", headers=CORS_HEADERS) from None
-        self.signaling.forget(session.target)  # later messages (a bye) go to _on_engine_message
+        # Registered first: forget() hands the session's unread messages (a bye
+        # that came right after its candidates) to _on_engine_message at once.
         self.sessions[session.target] = session
+        self.signaling.forget(session.target)
         return web.Response(
             status=201,
             body=answer.encode(),
