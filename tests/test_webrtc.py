@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -481,7 +482,7 @@ async def test_a_refused_offer_leaves_the_targets_session_and_its_reader_alone()
         await sig.request_offer("s", gather=False)  # its candidates follow as messages
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while sig._queues["s"].qsize() < 2:  # a host candidate and the end of candidates, unread
+        while len(sig._queues["s"]) < 2:  # a host candidate and the end of candidates, unread
             assert loop.time() < deadline, "the engine's candidates never came"
             await asyncio.sleep(0.01)
         with pytest.raises(sinkcast.SignalingError):
@@ -686,7 +687,7 @@ async def test_next_message_during_an_open_keeps_reading_the_old_session(engine:
     sig = AsyncSignaling(engine)
     await sig.request_offer("a440/r")
     await asyncio.sleep(0.2)
-    while not sig._queues["a440/r"].empty():  # its candidates: read, so the next read waits
+    while len(sig._queues["a440/r"]) > 0:  # its candidates: read, so the next read waits
         await sig.next_message("a440/r")
     sig.engine = SlowEngine(engine)  # type: ignore[assignment]
     opening = asyncio.create_task(sig.open_listener("a440/r", "this is not an offer"))
@@ -835,5 +836,86 @@ async def test_forget_hands_the_sessions_unread_messages_to_on_message() -> None
     assert (await sig.open_listener("s/x", "offer", timeout=5)).startswith("v=0")
     assert elsewhere == []
     sig.forget("s/x")
+    await asyncio.sleep(0)  # (handed over through the loop, as the engine's messages are)
     assert elsewhere == [("s/x", "bye", "failed")]
     assert sig._queues == {}
+
+
+class LateScriptedEngine(ScriptedEngine):
+    """A ScriptedEngine whose messages come 0.2 s after the call has returned,
+    as the real engine's description does (libdatachannel makes it on its own
+    threads). Each call plays the next script of `scripts`."""
+
+    def __init__(self, scripts: list[list[tuple[str, str]]], live: list[str]) -> None:
+        super().__init__([], live)
+        self.scripts = scripts
+
+    def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
+        script = self.scripts.pop(0) if type != "bye" else []
+
+        def later() -> None:
+            time.sleep(0.2)
+            for t, m in script:
+                self.callback(target, t, m)
+
+        threading.Thread(target=later).start()
+
+
+async def test_an_open_after_a_sent_offer_returns_its_own_answer() -> None:
+    # send(target, "offer") let the target's next open start as soon as the
+    # engine call returned. The first session's answer, made a little later,
+    # then landed in the next open's queue, which returned it as its own.
+    def answer(mid: str) -> str:
+        return f"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{mid}\r\n"
+
+    engine = LateScriptedEngine([[("answer", answer("first")), ("candidate", END_OF_CANDIDATES)],
+                                 [("answer", answer("second")), ("candidate", END_OF_CANDIDATES)]], live=["s/x"])
+    sig = AsyncSignaling(engine)  # type: ignore[arg-type]
+    await sig.send("s/x", "offer", "offer 1")
+    assert "a=mid:second" in await sig.open_listener("s/x", "offer 2", timeout=5)
+
+
+async def test_close_stops_every_open_in_progress_and_refuses_later_calls(engine: Any) -> None:
+    # close() ended only the open holding the target's turn: one waiting for it
+    # then opened a session with the callback cleared, and waited out its whole
+    # timeout; later opens did the same.
+    sig = AsyncSignaling(engine)
+    sig.engine = SlowEngine(engine)  # type: ignore[assignment]
+    opens = [asyncio.create_task(sig.request_offer("a440/x", timeout=30)) for _ in range(2)]
+    await asyncio.sleep(0.05)  # the first at the engine, the second waiting for its turn
+    sig.close()
+    for task in opens:
+        with pytest.raises(sinkcast.SignalingError):
+            await asyncio.wait_for(task, 5)
+    with pytest.raises(sinkcast.SignalingError, match="closed"):
+        await sig.request_offer("a440/y")
+    with pytest.raises(sinkcast.SignalingError, match="closed"):
+        await sig.send("a440/y", "request_offer")
+    await wait_for(lambda: engine.listeners() == [])  # the opened session was closed
+
+
+async def test_forget_is_not_stopped_by_an_on_message_that_raises() -> None:
+    # forget() called on_message itself, in a loop: one message that made it
+    # raise came out of forget(), and the messages after it were lost. They go
+    # through the loop now, as the engine's messages do (the loop logs the error).
+    answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+    script = [("answer", answer), ("candidate", END_OF_CANDIDATES), ("candidate", "{}"), ("bye", "failed")]
+    seen: list[str] = []
+
+    def on_message(target: str, type: str, message: str) -> None:
+        seen.append(type)
+        if type == "candidate":
+            raise RuntimeError("a handler's bug")
+
+    loop = asyncio.get_running_loop()
+    errors: list[Any] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context.get("exception")))
+    try:
+        sig = AsyncSignaling(ScriptedEngine(script, live=["s/x"]), on_message=on_message)  # type: ignore[arg-type]
+        await sig.open_listener("s/x", "offer", timeout=5)
+        sig.forget("s/x")
+        await asyncio.sleep(0)
+        assert seen == ["candidate", "bye"]
+        assert [str(e) for e in errors] == ["a handler's bug"]
+    finally:
+        loop.set_exception_handler(None)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import collections
 import json
-import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -73,6 +73,66 @@ def merge_candidates(sdp: str, candidates: list[str], end_of_candidates: bool = 
 # replaced or forgotten), so that whoever waits on it stops waiting.
 _END: Message = ("", "")
 
+# How long send() of an offer or request_offer keeps the target's turn while
+# the engine's description is on its way (see send()).
+_DESCRIPTION_WAIT_S = 10.0
+
+
+class _SessionQueue:
+    """One session's messages, in order, for any number of readers.
+
+    Not an asyncio.Queue: a reader waits for a message to be there and only
+    then takes it, without awaiting in between. A reader cancelled (or timed
+    out) at any point so takes nothing, and no cancellation is lost, which
+    asyncio.Queue.get() under asyncio.wait_for() does not promise before
+    Python 3.12 (CPython gh-86296)."""
+
+    def __init__(self, description_type: str) -> None:
+        self._items: collections.deque[Message] = collections.deque()
+        self._arrived = asyncio.Event()  # set while a message waits
+        self.description_type = description_type  # "answer" or "offer"
+        self.described = asyncio.Event()  # set once the description (or a bye, or the end) is in
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Message) -> None:
+        self._items.append(item)
+        self._arrived.set()
+        if item is _END or item[0] in (self.description_type, "bye"):
+            self.described.set()
+
+    def end(self) -> None:
+        """No more messages: readers take what is queued, then stop."""
+        self.put(_END)
+
+    def drain(self) -> list[Message]:
+        """Takes every queued message (not the end marker)."""
+        items = [item for item in self._items if item is not _END]
+        self._items = collections.deque(item for item in self._items if item is _END)
+        return items
+
+    async def take(self, timeout: float | None = None) -> Message | None:
+        """The next message; None once the queue has ended (for every reader).
+        Raises TimeoutError after `timeout` seconds without one."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self._items:
+            self._arrived.clear()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError
+            arrival = asyncio.ensure_future(self._arrived.wait())
+            try:
+                await asyncio.wait({arrival}, timeout=remaining)
+            finally:
+                arrival.cancel()
+        item = self._items[0]
+        if item is _END:
+            return None  # stays, for every other reader
+        self._items.popleft()
+        return item
+
 
 async def _wait_out(call: asyncio.Future[None]) -> tuple[BaseException | None, bool]:
     """Waits for an engine call to end, also when the caller is cancelled meanwhile
@@ -107,12 +167,13 @@ class AsyncSignaling:
         self.engine = engine
         self.loop = loop or asyncio.get_running_loop()
         self.on_message = on_message
-        self._queues: dict[str, asyncio.Queue[Message]] = {}
+        self._queues: dict[str, _SessionQueue] = {}
         # The queue of an open still waiting for the engine's verdict: it takes
         # the target's messages meanwhile, while readers keep the old queue.
-        self._pending: dict[str, asyncio.Queue[Message]] = {}
+        self._pending: dict[str, _SessionQueue] = {}
         self._opening: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # on_message coroutines, kept until they finish
+        self._closed = False
         engine.set_python_webrtc_signaling_callback(self._from_engine_thread)
 
     # -- delivery ---------------------------------------------------------------
@@ -128,7 +189,7 @@ class AsyncSignaling:
         if queue is None:
             queue = self._queues.get(target)
         if queue is not None:
-            queue.put_nowait((type, message))
+            queue.put((type, message))
         else:
             self._elsewhere(target, type, message)
 
@@ -142,7 +203,7 @@ class AsyncSignaling:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _session_queue(self, target: str) -> asyncio.Queue[Message]:
+    def _session_queue(self, target: str) -> _SessionQueue:
         # Only an open makes a queue: a reader that made one for a session that
         # has ended would wait forever, and take messages meant for on_message.
         queue = self._queues.get(target)
@@ -153,44 +214,19 @@ class AsyncSignaling:
             )
         return queue
 
-    def _detach(self, target: str, queue: asyncio.Queue[Message] | None = None) -> None:
+    def _detach(self, target: str, queue: _SessionQueue | None = None) -> None:
         """Stops filling the target's queue (only `queue`, if given) and ends it for its readers."""
         current = self._queues.get(target)
         if current is not None and (queue is None or queue is current):
             del self._queues[target]
-            current.put_nowait(_END)
+            current.end()
 
-    @staticmethod
-    async def _take(queue: asyncio.Queue[Message]) -> Message | None:
-        """The queue's next message; None once the queue has ended."""
-        item = await queue.get()
-        if item is _END:
-            queue.put_nowait(_END)  # for every other reader too
-            return None
-        return item
-
-    @classmethod
-    async def _take_within(cls, queue: asyncio.Queue[Message], timeout: float | None) -> Message | None:
-        """_take, giving up with TimeoutError after `timeout` seconds."""
-        if timeout is None:
-            return await cls._take(queue)
-        if sys.version_info >= (3, 11):
-            # Not wait_for: before 3.12 it can return the message and drop a
-            # cancellation that lands in the same turn of the loop (CPython
-            # gh-86296), so a cancelled reader or opener would carry on.
-            async with asyncio.timeout(timeout):
-                return await cls._take(queue)
-        try:
-            return await asyncio.wait_for(cls._take(queue), timeout)
-        except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
-            raise TimeoutError from None
-
-    def _ended(self, target: str, queue: asyncio.Queue[Message]) -> None:
+    def _ended(self, target: str, queue: _SessionQueue) -> None:
         # A reader took the session's bye: later messages on the target go to
         # on_message, and every other reader of the queue stops.
         if self._queues.get(target) is queue:
             del self._queues[target]
-        queue.put_nowait(_END)
+        queue.end()
 
     # -- calls into the engine ------------------------------------------------------
 
@@ -198,13 +234,27 @@ class AsyncSignaling:
         """handle_incoming_webrtc_signaling_message, off the event loop's thread.
 
         An offer or request_offer opens a session as open_listener() and
-        request_offer() do, without waiting for its description: read its
-        messages with next_message() or messages(). If the engine refuses it,
-        nothing changes here either. A bye closes the session as
-        close_listener() does."""
+        request_offer() do, and returns once the session's description (answer
+        or offer) is in its queue, unread: read it and what follows with
+        next_message() or messages(). If the engine refuses it, nothing changes
+        here either. A bye closes the session as close_listener() does."""
+        self._check_open()
         if type in ("offer", "request_offer"):
             async with self._one_open_at_a_time(target):
-                await self._start(target, type, message)
+                queue = await self._start(target, type, message)
+                # The engine makes the description on its own threads after the
+                # call has returned. Until it is in, the next open of the target
+                # could take it for its own, so the turn is kept till then.
+                # (After the wait the session stays open, also when a slow
+                # engine's description is still to come.)
+                described = asyncio.ensure_future(queue.described.wait())
+                try:
+                    await asyncio.wait({described}, timeout=_DESCRIPTION_WAIT_S)
+                except BaseException:
+                    await self._abandon(target, queue)
+                    raise
+                finally:
+                    described.cancel()
         elif type == "bye":
             # After any open of the target in progress: the bye then closes the
             # session that open made, where it could have reached the engine
@@ -234,6 +284,7 @@ class AsyncSignaling:
         return await self._open(target, "request_offer", "", "offer", timeout, gather)
 
     async def _open(self, target: str, type: str, message: str, wanted: str, timeout: float, gather: bool) -> str:
+        self._check_open()
         async with self._one_open_at_a_time(target):
             queue = await self._start(target, type, message)
             try:
@@ -242,13 +293,14 @@ class AsyncSignaling:
                 await self._abandon(target, queue)
                 raise
 
-    async def _start(self, target: str, type: str, message: str) -> asyncio.Queue[Message]:
+    async def _start(self, target: str, type: str, message: str) -> _SessionQueue:
         """Asks the engine to open a session on the target (under its open lock);
         returns the new session's queue, which the target's messages now fill."""
         # One turn of the loop first: messages the engine already handed
         # over (call_soon_threadsafe) land in the earlier session's queue.
         await asyncio.sleep(0)
-        new: asyncio.Queue[Message] = asyncio.Queue()
+        self._check_open()  # (closed while this open waited for its turn)
+        new = _SessionQueue("offer" if type == "request_offer" else "answer")
         self._pending[target] = new
         call = asyncio.ensure_future(
             asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
@@ -266,22 +318,20 @@ class AsyncSignaling:
         self._accepted(target, new)
         return new
 
-    def _accepted(self, target: str, new: asyncio.Queue[Message]) -> None:
+    def _accepted(self, target: str, new: _SessionQueue) -> None:
         # The engine replaced the target's session: its queue ends for its readers.
         del self._pending[target]
         old = self._queues.get(target)
         self._queues[target] = new
         if old is not None:
-            old.put_nowait(_END)
+            old.end()
 
-    def _refused(self, target: str, new: asyncio.Queue[Message]) -> None:
+    def _refused(self, target: str, new: _SessionQueue) -> None:
         # What arrived meanwhile is the earlier session's (a refused call opens
         # nothing): it goes where it would have gone, in order.
         del self._pending[target]
-        while not new.empty():
-            item = new.get_nowait()
-            if item is not _END:  # (put there by close())
-                self._dispatch(target, *item)
+        for item in new.drain():
+            self._dispatch(target, *item)
 
     @contextlib.asynccontextmanager
     async def _one_open_at_a_time(self, target: str) -> AsyncIterator[None]:
@@ -301,7 +351,7 @@ class AsyncSignaling:
             if users[0] == 0 and self._opening.get(target) is entry:
                 del self._opening[target]
 
-    async def _abandon(self, target: str, queue: asyncio.Queue[Message]) -> None:
+    async def _abandon(self, target: str, queue: _SessionQueue) -> None:
         """Closes a session the engine opened but whose opener gave up on it.
 
         Runs under the target's open lock, so the session there is still the
@@ -309,7 +359,7 @@ class AsyncSignaling:
         await self._bye(target, "", queue)  # a refused bye (engine closed, sink removed): nothing to close
 
     async def _bye(
-        self, target: str, message: str, queue: asyncio.Queue[Message] | None = None
+        self, target: str, message: str, queue: _SessionQueue | None = None
     ) -> BaseException | None:
         """Says bye to the target's session (under its open lock) and ends its
         queue (only `queue`, if given). Returns the engine's error, if any."""
@@ -334,7 +384,7 @@ class AsyncSignaling:
             return False
 
     async def _collect_description(
-        self, target: str, queue: asyncio.Queue[Message], wanted: str, timeout: float, gather: bool
+        self, target: str, queue: _SessionQueue, wanted: str, timeout: float, gather: bool
     ) -> str:
         candidates: list[str] = []
         description: str | None = None
@@ -346,7 +396,7 @@ class AsyncSignaling:
             if remaining <= 0:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s")
             try:
-                item = await self._take_within(queue, remaining)
+                item = await queue.take(remaining)
             except TimeoutError:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s") from None
             if item is None:
@@ -387,7 +437,7 @@ class AsyncSignaling:
         took its bye; TimeoutError after `timeout` seconds without a message."""
         queue = self._session_queue(target)
         try:
-            item = await self._take_within(queue, timeout)
+            item = await queue.take(timeout)
         except TimeoutError:
             raise TimeoutError(f"no message for '{target}' within {timeout} s") from None
         if item is None:
@@ -401,7 +451,7 @@ class AsyncSignaling:
         bye (or until that session is closed here, replaced or forgotten).
         Raises SignalingError if no session of the target is open here."""
         queue = self._session_queue(target)
-        while (item := await self._take(queue)) is not None:
+        while (item := await queue.take()) is not None:
             if item[0] == "bye":
                 self._ended(target, queue)
             yield item
@@ -420,24 +470,27 @@ class AsyncSignaling:
         queue = self._queues.pop(target, None)
         if queue is None:
             return
-        unread: list[Message] = []
-        while not queue.empty():
-            item = queue.get_nowait()
-            if item is not _END:
-                unread.append(item)
-        queue.put_nowait(_END)
+        unread = queue.drain()
+        queue.end()
+        # Through the loop, as the engine's messages come: in order, ahead of
+        # any later one, and an on_message that raises does not raise here.
         for type, message in unread:
-            self._elsewhere(target, type, message)
+            self.loop.call_soon(self._elsewhere, target, type, message)
 
     def close(self) -> None:
         """Detaches from the engine: clears its signaling callback; every reader,
-        and every open still waiting for its description, stops."""
+        and every open still in progress, stops. Later calls raise SignalingError."""
+        self._closed = True
         if not self.engine.closed:
             self.engine.set_python_webrtc_signaling_callback(None)
         for target in list(self._queues):
             self._detach(target)
         for queue in self._pending.values():
-            queue.put_nowait(_END)  # the open fails once accepted, and closes its session
+            queue.end()  # the open fails once accepted, and closes its session
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SignalingError("this AsyncSignaling was closed; make a new one to go on")
 
 
 __all__ = ["AsyncSignaling", "merge_candidates"]
