@@ -835,9 +835,10 @@ async def test_forget_hands_the_sessions_unread_messages_to_on_message() -> None
     sig = AsyncSignaling(ScriptedEngine(script, live=["s/x"]), on_message=lambda *m: elsewhere.append(m))  # type: ignore[arg-type]
     assert (await sig.open_listener("s/x", "offer", timeout=5)).startswith("v=0")
     assert elsewhere == []
+    sig._from_engine_thread("s/x", "candidate", "later")  # on its way through the loop, behind the bye
     sig.forget("s/x")
-    await asyncio.sleep(0)  # (handed over through the loop, as the engine's messages are)
-    assert elsewhere == [("s/x", "bye", "failed")]
+    await asyncio.sleep(0)
+    assert elsewhere == [("s/x", "bye", "failed"), ("s/x", "candidate", "later")]
     assert sig._queues == {}
 
 
@@ -882,6 +883,7 @@ async def test_close_stops_every_open_in_progress_and_refuses_later_calls(engine
     sig = AsyncSignaling(engine)
     sig.engine = SlowEngine(engine)  # type: ignore[assignment]
     opens = [asyncio.create_task(sig.request_offer("a440/x", timeout=30)) for _ in range(2)]
+    raw_open = asyncio.create_task(sig.send("a440/z", "request_offer"))  # at the engine too
     await asyncio.sleep(0.05)  # the first at the engine, the second waiting for its turn
     sig.close()
     for task in opens:
@@ -889,6 +891,8 @@ async def test_close_stops_every_open_in_progress_and_refuses_later_calls(engine
             await asyncio.wait_for(task, 5)
     with pytest.raises(sinkcast.SignalingError, match="closed"):
         await sig.request_offer("a440/y")
+    with pytest.raises(sinkcast.SignalingError, match="closed"):
+        await raw_open
     with pytest.raises(sinkcast.SignalingError, match="closed"):
         await sig.send("a440/y", "request_offer")
     await wait_for(lambda: engine.listeners() == [])  # the opened session was closed
@@ -919,3 +923,17 @@ async def test_forget_is_not_stopped_by_an_on_message_that_raises() -> None:
         assert [str(e) for e in errors] == ["a handler's bug"]
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_a_sent_offer_waits_past_the_last_bye_of_the_session_it_replaced() -> None:
+    # The bye of the session being replaced (its peer had failed) can reach the
+    # loop just after the new session opened. send() took it for the new
+    # session's end, returned before its description, and the first read then
+    # returned that bye and stopped the new session's queue.
+    offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:new\r\n"
+    engine = LateScriptedEngine([[("bye", "failed"), ("offer", offer), ("candidate", END_OF_CANDIDATES)]],
+                                live=["s/x"])
+    sig = AsyncSignaling(engine)  # type: ignore[arg-type]
+    await sig.send("s/x", "request_offer")
+    assert await sig.next_message("s/x", timeout=5) == ("offer", offer)
+    assert "s/x" in sig._queues

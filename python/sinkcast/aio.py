@@ -91,7 +91,9 @@ class _SessionQueue:
         self._items: collections.deque[Message] = collections.deque()
         self._arrived = asyncio.Event()  # set while a message waits
         self.description_type = description_type  # "answer" or "offer"
-        self.described = asyncio.Event()  # set once the description (or a bye, or the end) is in
+        # Set whenever a description, a bye or the end is put (send()'s wait
+        # for the description, its only user, clears it).
+        self.described = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -105,6 +107,26 @@ class _SessionQueue:
     def end(self) -> None:
         """No more messages: readers take what is queued, then stop."""
         self.put(_END)
+
+    def has_description_or_end(self) -> bool:
+        return any(item is _END or item[0] == self.description_type for item in self._items)
+
+    def _before_description(self) -> list[Message]:
+        head = []
+        for item in self._items:
+            if item is _END or item[0] == self.description_type:
+                break
+            head.append(item)
+        return head
+
+    def has_early_bye(self) -> bool:
+        """Whether a bye is queued ahead of the description."""
+        return any(item[0] == "bye" for item in self._before_description())
+
+    def drop_early_byes(self) -> None:
+        head = self._before_description()
+        rest = list(self._items)[len(head):]
+        self._items = collections.deque([item for item in head if item[0] != "bye"] + rest)
 
     def drain(self) -> list[Message]:
         """Takes every queued message (not the end marker)."""
@@ -245,16 +267,14 @@ class AsyncSignaling:
                 # The engine makes the description on its own threads after the
                 # call has returned. Until it is in, the next open of the target
                 # could take it for its own, so the turn is kept till then.
-                # (After the wait the session stays open, also when a slow
-                # engine's description is still to come.)
-                described = asyncio.ensure_future(queue.described.wait())
                 try:
-                    await asyncio.wait({described}, timeout=_DESCRIPTION_WAIT_S)
+                    await self._wait_for_description(target, queue)
                 except BaseException:
                     await self._abandon(target, queue)
                     raise
-                finally:
-                    described.cancel()
+                if self._closed:
+                    await self._abandon(target, queue)
+                    self._check_open()
         elif type == "bye":
             # After any open of the target in progress: the bye then closes the
             # session that open made, where it could have reached the engine
@@ -265,6 +285,32 @@ class AsyncSignaling:
                 raise error
         else:
             await asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
+
+    async def _wait_for_description(self, target: str, queue: _SessionQueue) -> None:
+        """Waits, at most _DESCRIPTION_WAIT_S, until the new session's description
+        is queued or the session is over (after that, a slow engine's description
+        may still come; the session stays open)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _DESCRIPTION_WAIT_S
+        while True:
+            queue.described.clear()
+            if queue.has_early_bye():
+                # A bye before the description: the session's own end, or the
+                # last word of the session it replaced, already on its way when
+                # this one opened (as in _collect_description). The engine knows.
+                if not self._has_session(target):
+                    return
+                queue.drop_early_byes()
+            if queue.has_description_or_end():
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            news = asyncio.ensure_future(queue.described.wait())
+            try:
+                await asyncio.wait({news}, timeout=remaining)
+            finally:
+                news.cancel()
 
     async def open_listener(
         self, target: str, offer: str, *, timeout: float = 10.0, gather: bool = True
@@ -472,10 +518,16 @@ class AsyncSignaling:
             return
         unread = queue.drain()
         queue.end()
-        # Through the loop, as the engine's messages come: in order, ahead of
-        # any later one, and an on_message that raises does not raise here.
+        # Here and now: any later message of the target is still on its way
+        # through the loop, so these stay ahead of it. An on_message that
+        # raises is reported as the loop reports its callbacks' errors.
         for type, message in unread:
-            self.loop.call_soon(self._elsewhere, target, type, message)
+            try:
+                self._elsewhere(target, type, message)
+            except Exception as error:
+                self.loop.call_exception_handler(
+                    {"message": f"on_message raised for {target} {type}", "exception": error}
+                )
 
     def close(self) -> None:
         """Detaches from the engine: clears its signaling callback; every reader,
