@@ -808,9 +808,10 @@ async def test_a_reader_cancelled_as_its_message_arrives_is_cancelled_and_loses_
     # can return the inner result and drop a cancellation that lands in the same
     # turn of the loop (CPython gh-86296): the cancelled reader carried on. A
     # cancel() that returns True must end the reader, and leave the message queued.
-    engine = ScriptedEngine([], live=["s/x"])
+    engine = ScriptedEngine([("answer", "v=0\r\n")], live=["s/x"])
     sig = AsyncSignaling(engine)  # type: ignore[arg-type]
     await sig.send("s/x", "offer", "an offer")
+    assert (await sig.next_message("s/x"))[0] == "answer"
     for turns in range(8):  # the cancel lands 0..7 turns of the loop after the message
         reader = asyncio.create_task(sig.next_message("s/x", timeout=30))
         await asyncio.sleep(0)  # the reader waits
@@ -937,3 +938,26 @@ async def test_a_sent_offer_waits_past_the_last_bye_of_the_session_it_replaced()
     await sig.send("s/x", "request_offer")
     assert await sig.next_message("s/x", timeout=5) == ("offer", offer)
     assert "s/x" in sig._queues
+
+
+async def test_close_after_the_engine_shut_down_meanwhile_still_detaches() -> None:
+    # close() checked engine.closed and then cleared the callback: a shutdown on
+    # another thread in between made it raise EngineClosedError halfway, before
+    # its readers and opens were stopped.
+    class ShutDownJustNow(ScriptedEngine):
+        closed = False  # as read just before the shutdown
+
+        def set_python_webrtc_signaling_callback(self, callback: Any) -> None:
+            if callback is None:
+                raise sinkcast.EngineClosedError("the engine was shut down")
+            super().set_python_webrtc_signaling_callback(callback)
+
+    sig = AsyncSignaling(ShutDownJustNow([("answer", "v=0\r\n")], live=["s/x"]))  # type: ignore[arg-type]
+    await sig.send("s/x", "offer", "an offer")
+    assert (await sig.next_message("s/x"))[0] == "answer"
+    reader = asyncio.create_task(sig.next_message("s/x"))
+    await asyncio.sleep(0)
+    sig.close()
+    with pytest.raises(sinkcast.SignalingError, match="closed, replaced or forgotten"):
+        await asyncio.wait_for(reader, 5)
+    assert sig._queues == {}

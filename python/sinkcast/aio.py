@@ -533,7 +533,8 @@ class AsyncSignaling:
         """Detaches from the engine: clears its signaling callback; every reader,
         and every open still in progress, stops. Later calls raise SignalingError."""
         self._closed = True
-        if not self.engine.closed:
+        # (An engine shut down, maybe by another thread just now, has no callback left.)
+        with contextlib.suppress(EngineClosedError):
             self.engine.set_python_webrtc_signaling_callback(None)
         for target in list(self._queues):
             self._detach(target)
