@@ -614,6 +614,27 @@ def test_pipe_reader_stops_with_its_engine(tmp_path: Path) -> None:
     assert pipe.wait(2.0)
 
 
+def test_pipe_reader_stops_when_its_source_is_removed() -> None:
+    # The reader noticed a removal only when its next push failed: on an idle
+    # pipe it ran on, holding the descriptor, and once a source was added again
+    # under the same id it fed that one.
+    e = engine_with_sink()
+    r, w = os.pipe()
+    try:
+        pipe = add_pipe_source(e, "line", r, sample_rate=48000, channels=2)
+        assert pipe.running
+        e.remove_source("line")
+        assert pipe.wait(2.0)
+        assert pipe.stats()["error"] == "the source 'line' was removed" and not pipe.stats()["eof"]
+        e.add_source("line", channels=2)
+        os.write(w, bytes(4 * 4800))  # 100 ms of s16le stereo, which nobody reads now
+        time.sleep(0.3)
+        assert e.stats()["sources"]["line"]["frames_in"] == 0
+    finally:
+        os.close(w)
+        e.shutdown()
+
+
 # ---------------------------------------------------------------- configuration
 
 

@@ -299,6 +299,7 @@ async def test_status_and_metrics(server: tuple[TestServer, ClientSession]) -> N
     assert status["sources"]["a440"]["sinks"] == ["intercom", "music", "tone"]
     async with http.get("/metrics") as r:
         assert r.status == 200 and r.content_type == "text/plain"
+        assert r.headers["Access-Control-Allow-Origin"] == "*"  # as every route (a dashboard in a page may read it)
         text = await r.text()
     samples = {}
     for line in text.splitlines():

@@ -145,6 +145,13 @@ class PipeInput:
 
         try:
             while not self._stop.is_set() and not self.engine.closed:
+                # Checked at every wake (at least every 0.1 s), not only when a
+                # push fails: a reader of an idle pipe would hold its descriptor
+                # for good, and feed a new source added under the same id.
+                if self.source_id not in self.engine.sources():
+                    with self._lock:
+                        self._stats["error"] = f"the source '{self.source_id}' was removed"
+                    break
                 if not readable(0.1):
                     continue
                 try:
@@ -180,7 +187,9 @@ class PipeInput:
                     if ahead > 0.05:
                         self._stop.wait(ahead - 0.05)
             with self._lock:
-                self._stats["eof"] = not self._stop.is_set() and not self.engine.closed
+                self._stats["eof"] = (
+                    not self._stop.is_set() and not self.engine.closed and self._stats["error"] is None
+                )
                 self._stats["dropped_bytes"] += len(pending)
         except Exception as e:  # the source was removed, the engine closed, the fd failed
             with self._lock:

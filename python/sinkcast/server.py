@@ -243,7 +243,7 @@ class SinkcastServer:
         self._check_token(request)  # it names every session
         stats = await asyncio.to_thread(self.stats)
         return web.Response(text=prometheus_text(stats), content_type="text/plain", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
+                            headers={"Cache-Control": "no-store", **CORS_HEADERS})
 
     def stats(self) -> dict[str, Any]:
         """The engine's stats, plus those of the pipe readers feeding it (they live in Python)."""
