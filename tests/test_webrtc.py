@@ -7,7 +7,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
@@ -610,18 +610,20 @@ async def test_close_listener_and_forget_stop_the_sessions_readers(engine: Any) 
 
 
 class SlowEngine:
-    """The real engine, with 0.3 s added before each call (an engine busy on its locks)."""
+    """The real engine, with 0.3 s added before each call for which
+    slow_if(type, message) holds (an engine busy on its locks); every call by default."""
 
-    def __init__(self, engine: sinkcast.AudioManager) -> None:
+    def __init__(self, engine: sinkcast.AudioManager,
+                 slow_if: Callable[[str, str], bool] = lambda type, message: True) -> None:
         self._engine = engine
+        self._slow_if = slow_if
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
     def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
-        import time
-
-        time.sleep(0.3)
+        if self._slow_if(type, message):
+            time.sleep(0.3)
         self._engine.handle_incoming_webrtc_signaling_message(target, type, message)
 
 
@@ -732,15 +734,8 @@ async def test_a_close_made_while_an_open_waits_for_the_engine_closes_that_opens
     # then returned an answer for a session that stayed open, or (when the bye
     # came second) one the engine had already closed while the adapter kept
     # queueing for it. Now the close comes after the open, and closes its session.
-    class SlowOffers(SlowEngine):
-        def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
-            if type == "offer":
-                super().handle_incoming_webrtc_signaling_message(target, type, message)
-            else:
-                self._engine.handle_incoming_webrtc_signaling_message(target, type, message)
-
     sig = AsyncSignaling(engine)
-    sig.engine = SlowOffers(engine)  # type: ignore[assignment]
+    sig.engine = SlowEngine(engine, slow_if=lambda type, _: type == "offer")  # type: ignore[assignment]
     listener = Listener()
     try:
         opening = asyncio.create_task(sig.open_listener("a440/c", await listener.offer(), timeout=5))
@@ -781,16 +776,9 @@ async def test_a_refused_offer_sent_during_an_open_leaves_that_opens_session_alo
     # send(target, "offer") undid its queue on refusal by looking the target up
     # again: when an open of the target had been accepted meanwhile, it ended
     # that live session's queue, whose reader stopped and whose bye went astray.
-    class SlowBadOffers(SlowEngine):
-        def handle_incoming_webrtc_signaling_message(self, target: str, type: str, message: str) -> None:
-            if message == "not an offer":
-                super().handle_incoming_webrtc_signaling_message(target, type, message)
-            else:
-                self._engine.handle_incoming_webrtc_signaling_message(target, type, message)
-
     elsewhere: list[tuple[str, str]] = []
     sig = AsyncSignaling(engine, on_message=lambda t, ty, m: elsewhere.append((t, ty)))
-    sig.engine = SlowBadOffers(engine)  # type: ignore[assignment]
+    sig.engine = SlowEngine(engine, slow_if=lambda _, message: message == "not an offer")  # type: ignore[assignment]
     bad = asyncio.create_task(sig.send("a440/x", "offer", "not an offer"))
     await asyncio.sleep(0.05)
     await sig.request_offer("a440/x")
@@ -833,7 +821,8 @@ async def test_forget_hands_the_sessions_unread_messages_to_on_message() -> None
     answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
     script = [("answer", answer), ("candidate", END_OF_CANDIDATES), ("bye", "failed")]
     elsewhere: list[tuple[str, str, str]] = []
-    sig = AsyncSignaling(ScriptedEngine(script, live=["s/x"]), on_message=lambda *m: elsewhere.append(m))  # type: ignore[arg-type]
+    engine = ScriptedEngine(script, live=["s/x"])
+    sig = AsyncSignaling(engine, on_message=lambda *m: elsewhere.append(m))  # type: ignore[arg-type]
     assert (await sig.open_listener("s/x", "offer", timeout=5)).startswith("v=0")
     assert elsewhere == []
     sig._from_engine_thread("s/x", "candidate", "later")  # on its way through the loop, behind the bye

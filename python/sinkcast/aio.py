@@ -268,7 +268,7 @@ class AsyncSignaling:
                 # call has returned. Until it is in, the next open of the target
                 # could take it for its own, so the turn is kept till then.
                 try:
-                    await self._wait_for_description(target, queue)
+                    await self._wait_for_description(target, queue, _DESCRIPTION_WAIT_S)
                 except BaseException:
                     await self._abandon(target, queue)
                     raise
@@ -286,18 +286,19 @@ class AsyncSignaling:
         else:
             await asyncio.to_thread(self.engine.handle_incoming_webrtc_signaling_message, target, type, message)
 
-    async def _wait_for_description(self, target: str, queue: _SessionQueue) -> None:
-        """Waits, at most _DESCRIPTION_WAIT_S, until the new session's description
-        is queued or the session is over (after that, a slow engine's description
-        may still come; the session stays open)."""
+    async def _wait_for_description(self, target: str, queue: _SessionQueue, timeout: float) -> None:
+        """Waits, at most `timeout` seconds, until the new session's description
+        is queued or the session is over, without taking anything: then the
+        first bye in the queue, if any, is the session's own end."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _DESCRIPTION_WAIT_S
+        deadline = loop.time() + timeout
         while True:
             queue.described.clear()
             if queue.has_early_bye():
-                # A bye before the description: the session's own end, or the
-                # last word of the session it replaced, already on its way when
-                # this one opened (as in _collect_description). The engine knows.
+                # A session sends its description before anything else, so a
+                # bye before it is either this session's end or the last word of
+                # the session it replaced, already on its way when the new one
+                # opened. The engine knows which.
                 if not self._has_session(target):
                     return
                 queue.drop_early_byes()
@@ -437,6 +438,7 @@ class AsyncSignaling:
         ended = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        await self._wait_for_description(target, queue, timeout)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -448,13 +450,7 @@ class AsyncSignaling:
             if item is None:
                 raise SignalingError(f"session '{target}' was closed or replaced before its {wanted}")
             type, message = item
-            if type == "bye":
-                # A session sends its description before anything else, so a bye
-                # before it is either this session's end or the last word of the
-                # session it replaced, already on its way when the new one opened.
-                # The engine knows which.
-                if description is None and self._has_session(target):
-                    continue
+            if type == "bye":  # (the replaced session's last bye was dropped while waiting)
                 self._ended(target, queue)
                 raise SignalingError(f"session '{target}' closed before its {wanted}: {message}")
             if type == wanted:

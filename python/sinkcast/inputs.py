@@ -145,14 +145,15 @@ class PipeInput:
 
         try:
             while not self._stop.is_set() and not self.engine.closed:
-                # Checked at every wake (at least every 0.1 s), not only when a
-                # push fails: a reader of an idle pipe would hold its descriptor
-                # for good, and feed a new source added under the same id.
-                if self.source_id not in self.engine.sources():
-                    with self._lock:
-                        self._stats["error"] = f"the source '{self.source_id}' was removed"
-                    break
                 if not readable(0.1):
+                    # While data flows, a removal shows as a push that raises
+                    # (below). An idle reader looks for its source each 0.1 s,
+                    # or it would hold its descriptor for good, and feed a new
+                    # source added under the same id.
+                    if self.source_id not in self.engine.sources():
+                        with self._lock:
+                            self._stats["error"] = f"the source '{self.source_id}' was removed"
+                        break
                     continue
                 try:
                     chunk = os.read(self._fd, self._block_bytes)
