@@ -284,6 +284,16 @@ def idle_sinkcast_cpu() -> float:
         return 1000 * (time.process_time() - c0) / (time.monotonic() - w0)
 
 
+def sink_floor_ms_per_s(frames: int = 150) -> dict[str, float]:
+    """What one sink costs whatever its listeners: one Opus encode and one clock wake-up per 20 ms frame,
+    measured apart (as in bench_sink_cost.py), in CPU ms per second. Median of three runs."""
+    runs = [sinkcast._sinkcast._benchmark_opus_encode(frames, 128_000, COMPLEXITY, gap_ms=20) for _ in range(3)]
+    return {
+        "encode": statistics.median(r["encode_ns_per_frame"] for r in runs) * 50 / 1e6,
+        "wake": statistics.median(r["wake_ns_per_frame"] for r in runs) * 50 / 1e6,
+    }
+
+
 def measure_latency(probes: Probes, bursts: int = 100) -> list[float]:
     """push() of a loud burst after silence -> arrival of its first packet at the listener, in ms."""
     eng = sinkcast.AudioManager(bind_address="127.0.0.1")
@@ -396,6 +406,7 @@ def main() -> None:
     probes = Probes()
     try:
         idle = idle_sinkcast_cpu()
+        floor = sink_floor_ms_per_s()
         print(f"fan-out benchmark: 20 ms Opus frames, stereo, {WINDOWS} windows of {WINDOW_S:.0f} s per figure, "
               "listeners in another process")
         print(f"sinkcast with no listener (mixing + clock only): {idle:.2f} ms CPU per second")
@@ -405,6 +416,7 @@ def main() -> None:
         offer_answer: list[float] = []
         first: dict[str, float] = {}
         threads_by_count: list[tuple[int, dict[str, float]]] = []
+        aiortc_by_count: dict[int, float] = {}
         left_out: list[float] = []
         for n in counts:
             s = measure_sinkcast(probes, n)
@@ -418,6 +430,7 @@ def main() -> None:
                    f"{s['best_cpu_ms_per_s'] / n:6.3f} {sm:8.3f} "
                    f"{s['packets_per_listener_s']:6.1f} {s['us_per_packet']:6.1f} | ")
             if a:
+                aiortc_by_count[n] = a["cpu_ms_per_s"]
                 left_out.append(a["left_out_ms_per_s"])
                 first.setdefault("a", a["cpu_ms_per_s"])
                 am = (a["cpu_ms_per_s"] - first["a"]) / (n - 1) if n > 1 else float("nan")
@@ -437,6 +450,16 @@ def main() -> None:
         for n, s in threads_by_count:
             print(f"  {n:4d} listeners: clock {s['clock_ms_per_s']:6.1f}, ICE {s['ice_ms_per_s']:6.1f}, "
                   f"SCTP timer {s['sctp_ms_per_s']:5.1f}")
+        # How far below aiortc sinkcast could go at all: the costs no listener changes, encode, wake-up and
+        # usrsctp's timer, are a floor; a server that sent for nothing would still pay them.
+        print(f"sinkcast's floor, whatever the listeners: one encode per frame {floor['encode']:.2f} ms/s and one "
+              f"wake-up {floor['wake']:.2f} ms/s (measured apart, {COMPLEXITY=}), plus usrsctp's timer (above)")
+        for n, s in threads_by_count:
+            if n in aiortc_by_count:
+                least = floor["encode"] + floor["wake"] + s["sctp_ms_per_s"]
+                print(f"  {n:4d} listeners: 20x less than aiortc means at most {aiortc_by_count[n] / 20:6.2f} ms/s; "
+                      f"the floor is {least:5.2f}, so no sinkcast could beat {aiortc_by_count[n] / least:5.1f}x "
+                      "even if its sends cost nothing")
         if left_out:
             print(f"aiortc's figures leave out {min(left_out):.1f}-{max(left_out):.1f} ms/s of CPU spent by the threads "
                   "libdatachannel keeps in this process after sinkcast's runs (its pools, usrsctp's timer)")
