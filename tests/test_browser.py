@@ -417,9 +417,37 @@ def test_reconnects_after_server_restart(driver: Any, server: Server) -> None:
               lambda: f"0 listeners on 'tone' after stop: {server.sinks()['tone']}")
 
 
-TOKEN_CONFIG = """
+def test_a_failed_poll_leaves_a_playing_stream_alone(driver: Any, server: Server) -> None:
+    # One failed GET /api/sinks (a proxy's 502) says nothing about the stream:
+    # the page used to start every playing sink over when the next poll worked.
+    _open_page(driver, server)
+    _button(driver, "tone", "play").click()
+    before = _play_until_packets(driver, server, "tone", 50, timeout=20)
+    driver.execute_script("""
+      const real = window.fetch;
+      window.sinkcastPolls = 0;  // polls of the list since the failed one
+      window.fetch = function (url, opts) {
+        if (String(url).endsWith('/api/sinks') && window.sinkcastPolls++ === 0) {
+          return Promise.resolve(new Response('bad gateway', { status: 502 }));
+        }
+        return real.apply(this, arguments);
+      };""")
+    # The third poll starts only once the second, the first to work again, has been handled.
+    _wait_for(lambda: driver.execute_script("return window.sinkcastPolls;") >= 3, 15,
+              lambda: f"two more polls after the failed one:\n{_page_state(driver, 'tone')}")
+    after = _stats(driver, "tone")
+    assert after is not None
+    assert (after["session"], after["connects"]) == (before["session"], before["connects"]), (before, after)
+    assert after["packetsReceived"] > before["packetsReceived"]
+    assert driver.execute_script("return window.sinkcast.players.tone.state;") == "playing"
+
+
+# Base64, as `openssl rand -base64` makes them: the page must keep the "+" (a
+# URLSearchParams would turn it into a space) and the "/".
+TOKEN = "s3+cr/et="
+TOKEN_CONFIG = f"""
 [server]
-token = "s3cret"
+token = "{TOKEN}"
 
 [sinks.tone]
 channels = 1
@@ -438,7 +466,7 @@ sink = "tone"
 def test_bearer_token_from_url_hash(driver: Any, tmp_path: Path) -> None:
     config = tmp_path / "sinkcast.toml"
     config.write_text(TOKEN_CONFIG)
-    srv = Server(_free_port(), tmp_path, extra_args=("--config", str(config)), token="s3cret")
+    srv = Server(_free_port(), tmp_path, extra_args=("--config", str(config)), token=TOKEN)
     srv.start()
     try:
         # Without a token the server refuses the offer; the page says so and keeps retrying.
@@ -454,12 +482,12 @@ def test_bearer_token_from_url_hash(driver: Any, tmp_path: Path) -> None:
         assert _listeners(srv, "tone") == 0
 
         # The token arrives in the fragment: the next retry carries it and plays.
-        driver.execute_script("window.location.hash = 'token=s3cret';")
+        driver.execute_script("window.location.hash = 'token=' + arguments[0];", TOKEN)
         _play_until_packets(driver, srv, "tone", 50, timeout=15)
         assert _listeners(srv, "tone") == 1
 
         # And a page opened with #token=... plays from the first click.
-        _open_page(driver, srv, demo=False, fragment="#token=s3cret")
+        _open_page(driver, srv, demo=False, fragment="#token=" + TOKEN)
         _wait_for(lambda: _listeners(srv, "tone") == 0, 5,
                   lambda: f"the old page's session to end: {srv.sinks()['tone']}")
         _button(driver, "tone", "play").click()

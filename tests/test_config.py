@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from sinkcast.config import ConfigError, build_engine, load_config
+from sinkcast.config import ConfigError, build_engine, ice_bind_address, load_config, parse_config
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
 
 GOOD = """
 [server]
@@ -95,7 +100,11 @@ def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
         ("[ice]\nport_range = [5, 2]\n", "ice.port_range: must satisfy"),
         ("[ice]\nudp_mux = 1\n", "ice.udp_mux: must be"),
         ("[ice]\nservers = [\"http://x\"]\n", "ice.servers[0]: must be a stun:, turn: or turns: URL"),
-        ("[ice]\nbind_address = \"localhost\"\n", "ice: bind_address must be a numeric IPv4 or IPv6 address"),
+        ("[ice]\nbind_address = \"localhost\"\n", "ice.bind_address: must be a numeric IPv4 or IPv6 address"),
+        ("[ice]\nservers = [\"stun:\"]\n", "ice.servers: 'stun:' is not a stun:host[:port]"),
+        ("[server]\ntoken = \"\"\n", "server.token: must not be empty (leave it out for no token)"),
+        ("[server]\ntoken = \" s3cret\"\n", "server.token: must be letters, digits and - . _ ~ + /"),
+        ("[server]\ntoken = \"p\u00e4sswort\"\n", "server.token: must be letters, digits and - . _ ~ + /"),
         ("[colours]\n", "colours: unknown key"),
         ("sinks = 3\n", "sinks: must be a table"),
         ("this is = = not toml", "not valid TOML"),
@@ -107,6 +116,33 @@ def test_errors_name_file_key_and_problem(tmp_path: Path, text: str, message: st
         build_engine(load_config(path)).shutdown()
     assert str(info.value).startswith(f"{path}: ")
     assert message in str(info.value)
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("# caf\u00e9 music\n[sinks.k]\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: line 1: not UTF-8 text (byte 0xe9)"
+
+
+@pytest.mark.parametrize(
+    ("host", "ice", "expected"),
+    [
+        ("127.0.0.1", None, "127.0.0.1"),
+        ("::1", None, "::1"),
+        ("localhost", None, "127.0.0.1"),
+        # A server for the whole network must offer its listeners a reachable address, not loopback.
+        ("0.0.0.0", None, ""),
+        ("::", None, ""),
+        ("myhost.example", None, ""),
+        ("0.0.0.0", "127.0.0.1", "127.0.0.1"),  # [ice] bind_address wins
+    ],
+)
+def test_ice_follows_the_http_host_unless_set(host: str, ice: str | None, expected: str) -> None:
+    text = f'[server]\nhost = "{host}"\n' + (f'[ice]\nbind_address = "{ice}"\n' if ice else "")
+    cfg = parse_config(tomllib.loads(text), "t.toml")
+    assert ice_bind_address(cfg) == expected
 
 
 def test_missing_file(tmp_path: Path) -> None:

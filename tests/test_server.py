@@ -258,6 +258,63 @@ async def test_cors_preflight(server: tuple[TestServer, ClientSession]) -> None:
         assert r.headers["Accept-Post"] == "application/sdp"
         assert "POST" in r.headers["Access-Control-Allow-Methods"]
         assert "Location" in r.headers["Access-Control-Expose-Headers"]
+    # A page on another origin that sends the token is preflighted on every
+    # route that needs it, and on the list of sinks it polls with the token.
+    for path in ("/api/sinks", "/api/status", "/metrics", "/whep/tone/0123"):
+        async with http.options(path, headers={"Origin": "http://elsewhere.example",
+                                               "Access-Control-Request-Method": "GET",
+                                               "Access-Control-Request-Headers": "authorization"}) as r:
+            assert r.status == 204, path
+            assert "Authorization" in r.headers["Access-Control-Allow-Headers"], path
+            assert "Accept-Post" not in r.headers, path
+
+
+@pytest.mark.asyncio
+async def test_a_patch_whose_session_ends_while_its_body_arrives_is_404(
+    server: tuple[TestServer, ClientSession],
+) -> None:
+    # The session check passes on the headers; a DELETE lands before the body.
+    srv, http = server
+    listener, offer = await whep_offer()
+    try:
+        async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+            assert r.status == 201
+            location = r.headers["Location"]
+        frag = b"a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        writer.write(b"PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/trickle-ice-sdpfrag\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (location.encode(), len(frag)))
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        async with http.delete(location) as r:
+            assert r.status == 200
+        writer.write(frag)
+        await writer.drain()
+        status_line = (await asyncio.wait_for(reader.read(), 10)).split(b"\r\n", 1)[0]
+        writer.close()
+        assert status_line == b"HTTP/1.1 404 Not Found", status_line
+    finally:
+        await listener.close()
+
+
+@pytest.mark.asyncio
+async def test_a_session_the_engine_ended_gets_404_on_patch(server: tuple[TestServer, ClientSession]) -> None:
+    # The engine's bye may still be on its way to the server when a PATCH comes.
+    srv, http = server
+    listener, offer = await whep_offer()
+    try:
+        async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+            location = r.headers["Location"]
+        target = location.removeprefix("/whep/")
+        engine = srv.app[SERVER_KEY].engine
+        srv.app[SERVER_KEY].signaling.on_message = lambda *_: None  # the bye never reaches the server
+        engine.handle_incoming_webrtc_signaling_message(target, "bye", "")
+        frag = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+        async with http.patch(location, data=frag, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+            assert r.status == 404, await r.text()
+        assert target not in srv.app[SERVER_KEY].sessions
+    finally:
+        await listener.close()
 
 
 @pytest.mark.asyncio
@@ -391,6 +448,51 @@ def test_cli_reports_a_bad_config(tmp_path: os.PathLike[str]) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "--port: must be 0 to 65535, got 70000" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_announces_the_address_it_bound() -> None:
+    # Port 0 takes any free port: the announcement names the one it got.
+    proc = subprocess.Popen([sys.executable, "-m", "sinkcast", "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "sinkcast: open " in line:
+                break
+        match = re.search(r"open http://127\.0\.0\.1:(\d+)/ in a browser", "".join(lines))
+        assert match, lines
+        port = int(match.group(1))
+        assert port != 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sinks", timeout=5) as r:
+            assert r.status == 200 and r.headers["Sinkcast-Instance"]
+        assert any("media (ICE) on 127.0.0.1" in line for line in lines), lines
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 0, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    # A port in use: an error, and no address announced that does not work.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc2 = subprocess.run([sys.executable, "-m", "sinkcast", "serve", "--port", str(port)],
+                               capture_output=True, text=True, timeout=30)
+    assert proc2.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc2.stderr, proc2.stderr
+    assert "sinkcast: open" not in proc2.stdout and "Traceback" not in proc2.stderr
+
+
+@pytest.mark.parametrize("seconds", ["-1", "0", "nan", "inf"])
+def test_cli_demo_refuses_a_duration_that_is_not_a_positive_number(seconds: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "sinkcast", "demo", "--seconds", seconds],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert f"--seconds: must be a number of seconds above 0, got {seconds}" in proc.stderr
 
 
 @pytest.mark.asyncio

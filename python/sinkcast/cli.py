@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import time
@@ -66,6 +67,13 @@ def tcp_port(text: str) -> int:
     return port
 
 
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sinkcast", description="Mix live audio and stream it to browsers.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -74,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=tcp_port, default=None, help="port to listen on (default 8080, or the config's)")
     serve.add_argument("--config", default=None, help="a TOML file of sources, sinks and routes")
     demo = commands.add_parser("demo", help="mix tone and noise sources in real time and print their levels")
-    demo.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    demo.add_argument("--seconds", type=positive_seconds, default=None,
+                      help="stop after this long (default: until Ctrl-C)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         from sinkcast.config import ConfigError, demo_config, load_config

@@ -12,7 +12,7 @@ Example::
     token = "s3cret"            # optional: WHEP, /api/status and /metrics need "Authorization: Bearer s3cret"
 
     [ice]
-    bind_address = "127.0.0.1"  # the address ICE gathers on (and offers)
+    bind_address = "127.0.0.1"  # the address ICE gathers on (and offers); default: the server's host
     port_range = [40000, 40100]
     udp_mux = true              # every listener on one UDP port (the first free one of port_range)
     servers = ["stun:stun.example.org:3478"]
@@ -59,6 +59,8 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +111,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None
-    bind_address: str = "127.0.0.1"
+    bind_address: str | None = None  # None: follow `host` (see ice_bind_address)
     port_range: tuple[int, int] | None = None
     udp_mux: bool = False
     ice_servers: list[str] = field(default_factory=list)
@@ -223,7 +225,9 @@ def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
         if not 0 <= cfg.port <= 65535:
             raise c.fail("server.port", f"must be 0 to 65535, got {cfg.port}")
     if "token" in server:
-        cfg.token = c.typed(server["token"], "server.token", str) or None
+        cfg.token = c.typed(server["token"], "server.token", str)
+        if problem := bearer_token_problem(cfg.token):
+            raise c.fail("server.token", problem)
 
     ice = c.table(data.get("ice", {}), "ice")
     c.no_unknown(ice, {"bind_address", "port_range", "udp_mux", "servers"}, "ice")
@@ -329,6 +333,9 @@ def load_config(path: str | Path) -> ServerConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read the file: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8 (a Latin-1 "é" in a comment, say)
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte 0x{e.object[e.start]:02x})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -357,6 +364,39 @@ DEMO: dict[str, Any] = {
 }
 
 
+# RFC 6750's b64token: what a browser can send in a header, and the page can take from its URL.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def bearer_token_problem(token: str) -> str | None:
+    """Why `token` cannot be a bearer token (None when it can)."""
+    if not token:
+        return "must not be empty (leave it out for no token)"
+    if not _BEARER_TOKEN.fullmatch(token):
+        return ("must be letters, digits and - . _ ~ + / (then = padding), as RFC 6750 allows; "
+                f"got {token!r}")
+    return None
+
+
+def ice_bind_address(cfg: ServerConfig) -> str:
+    """The address ICE gathers on: `[ice] bind_address`, or else where the HTTP server listens.
+
+    A server on every interface ("0.0.0.0", "::") must offer its listeners an
+    address they can reach too, not loopback; a named host ("localhost" aside)
+    gets every interface, since ICE takes addresses, not names."""
+    if cfg.bind_address is not None:
+        return cfg.bind_address
+    if cfg.host in ("0.0.0.0", "::", ""):
+        return ""
+    if cfg.host == "localhost":
+        return "127.0.0.1"
+    try:
+        ipaddress.ip_address(cfg.host)
+    except ValueError:
+        return ""
+    return cfg.host
+
+
 def demo_config() -> ServerConfig:
     return parse_config(DEMO, "<built-in demo>")
 
@@ -368,11 +408,17 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
     stats)."""
     try:
         eng = AudioManager(
-            bind_address=cfg.bind_address, port_range=cfg.port_range, ice_servers=cfg.ice_servers,
+            bind_address=ice_bind_address(cfg), port_range=cfg.port_range, ice_servers=cfg.ice_servers,
             ice_udp_mux=cfg.udp_mux,
         )
     except ValueError as e:  # the [ice] table: the engine checks what parse_config does not
-        raise ConfigError(f"{cfg.origin}: ice: {e}") from None
+        # The engine names its argument ("ice_servers: ...", "port_range must ..."); name the config key.
+        message = str(e)
+        argument = message.split(" ", 1)[0].rstrip(":")
+        key = {"ice_servers": "servers", "bind_address": "bind_address", "port_range": "port_range"}.get(argument)
+        if key is None:
+            raise ConfigError(f"{cfg.origin}: ice: {message}") from None
+        raise ConfigError(f"{cfg.origin}: ice.{key}: {message[len(argument):].lstrip(':').strip()}") from None
     try:
         for s in cfg.sinks:
             _with_key(cfg, f"sinks.{s.id}", lambda: eng.add_sink(

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_runner import GracefulExit
 
 from sinkcast._errors import LocalResourceError, SignalingError, UnknownSinkError
 from sinkcast._sinkcast import AudioManager
 from sinkcast.aio import AsyncSignaling
-from sinkcast.config import ServerConfig
+from sinkcast.config import ServerConfig, bearer_token_problem
 from sinkcast.inputs import PipeInput
 
 WEB_DIR = Path(__file__).with_name("web")
@@ -35,7 +36,7 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, Link, Accept-Patch, ETag",
+    "Access-Control-Expose-Headers": "Location, Link, Accept-Patch, ETag, Sinkcast-Instance",
 }
 
 ENGINE_KEY = web.AppKey("engine", AudioManager)
@@ -97,6 +98,9 @@ class SinkcastServer:
         self.token = token
         self.answer_timeout = answer_timeout
         self.sessions: dict[str, WhepSession] = {}
+        # New at every start, on /api/sinks and each answer: the page tells a
+        # session of a restarted server (gone with it) from a poll that merely failed.
+        self.instance = secrets.token_hex(8)
         self.signaling = AsyncSignaling(engine, on_message=self._on_engine_message)
 
     # -- engine events --------------------------------------------------------------
@@ -163,7 +167,8 @@ class SinkcastServer:
             status=201,
             body=answer.encode(),
             content_type="application/sdp",
-            headers={"Location": session.location, "Accept-Patch": "application/trickle-ice-sdpfrag", **CORS_HEADERS},
+            headers={"Location": session.location, "Accept-Patch": "application/trickle-ice-sdpfrag",
+                     "Sinkcast-Instance": self.instance, **CORS_HEADERS},
         )
 
     async def whep_patch(self, request: web.Request) -> web.Response:
@@ -174,6 +179,7 @@ class SinkcastServer:
                 text=f"expected application/trickle-ice-sdpfrag, got {request.content_type}\n", headers=CORS_HEADERS
             )
         body = (await read_body(request)).decode("utf-8", "replace")
+        self._session(request)  # it may have ended while the body arrived
         new_ufrag = ice_ufrag(body)
         if request.headers.get("If-Match", "").strip() == "*" or (
             new_ufrag is not None and session.ice_ufrag is not None and new_ufrag != session.ice_ufrag
@@ -199,6 +205,11 @@ class SinkcastServer:
             if ended:
                 await self.signaling.send(session.target, "candidate", json.dumps({"candidate": "", "sdpMid": mid}))
         except SignalingError as e:
+            # The session may have ended meanwhile (a DELETE, or the engine's bye on its way here).
+            if session.target not in await asyncio.to_thread(self.engine.listeners):
+                self.sessions.pop(session.target, None)
+                raise web.HTTPNotFound(text=f"WHEP session {session.target} has ended\n",
+                                       headers=CORS_HEADERS) from None
             raise web.HTTPBadRequest(text=f"bad candidate: {e}\n", headers=CORS_HEADERS) from None
         return web.Response(status=204, headers=CORS_HEADERS)
 
@@ -211,7 +222,7 @@ class SinkcastServer:
 
     async def options(self, request: web.Request) -> web.Response:
         headers = dict(CORS_HEADERS)
-        if "session_id" not in request.match_info:
+        if "sink_id" in request.match_info and "session_id" not in request.match_info:
             headers["Accept-Post"] = "application/sdp"
         return web.Response(status=204, headers=headers)
 
@@ -232,7 +243,7 @@ class SinkcastServer:
             }
             for sink_id, s in stats["sinks"].items()
         ]
-        return web.json_response(sinks, headers=CORS_HEADERS)
+        return web.json_response(sinks, headers={"Sinkcast-Instance": self.instance, **CORS_HEADERS})
 
     async def api_status(self, request: web.Request) -> web.Response:
         self._check_token(request)
@@ -346,6 +357,8 @@ def make_app(engine: AudioManager, token: str | None = None,
     """The aiohttp application serving `engine`. The server object is created on startup,
     inside the running loop; the engine is shut down on cleanup. `pipe_inputs` (from
     `build_engine`) adds their stats to /api/status and /metrics."""
+    if token is not None and (problem := bearer_token_problem(token)):
+        raise ValueError(f"token: {problem}")
     app = web.Application(middlewares=[_errors_as_text], client_max_size=MAX_SDP_BYTES + 1024)
     app[ENGINE_KEY] = engine
 
@@ -370,6 +383,9 @@ def make_app(engine: AudioManager, token: str | None = None,
     app.router.add_get("/api/sinks", route("api_sinks"))
     app.router.add_get("/api/status", route("api_status"))
     app.router.add_get("/metrics", route("metrics"))
+    # A page on another origin that sends the token is preflighted first.
+    for path in ("/api/sinks", "/api/status", "/metrics"):
+        app.router.add_route("OPTIONS", path, route("options"))
     app.router.add_post("/whep/{sink_id}", route("whep_post"))
     app.router.add_route("OPTIONS", "/whep/{sink_id}", route("options"))
     app.router.add_patch("/whep/{sink_id}/{session_id}", route("whep_patch"))
@@ -400,8 +416,11 @@ def raise_file_descriptor_limit() -> tuple[int, int] | None:
 
 
 def serve(cfg: ServerConfig) -> int:
-    """Runs the server until Ctrl-C (SIGINT) or SIGTERM; returns the exit code."""
-    from sinkcast.config import build_engine
+    """Runs the server until Ctrl-C (SIGINT) or SIGTERM; returns the exit code.
+
+    Raises OSError when it cannot listen (the port is taken, the host is not
+    this machine's), before it has announced anything."""
+    from sinkcast.config import build_engine, ice_bind_address
 
     raised = raise_file_descriptor_limit()
     if raised:
@@ -409,10 +428,44 @@ def serve(cfg: ServerConfig) -> int:
     pipe_inputs: dict[str, PipeInput] = {}
     engine = build_engine(cfg, pipe_inputs=pipe_inputs)
     app = make_app(engine, token=cfg.token, pipe_inputs=pipe_inputs)
-    url = f"http://{cfg.host if ':' not in cfg.host else '[' + cfg.host + ']'}:{cfg.port}/"
     sinks = ", ".join(engine.sinks())
     print(f"sinkcast: serving {len(engine.sinks())} sink(s) ({sinks}) from {cfg.origin}", flush=True)
-    print(f"sinkcast: open {url} in a browser (WHEP endpoints: {url}whep/<sink>); Ctrl-C stops", flush=True)
-    web.run_app(app, host=cfg.host, port=cfg.port, print=None, handle_signals=True, shutdown_timeout=5)
+    ice = ice_bind_address(cfg)
+    print(f"sinkcast: media (ICE) on {ice if ice not in ('', '0.0.0.0') else 'every interface'}", flush=True)
+    if cfg.token is not None:
+        print("sinkcast: WHEP, /api/status and /metrics need the bearer token (the page: open it as /#token=...)",
+              flush=True)
+    try:
+        asyncio.run(_run_until_signalled(app, cfg.host, cfg.port))
+    except GracefulExit:  # SIGINT or SIGTERM, raised by aiohttp's handler
+        pass
     print("sinkcast: stopped", flush=True)
     return 0
+
+
+async def _run_until_signalled(app: web.Application, host: str, port: int) -> None:
+    # web.run_app() would announce the address before binding it: port 0 would
+    # read ":0", and a port in use would be announced and then fail.
+    runner = web.AppRunner(app, handle_signals=True, shutdown_timeout=5)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        urls = sorted({_http_url(address) for address in runner.addresses})
+        print(f"sinkcast: open {urls[0]} in a browser (WHEP endpoints: {urls[0]}whep/<sink>); Ctrl-C stops",
+              flush=True)
+        for url in urls[1:]:
+            print(f"sinkcast: also listening at {url}", flush=True)
+        if any(address[0] in ("0.0.0.0", "::") for address in runner.addresses):
+            print("sinkcast: listening on every interface: from another machine, use this one's name or address",
+                  flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def _http_url(address: Any) -> str:
+    host, port = address[0], address[1]
+    if host in ("0.0.0.0", "::"):
+        # Every interface: the URL that works on this machine; others use its name or address.
+        return f"http://127.0.0.1:{port}/" if host == "0.0.0.0" else f"http://[::1]:{port}/"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"

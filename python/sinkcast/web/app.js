@@ -33,10 +33,19 @@
   // ---------------------------------------------------------------- helpers
 
   function readToken() {
+    // The raw text after "token=", percent-decoded: URLSearchParams would read
+    // the "+" of a base64 token as a space.
     const hash = window.location.hash.replace(/^#/, '');
-    const params = new URLSearchParams(hash);
-    const t = params.get('token');
-    return t ? t : null;
+    for (const part of hash.split('&')) {
+      if (!part.startsWith('token=')) continue;
+      const raw = part.slice('token='.length);
+      try {
+        return decodeURIComponent(raw) || null;
+      } catch (err) {  // a stray "%": take the text as it is
+        return raw || null;
+      }
+    }
+    return null;
   }
 
   window.addEventListener('hashchange', () => { token = readToken(); });
@@ -76,11 +85,13 @@
   async function refreshSinks() {
     clearTimeout(server.timer);
     let list;
+    let instance = null;
     try {
       const res = await fetch(SINKS_URL, { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
       if (!res.ok) throw new Error('GET ' + SINKS_URL + ': HTTP ' + res.status);
       list = await res.json();
       if (!Array.isArray(list)) throw new Error('GET ' + SINKS_URL + ': not a list');
+      instance = res.headers.get('Sinkcast-Instance');
     } catch (err) {
       server.failures += 1;
       const delay = backoff(server.failures);
@@ -90,16 +101,17 @@
       server.timer = setTimeout(refreshSinks, delay);
       return;
     }
-    const recovered = server.state === 'down';
     server.failures = 0;
     setServerState('up', 'connected \u00b7 ' + list.length + ' sink' + (list.length === 1 ? '' : 's'));
     applySinkList(list);
-    if (recovered) {
-      // The server went away and is back: its sessions are gone, so every
-      // sink that was playing subscribes again right away.
+    // A session made by an earlier server process is gone with it: subscribe
+    // again right away rather than wait for the connection to time out. A
+    // failed poll alone (a proxy's 502, a network hiccup) says nothing about
+    // the streams, and a player already on the new server keeps playing.
+    if (instance !== null) {
       for (const id of wanted) {
         const p = players[id];
-        if (p) restart(p, 'server came back', 0);
+        if (p && p.session && p.instance && p.instance !== instance) restart(p, 'the server restarted', 0);
       }
     }
     server.timer = setTimeout(refreshSinks, LIST_INTERVAL_MS);
@@ -217,6 +229,7 @@
       state: 'idle',
       pc: null,
       session: null,          // absolute URL of the WHEP session (the Location header)
+      instance: null,         // the Sinkcast-Instance of the server that made the session
       audio: null,            // <audio> element that plays the track
       audioContext: null,
       source: null,           // MediaStreamAudioSourceNode
@@ -385,6 +398,7 @@
       }
       const loc = res.headers.get('Location');
       p.session = loc ? new URL(loc, url).toString() : null;
+      p.instance = res.headers.get('Sinkcast-Instance');
       const answer = await res.text();
       if (gen !== p.generation) return;
       await pc.setRemoteDescription({ type: 'answer', sdp: answer });
