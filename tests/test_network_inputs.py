@@ -8,6 +8,7 @@ output is measured through the sink's PCM tap.
 
 from __future__ import annotations
 
+import io
 import os
 import resource
 import shutil
@@ -25,7 +26,7 @@ import pytest
 
 import sinkcast
 from sinkcast.config import ConfigError, build_engine, parse_config
-from sinkcast.inputs import add_pipe_source
+from sinkcast.inputs import PipeInput, add_pipe_source
 
 sys.path.insert(0, str(Path(__file__).parent))
 from udp_proxy import UdpProxy  # noqa: E402
@@ -58,9 +59,9 @@ def ffmpeg() -> str:
 
 def ffmpeg_rtp(ffmpeg: str, port: int, *, codec: str = "pcm_s16be", rate: int = 48000, channels: int = 2,
                seconds: float = 3.0, freq: float = 1000.0, payload_type: int | None = 97,
-               extra: list[str] | None = None) -> subprocess.Popen[str]:
+               extra: list[str] | None = None, source: str | None = None) -> subprocess.Popen[str]:
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi",
-           "-i", f"sine=frequency={freq}:sample_rate={rate}", "-t", str(seconds), "-ac", str(channels),
+           "-i", source or f"sine=frequency={freq}:sample_rate={rate}", "-t", str(seconds), "-ac", str(channels),
            "-ar", str(rate), "-c:a", codec, *(extra or [])]
     if payload_type is not None:
         cmd += ["-payload_type", str(payload_type)]
@@ -200,16 +201,26 @@ def test_ffmpeg_static_payload_type_10_at_44100(eng: sinkcast.AudioManager, ffmp
 # ---------------------------------------------------------------- loss, reordering, duplicates
 
 
-@pytest.mark.parametrize("encoding,codec", [("L16", "pcm_s16be"), ("opus", "libopus")])
+# ffmpeg's libopus at 24 kbit/s for speech (SILK) with in-band FEC; at its default
+# 96 kbit/s stereo it sends CELT-only packets, which never carry FEC. SILK adds
+# FEC data only to frames it finds active: to ~70 % of the frames of a 1 kHz tone
+# whose loudness swings 7 times a second, to none of a steady tone's after 0.5 s.
+OPUS_WITH_FEC = ["-b:a", "24k", "-application", "voip", "-fec:a", "1", "-packet_loss", "10"]
+SWINGING_TONE = "aevalsrc=0.3*sin(2*PI*1000*t)*(0.55+0.45*sin(2*PI*7*t)):s=48000"
+
+
+@pytest.mark.parametrize("encoding,codec,extra", [
+    ("L16", "pcm_s16be", None), ("opus", "libopus", OPUS_WITH_FEC), ("opus", "libopus", ["-packet_loss", "10"]),
+], ids=["L16", "opus-fec", "opus-celt"])
 def test_loss_reordering_and_duplicates_through_a_proxy(eng: sinkcast.AudioManager, ffmpeg: str, encoding: str,
-                                                        codec: str) -> None:
+                                                        codec: str, extra: list[str] | None) -> None:
     port = eng.add_rtp_source("net", port=0, encoding=encoding, payload_type=97, jitter_ms=JITTER_MS,
                               fec=encoding == "opus")
     eng.connect("net", "out")
     tap = eng.open_tap("out", seconds=10.0)
     with UdpProxy(port, drop_every=29, reorder_every=11, duplicate_every=17) as proxy:
-        finish(ffmpeg_rtp(ffmpeg, proxy.port, codec=codec, seconds=3.0,
-                          extra=["-packet_loss", "10"] if encoding == "opus" else None))
+        finish(ffmpeg_rtp(ffmpeg, proxy.port, codec=codec, seconds=3.0, extra=extra,
+                          source=SWINGING_TONE if extra is OPUS_WITH_FEC else None))
         time.sleep(0.3)
     a = analyse(tap.read())
     st = eng.stats()["inputs"]["net"]
@@ -223,7 +234,10 @@ def test_loss_reordering_and_duplicates_through_a_proxy(eng: sinkcast.AudioManag
     assert a["seconds"] == pytest.approx(3.0, abs=0.15), a
     assert a["freq"] == pytest.approx(1000.0, abs=2.0), a
     if encoding == "opus":
-        assert st["concealed_frames"] > 0 and st["fec_recovered"] > 0, st
+        # Only packets that carry FEC data count as rebuilt from it; the others get PLC.
+        assert st["concealed_frames"] > 0, st
+        assert (st["fec_recovered"] > 0) == (extra is OPUS_WITH_FEC), st
+        assert st["fec_recovered"] <= st["lost"], st
         assert a["longest_silence_ms"] < 3.0, (a, st)  # PLC/FEC: no holes
     else:
         # Silence stands in for each lost packet (ffmpeg sends up to 7.6 ms per L16 packet), nothing longer.
@@ -386,6 +400,96 @@ def test_timestamp_jump_is_silence_and_duplicates_are_dropped(eng: sinkcast.Audi
     assert st["packets"] == 66
 
 
+def manual_rtp_engine(**options: Any) -> tuple[sinkcast.AudioManager, int]:
+    e = sinkcast.AudioManager(realtime=False)
+    e.add_sink("out", channels=1)
+    port = e.add_rtp_source("net", port=0, channels=1, buffer_ms=20000, **options)
+    e.connect("net", "out")
+    return e, port
+
+
+def wait_for_packets(e: sinkcast.AudioManager, count: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 5.0
+    while True:
+        st: dict[str, Any] = e.stats()["inputs"]["net"]
+        if st["packets"] + st["late"] >= count or time.monotonic() > deadline:
+            time.sleep(0.05)  # and the gap timer, if any
+            return dict(e.stats()["inputs"]["net"])
+        time.sleep(0.01)
+
+
+def test_a_sender_that_restarts_its_sequence_is_heard_from_its_first_packet() -> None:
+    # Same SSRC (fixed in a sender's config), sequence numbers from 0 again: the
+    # first packet is more than 100 behind the stream, the second confirms it.
+    # The input used to drop up to 3000 packets (a minute) as "late".
+    e, port = manual_rtp_engine()
+    try:
+        first = [(rtp_packet(1000 + i, i * 960, 0xABC, l16_payload(sine_int(1000, RATE, 960, i * 960, 1, 16))), 0.0)
+                 for i in range(100)]
+        paced(first, port)
+        wait_for_packets(e, 100)
+        e.render("out", 100 * 960)
+        again = [(rtp_packet(i, 5_000_000 + i * 960, 0xABC, l16_payload(sine_int(440, RATE, 960, i * 960, 1, 16))), 0.0)
+                 for i in range(50)]
+        paced(again, port)
+        st = wait_for_packets(e, 150)
+        out = e.render("out", 50 * 960)[:, 0]
+        assert (st["late"], st["lost"], st["resyncs"], st["ssrc_changes"]) == (0, 0, 1, 0), st
+        assert np.mean(np.abs(out) > 1e-3) > 0.95
+        spectrum = np.abs(np.fft.rfft(out))
+        assert np.argmax(spectrum) * RATE / len(out) == pytest.approx(440, abs=2)
+    finally:
+        e.shutdown()
+
+
+def test_one_stray_old_packet_is_dropped_as_late_not_played() -> None:
+    # A delayed or replayed packet 4000 behind used to restart the stream at
+    # once: its stale audio played, a packet waiting in the reorder queue was
+    # lost, and the next live packet restarted it again.
+    e, port = manual_rtp_engine()
+    try:
+        def tone(i: int) -> bytes:
+            return rtp_packet(10000 + i, i * 960, 7, l16_payload(sine_int(1000, RATE, 960, i * 960, 1, 16)))
+
+        dc = np.full((960, 1), 16384, np.int64)  # 0.5: easy to find in the output
+        packets = [tone(i) for i in range(50)] + [tone(51), rtp_packet(10000 + 50 - 4000, 0, 7, l16_payload(dc)),
+                                                 tone(50)] + [tone(i) for i in range(52, 100)]
+        paced([(p, 0.0) for p in packets], port)
+        st = wait_for_packets(e, 101)
+        out = e.render("out", 100 * 960)[:, 0].astype(np.float64)
+        assert (st["late"], st["lost"], st["resyncs"], st["reordered"]) == (1, 0, 0, 1), st
+        block_means = out[: len(out) // 48 * 48].reshape(-1, 48).mean(axis=1)  # a 1 kHz tone averages to 0
+        assert np.abs(block_means).max() < 0.05
+    finally:
+        e.shutdown()
+
+
+def test_an_outage_does_not_add_its_length_to_the_latency(eng: sinkcast.AudioManager) -> None:
+    # The clock plays a 1 s outage as underrun while it lasts. The input used to
+    # fill the whole second in when the stream came back, and the route then
+    # carried ~buffer_ms of queue, and latency, for good.
+    port = eng.add_rtp_source("net", port=0, jitter_ms=60, buffer_ms=1000)
+    eng.connect("net", "out")
+    packets = []
+    for i in range(150):  # 3 s of 20 ms packets; seconds 1-2 lost in the network
+        if not 50 <= i < 100:
+            packets.append((rtp_packet(i, i * 960, 3, l16_payload(sine_int(1000, RATE, 960, i * 960, 2, 16))),
+                            i * 0.02))
+    sender = threading.Thread(target=paced, args=(packets, port))
+    sender.start()
+    time.sleep(2.5)  # half a second after the stream came back
+    queued = []
+    for _ in range(10):
+        queued.append(eng.stats()["sinks"]["out"]["routes"]["net"]["buffered_frames"] / RATE * 1000)
+        time.sleep(0.04)
+    sender.join()
+    st = eng.stats()["inputs"]["net"]
+    assert st["lost"] == 50, st
+    assert st["skipped_frames"] > 0.8 * RATE and st["concealed_frames"] <= 0.06 * RATE, st
+    assert eng.stats()["sources"]["net"]["overruns"] == 0
+    assert sorted(queued)[5] < 250, queued  # ~60 ms and a packet or two; it used to be ~1000
+
+
 def test_manual_clock_renders_what_arrived() -> None:
     e = sinkcast.AudioManager(realtime=False)
     try:
@@ -419,9 +523,13 @@ def test_remove_source_stops_the_receiver_and_frees_the_port(eng: sinkcast.Audio
     assert "inputs" in eng.stats() and eng.stats()["inputs"] == {}
     # The same port again, chosen explicitly.
     assert eng.add_rtp_source("net2", port=port) == port
-    with pytest.raises(RuntimeError, match="cannot bind"):
+    with pytest.raises(sinkcast.NetworkInputError, match="cannot bind UDP 127.0.0.1:.*in use") as info:
         eng.add_scream_source("clash", port=port)
+    assert isinstance(info.value, OSError) and isinstance(info.value, sinkcast.SinkcastError)
     assert "clash" not in eng.sources()
+    # An IPv6 group would bind and never hear a packet: refused, saying so.
+    with pytest.raises(ValueError, match="IPv6 multicast groups are not supported"):
+        eng.add_scream_source("v6group", port=0, bind_address="ff15::7777")
 
 
 def test_bad_rtp_arguments_are_refused(eng: sinkcast.AudioManager) -> None:
@@ -633,6 +741,91 @@ def test_pipe_reader_stops_when_its_source_is_removed() -> None:
     finally:
         os.close(w)
         e.shutdown()
+
+
+def test_pipe_reader_stops_when_its_source_is_replaced_while_data_flows() -> None:
+    # Removed and at once added again under the same id: a reader whose pushes
+    # kept succeeding fed the old pipe into the new, unrelated source for good.
+    e = sinkcast.AudioManager(realtime=False)
+    r, w = os.pipe()
+    stop = threading.Event()
+
+    def writer() -> None:
+        block = np.full(480, 16384, "<i2").tobytes()  # 10 ms of DC 0.5
+        while not stop.is_set():
+            try:
+                os.write(w, block)
+            except BlockingIOError:
+                pass
+            time.sleep(0.01)
+
+    os.set_blocking(w, False)
+    feeder = threading.Thread(target=writer)
+    feeder.start()
+    try:
+        pipe = add_pipe_source(e, "line", r, sample_rate=48000, channels=1)
+        serial = e.source_serial("line")
+        deadline = time.monotonic() + 5
+        while pipe.stats()["frames"] < 4800 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        e.remove_source("line")
+        e.add_source("line", channels=1)
+        assert e.source_serial("line") != serial
+        assert pipe.wait(2.0)
+        assert pipe.stats()["error"] == "the source 'line' was removed"
+        time.sleep(0.2)
+        assert e.stats()["sources"]["line"]["frames_in"] == 0
+    finally:
+        stop.set()
+        feeder.join()
+        os.close(w)
+        os.close(r)
+        e.shutdown()
+
+
+def test_pipe_reader_pushes_the_last_block_and_leaves_the_descriptor_as_it_was() -> None:
+    # 1000 frames are 100 blocks of 10 ms... but for the last 40 frames, which
+    # the reader used to drop at the end. It also left a caller's descriptor
+    # non-blocking, which broke the caller's (or the shell's) own reads.
+    e = sinkcast.AudioManager(realtime=False)
+    r, w = os.pipe()
+    try:
+        e.add_sink("out", channels=1)
+        os.write(w, np.arange(1000, dtype="<i2").tobytes())
+        os.close(w)
+        pipe = add_pipe_source(e, "line", r, sample_rate=48000, channels=1, buffer_ms=1000)
+        assert pipe.wait(5.0)
+        st = pipe.stats()
+        assert (st["frames"], st["dropped_bytes"], st["eof"]) == (1000, 0, True), st
+        assert os.get_blocking(r)
+    finally:
+        os.close(r)
+        e.shutdown()
+
+
+def test_pipe_reader_takes_file_objects_where_their_reader_stands(tmp_path: Path) -> None:
+    # A buffered file read past a 44-byte header: its descriptor stood at 4096.
+    # A BytesIO has no descriptor at all, and was refused.
+    samples = (np.arange(4800) % 1000).astype("<i2")
+    path = tmp_path / "tone.wav"
+    path.write_bytes(b"H" * 44 + samples.tobytes())
+    for name in ("buffered file", "BytesIO"):
+        e = sinkcast.AudioManager(realtime=False)
+        try:
+            e.add_sink("out", channels=1)
+            f: Any = open(path, "rb") if name == "buffered file" else io.BytesIO(path.read_bytes())
+            with f:
+                assert f.read(44) == b"H" * 44
+                e.add_source("line", channels=1, buffer_ms=1000)
+                e.connect("line", "out")  # before the reader starts: a route hears what comes after it
+                pipe = PipeInput(e, "line", f, sample_rate=48000, channels=1, pace=False)
+                assert pipe.wait(5.0), name
+            st = pipe.stats()
+            assert (st["frames"], st["eof"], st["error"]) == (4800, True, None), (name, st)
+            out = e.render("out", 4800)[:, 0]
+            assert np.allclose(out * 32768, samples, atol=0.5), name
+        finally:
+            e.shutdown()
 
 
 # ---------------------------------------------------------------- configuration

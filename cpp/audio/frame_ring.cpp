@@ -55,6 +55,13 @@ size_t FrameRing::buffered_frames(const ReadCursor* cursor) const {
     return static_cast<size_t>(write_position_ - cursor->position);
 }
 
+size_t FrameRing::most_buffered_frames() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    uint64_t most = 0;
+    for (const ReadCursor* r : readers_) most = std::max(most, write_position_ - r->position);
+    return static_cast<size_t>(most);
+}
+
 uint64_t FrameRing::total_overruns() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return total_overruns_;

@@ -102,6 +102,8 @@ public:
     RingRuns take_locked(ReadCursor* cursor, size_t frames, size_t prebuffer_frames);
 
     size_t buffered_frames(const ReadCursor* cursor) const;
+    // The most any reader has buffered (0 with no reader).
+    size_t most_buffered_frames() const;
     uint64_t total_overruns() const;
     uint64_t total_dropped_frames() const;
 

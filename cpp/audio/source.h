@@ -40,13 +40,15 @@ struct SourceLoan {
 
 class Source {
 public:
-    explicit Source(int channels) : channels_(channels) {}
+    explicit Source(int channels) : channels_(channels), serial_(next_serial()) {}
     virtual ~Source() = default;
     Source(const Source&) = delete;
     Source& operator=(const Source&) = delete;
 
     // Channels of the 48 kHz stream the mixer reads.
     int channels() const { return channels_; }
+    // Unique in the process: tells a source from one added later under the same id.
+    uint64_t serial() const { return serial_; }
     virtual const char* kind() const = 0;
     virtual int sample_rate() const { return kEngineRate; }
 
@@ -83,6 +85,12 @@ protected:
 
 private:
     int channels_;
+    uint64_t serial_;
+
+    static uint64_t next_serial() {
+        static std::atomic<uint64_t> counter{0};
+        return ++counter;
+    }
 };
 
 }  // namespace sinkcast

@@ -434,6 +434,10 @@ void bind_audio_manager(nb::module_& m) {
              nb::call_guard<nb::gil_scoped_release>(), "Removes a source and every route from it.")
         .def("sources", &PyAudioManager::source_ids, nb::call_guard<nb::gil_scoped_release>(),
              "The source ids, sorted.")
+        .def("source_serial", &PyAudioManager::source_serial, "source_id"_a,
+             nb::call_guard<nb::gil_scoped_release>(),
+             "A number unique to this source in the process: a source removed and added again under the same "
+             "id gets another, so a feeder thread can tell it is no longer feeding the source it started with.")
         .def("connect", &PyAudioManager::connect, "source_id"_a, "sink_id"_a, "gain"_a = 1.0,
              nb::call_guard<nb::gil_scoped_release>(), "Routes a source into a sink with a gain (0-10).")
         .def("disconnect", &PyAudioManager::disconnect, "source_id"_a, "sink_id"_a,

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engine/errors.h"
+#include "net/net_input.h"
 #include "webrtc/signaling_message.h"
 
 namespace nb = nanobind;
@@ -73,6 +74,8 @@ void register_error_translator() {
             raise("EngineClosedError", e.what());
         } catch (const ClockModeError& e) {
             raise("ClockModeError", e.what());
+        } catch (const NetworkInputError& e) {
+            raise("NetworkInputError", e.what());
         }
         // Anything else falls through to nanobind's own translation
         // (std::invalid_argument -> ValueError, ...).

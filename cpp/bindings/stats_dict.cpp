@@ -72,6 +72,7 @@ nb::dict net_to_dict(const NetInputStats& n) {
     d["foreign"] = n.foreign;
     d["resyncs"] = n.resyncs;
     d["concealed_frames"] = n.concealed_frames;
+    d["skipped_frames"] = n.skipped_frames;
     d["fec_recovered"] = n.fec_recovered;
     d["decode_errors"] = n.decode_errors;
     d["format_changes"] = n.format_changes;

@@ -283,6 +283,12 @@ int AudioManager::source_channels(const std::string& source_id) const {
     return find_source_locked(source_id)->channels();
 }
 
+uint64_t AudioManager::source_serial(const std::string& source_id) const {
+    ensure_open();
+    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+    return find_source_locked(source_id)->serial();
+}
+
 // ---- routes ----
 
 void AudioManager::connect(const std::string& source_id, const std::string& sink_id, double gain) {

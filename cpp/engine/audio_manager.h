@@ -117,6 +117,7 @@ public:
     // The same for 1-D interleaved samples: the source's channel count splits them into frames.
     void push_interleaved(const std::string& source_id, const void* data, SampleFormat format, size_t samples);
     int source_channels(const std::string& source_id) const;
+    uint64_t source_serial(const std::string& source_id) const;  // see Source::serial()
 
     // Manual clock only (realtime=false): the sink to render, after the checks
     // (open, manual clock, known id). Its render() mixes the next frames.

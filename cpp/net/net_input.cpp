@@ -34,8 +34,11 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
                                     endpoint.bind_address + "'");
     const in_addr group4 = reinterpret_cast<const sockaddr_in&>(addr.storage).sin_addr;
     const bool multicast = addr.family() == AF_INET && (ntohl(group4.s_addr) >> 28) == 0xE;
+    if (addr.family() == AF_INET6 && reinterpret_cast<const sockaddr_in6&>(addr.storage).sin6_addr.s6_addr[0] == 0xff)
+        throw std::invalid_argument("IPv6 multicast groups are not supported (" + endpoint.bind_address +
+                                    "): bind to an IPv4 group (224.0.0.0/4) or to a unicast address");
     fd_ = ::socket(addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::runtime_error("cannot create a UDP socket: " + errno_text(errno));
+    if (fd_ < 0) throw NetworkInputError("cannot create a UDP socket: " + errno_text(errno));
     int rcvbuf = 1 << 20;
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     if (multicast) {
@@ -46,7 +49,7 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
         int err = errno;
         ::close(fd_);
         fd_ = -1;
-        throw std::runtime_error("cannot bind UDP " + endpoint.bind_address + ":" + std::to_string(endpoint.port) +
+        throw NetworkInputError("cannot bind UDP " + endpoint.bind_address + ":" + std::to_string(endpoint.port) +
                                  ": " + errno_text(err));
     }
     if (multicast) {
@@ -57,7 +60,7 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
             int err = errno;
             ::close(fd_);
             fd_ = -1;
-            throw std::runtime_error("cannot join multicast group " + endpoint.bind_address + ": " + errno_text(err));
+            throw NetworkInputError("cannot join multicast group " + endpoint.bind_address + ": " + errno_text(err));
         }
     }
     sockaddr_storage bound{};
@@ -70,7 +73,7 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
         int err = errno;
         ::close(fd_);
         fd_ = -1;
-        throw std::runtime_error("cannot create an eventfd: " + errno_text(err));
+        throw NetworkInputError("cannot create an eventfd: " + errno_text(err));
     }
 }
 
@@ -185,6 +188,7 @@ NetInputStats NetInput::net_stats() const {
     s.foreign = foreign_.load(std::memory_order_relaxed);
     s.resyncs = resyncs_.load(std::memory_order_relaxed);
     s.concealed_frames = concealed_frames_.load(std::memory_order_relaxed);
+    s.skipped_frames = skipped_frames_.load(std::memory_order_relaxed);
     s.fec_recovered = fec_recovered_.load(std::memory_order_relaxed);
     s.decode_errors = decode_errors_.load(std::memory_order_relaxed);
     s.format_changes = format_changes_.load(std::memory_order_relaxed);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +45,7 @@ struct NetInputStats {
     uint64_t foreign = 0;        // rtp: packets of another SSRC that did not take over (dropped)
     uint64_t resyncs = 0;        // rtp: sequence/timestamp jumps that reset the buffer
     uint64_t concealed_frames = 0;  // frames (at the wire rate) of PLC or silence filled in for gaps
+    uint64_t skipped_frames = 0;    // frames of gaps not filled: the clock had played them as underrun
     uint64_t fec_recovered = 0;  // opus: packets rebuilt from in-band FEC
     uint64_t decode_errors = 0;  // opus: packets libopus refused
     uint64_t format_changes = 0; // scream: the wire format changed
@@ -52,6 +54,13 @@ struct NetInputStats {
     int wire_sample_rate = 0;    // the rate on the wire (scream: last seen)
     int wire_channels = 0;
     int target_delay_ms = 0;
+};
+
+// The socket of a network input could not be opened (bind, multicast join):
+// Python's sinkcast.NetworkInputError, an OSError.
+class NetworkInputError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
 };
 
 struct NetEndpoint {
@@ -99,9 +108,12 @@ protected:
     // Receive thread only: interleaved float frames (`channels()` channels) at `rate` Hz.
     void emit(const float* frames, size_t count, int rate);
     void emit_silence(size_t count, int rate);
+    // 48 kHz frames queued ahead of the route that has the most (0: every route has run dry).
+    size_t most_buffered_frames() const { return inner_.most_buffered_frames(); }
 
     std::atomic<uint64_t> packets_{0}, bytes_{0}, lost_{0}, late_{0}, reordered_{0}, duplicates_{0},
-        malformed_{0}, ssrc_changes_{0}, foreign_{0}, resyncs_{0}, concealed_frames_{0}, fec_recovered_{0},
+        malformed_{0}, ssrc_changes_{0}, foreign_{0}, resyncs_{0}, concealed_frames_{0}, skipped_frames_{0},
+        fec_recovered_{0},
         decode_errors_{0}, format_changes_{0};
     CaughtErrors errors_;  // receive thread
     std::atomic<double> jitter_ms_{0.0};

@@ -11,7 +11,8 @@ namespace sinkcast {
 namespace {
 
 constexpr size_t kMaxPayload = 16384;      // bigger RTP audio payloads are refused as malformed
-constexpr int64_t kMaxSeqJump = 3000;      // beyond this the stream is resynchronized
+constexpr int64_t kMaxSeqJump = 3000;      // further ahead, a packet is on probation (see the header)
+constexpr int64_t kMaxMisorder = 100;      // further behind, likewise (2 s of 20 ms packets: not merely late)
 constexpr size_t kMaxQueued = 256;         // a gap is given up at once when this many wait behind it
 constexpr int kMaxOpusFrame = 5760;        // 120 ms at 48 kHz
 constexpr int kSsrcSwitchPackets = 3;      // consecutive packets that make a new SSRC the stream
@@ -79,7 +80,9 @@ RtpInput::RtpInput(const RtpInputConfig& config, bool realtime)
       payload_type_(default_payload_type(config)),
       clock_rate_(config.encoding == RtpEncoding::Opus ? 48000 : config.sample_rate),
       bytes_per_frame_(static_cast<size_t>(config.channels) * (config.encoding == RtpEncoding::L24 ? 3 : 2)),
-      reorder_wait_(std::chrono::microseconds(std::max(3000, config.target_delay_ms * 1000 / 6))) {
+      reorder_wait_(std::chrono::microseconds(std::max(3000, config.target_delay_ms * 1000 / 6))),
+      realtime_(realtime),
+      target_frames_(static_cast<int64_t>(config.target_delay_ms) * clock_rate_ / 1000) {
     target_delay_ms_ = config.target_delay_ms;
     wire_rate_.store(clock_rate_);
     wire_channels_.store(config.channels);
@@ -109,6 +112,7 @@ void RtpInput::reset_stream(uint32_t ssrc) {
     have_stream_ = true;
     ssrc_ = ssrc;
     candidates_.clear();
+    on_probation_ = false;
     queue_.clear();
     queued_packets_.store(0, std::memory_order_relaxed);
     have_ts_ = false;
@@ -199,6 +203,14 @@ void RtpInput::on_datagram(const uint8_t* data, size_t size, Clock::time_point n
     accept(packet, now, false);
 }
 
+void RtpInput::drop_probation() {
+    if (!on_probation_) return;
+    on_probation_ = false;
+    packets_.fetch_add(1, std::memory_order_relaxed);
+    bytes_.fetch_add(probation_.size, std::memory_order_relaxed);
+    late_.fetch_add(1, std::memory_order_relaxed);
+}
+
 void RtpInput::drop_candidates() {
     foreign_.fetch_add(candidates_.size(), std::memory_order_relaxed);
     candidates_.clear();
@@ -214,13 +226,24 @@ void RtpInput::accept(Parsed& packet, Clock::time_point now, bool first) {
     } else {
         // Sequence numbers wrap at 2^16: extend relative to the highest seen.
         ext = highest_seq_ + static_cast<int16_t>(static_cast<uint16_t>(seq - static_cast<uint16_t>(highest_seq_)));
-        if (ext - expected_seq_ > kMaxSeqJump || expected_seq_ - ext > kMaxSeqJump) {
-            // The sender restarted (or jumped): start over from this packet.
-            resyncs_.fetch_add(1, std::memory_order_relaxed);
-            reset_stream(packet.ssrc);
-            ext = (int64_t{1} << 32) + seq;
-            expected_seq_ = highest_seq_ = ext;
+        const int64_t ahead = ext - expected_seq_;
+        if (ahead > kMaxSeqJump || ahead < -kMaxMisorder) {
+            // A sender that restarted or jumped, or one stray packet (delayed, replayed):
+            // start over only once the next packet follows this one.
+            if (on_probation_ && seq == static_cast<uint16_t>(probation_.seq + 1)) {
+                resyncs_.fetch_add(1, std::memory_order_relaxed);
+                Parsed held = std::move(probation_);
+                reset_stream(packet.ssrc);
+                accept(held, now, true);
+                accept(packet, now, false);
+                return;
+            }
+            drop_probation();
+            probation_ = std::move(packet);
+            on_probation_ = true;
+            return;
         }
+        drop_probation();  // the stream goes on where it was: that packet was a stray
     }
     packets_.fetch_add(1, std::memory_order_relaxed);
     bytes_.fetch_add(packet.size, std::memory_order_relaxed);
@@ -288,19 +311,20 @@ void RtpInput::conceal(int64_t missing_packets, const Packet* next) {
         frames = static_cast<int64_t>(payload_frames(*next)) * missing_packets;
         frames = std::min<int64_t>(frames, 2 * clock_rate_);
     }
-    concealed_frames_.fetch_add(static_cast<uint64_t>(frames), std::memory_order_relaxed);
+    const int64_t fill = fill_limit(frames);
+    expected_ts_ += static_cast<uint32_t>(frames);  // the timeline moves on by the whole gap
+    concealed_frames_.fetch_add(static_cast<uint64_t>(fill), std::memory_order_relaxed);
+    skipped_frames_.fetch_add(static_cast<uint64_t>(frames - fill), std::memory_order_relaxed);
     if (!opus_) {
-        emit_silence(static_cast<size_t>(frames), clock_rate_);
-        expected_ts_ += static_cast<uint32_t>(frames);
+        emit_silence(static_cast<size_t>(fill), clock_rate_);
         return;
     }
     int64_t fec_frames = 0;
-    if (config_.fec && next) {
+    if (config_.fec && next && carries_fec(*next)) {
         fec_frames = static_cast<int64_t>(payload_frames(*next));
-        if (fec_frames <= 0 || fec_frames > frames || fec_frames % 120 != 0) fec_frames = 0;
+        if (fec_frames <= 0 || fec_frames > fill || fec_frames % 120 != 0) fec_frames = 0;
     }
-    int64_t plc = frames - fec_frames;
-    const int ch = channels();
+    int64_t plc = fill - fec_frames;
     while (plc > 0) {
         int n = static_cast<int>(std::min<int64_t>(plc, kMaxOpusFrame));
         n -= n % 120;  // libopus decodes whole 2.5 ms units
@@ -326,8 +350,24 @@ void RtpInput::conceal(int64_t missing_packets, const Packet* next) {
             emit_silence(static_cast<size_t>(fec_frames), 48000);
         }
     }
-    (void)ch;
-    expected_ts_ += static_cast<uint32_t>(frames);
+}
+
+int64_t RtpInput::fill_limit(int64_t gap_frames) const {
+    // While a route still has audio queued, the gap lies ahead of the clock: fill it all.
+    // Once every route has run dry, the clock has played (most of) the gap as underrun.
+    if (!realtime_ || most_buffered_frames() > 0) return gap_frames;
+    return std::min(gap_frames, target_frames_);
+}
+
+bool RtpInput::carries_fec(const Packet& p) const {
+    const auto* data = p.payload.data();
+    const auto size = static_cast<opus_int32>(p.payload.size());
+#ifdef SINKCAST_HAVE_OPUS_PACKET_HAS_LBRR
+    return opus_packet_has_lbrr(data, size) == 1;
+#else
+    // libopus < 1.5 cannot tell: only SILK and hybrid packets (TOC configs 0-15) may carry it.
+    return size > 0 && (data[0] >> 3) < 16;
+#endif
 }
 
 void RtpInput::play(int64_t seq, const Packet& p) {
@@ -340,8 +380,10 @@ void RtpInput::play(int64_t seq, const Packet& p) {
             if (opus_) {
                 conceal(0, &p);
             } else {
-                concealed_frames_.fetch_add(static_cast<uint64_t>(gap), std::memory_order_relaxed);
-                emit_silence(static_cast<size_t>(gap), clock_rate_);
+                const int64_t fill = fill_limit(gap);
+                concealed_frames_.fetch_add(static_cast<uint64_t>(fill), std::memory_order_relaxed);
+                skipped_frames_.fetch_add(static_cast<uint64_t>(gap - fill), std::memory_order_relaxed);
+                emit_silence(static_cast<size_t>(fill), clock_rate_);
             }
         } else if (gap != 0 && (gap > 2 * clock_rate_ || gap < -2 * clock_rate_)) {
             resyncs_.fetch_add(1, std::memory_order_relaxed);

@@ -10,6 +10,14 @@
 // PCM: silence of the missing duration, from the RTP timestamps). The
 // playout buffer proper is the PushSource's prebuffer: a route starts
 // playing once target_delay_ms of audio is queued, as for push().
+//
+// In real time, a gap found after the routes have run dry is filled only up
+// to the target: the clock has already played the rest as underrun, and
+// filling it all would add it to the latency for good (a 1 s outage used to
+// leave 500 ms). A packet far from the stream's sequence (more than 3000
+// ahead or 100 behind) is believed only once the next packet follows it
+// (RFC 3550, A.1): a sender that restarted is followed at its second packet,
+// and one stray old packet is dropped as late.
 #pragma once
 
 #include <array>
@@ -70,9 +78,12 @@ private:
     void accept(Parsed& packet, Clock::time_point now, bool first);
     void reset_stream(uint32_t ssrc);
     void drop_candidates();
+    void drop_probation();  // the packet on probation was a stray: counted late
     void drain(Clock::time_point now);
     void play(int64_t seq, const Packet& p);
     void conceal(int64_t missing_packets, const Packet* next);
+    int64_t fill_limit(int64_t gap_frames) const;
+    bool carries_fec(const Packet& p) const;
     size_t payload_frames(const Packet& p) const;
     void update_jitter(uint32_t timestamp, Clock::time_point now);
 
@@ -81,12 +92,16 @@ private:
     int clock_rate_;
     size_t bytes_per_frame_;  // PCM only
     Clock::duration reorder_wait_;
+    bool realtime_;
+    int64_t target_frames_;  // the jitter target, in frames at the wire rate
 
     // Receive thread only.
     bool have_stream_ = false;
     uint32_t ssrc_ = 0;
     uint32_t candidate_ssrc_ = 0;
     std::vector<Parsed> candidates_;  // packets of a new SSRC, replayed when it takes over
+    bool on_probation_ = false;
+    Parsed probation_;                // a packet far from the stream's sequence, until the next one follows it
     Clock::time_point last_arrival_{};
     int64_t expected_seq_ = 0;   // extended sequence number of the next packet to play
     int64_t highest_seq_ = 0;    // highest extended sequence number received

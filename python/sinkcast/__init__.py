@@ -18,6 +18,7 @@ from sinkcast._errors import (
     DuplicateIdError,
     EngineClosedError,
     LocalResourceError,
+    NetworkInputError,
     RouteError,
     SignalingError,
     SinkcastError,
@@ -38,6 +39,7 @@ __all__ = [
     "RouteError",
     "SignalingError",
     "LocalResourceError",
+    "NetworkInputError",
     "ClockModeError",
     "EngineClosedError",
 ]

@@ -46,6 +46,13 @@ class LocalResourceError(SignalingError):
     later (a server answers 503, not 400)."""
 
 
+class NetworkInputError(SinkcastError, OSError, RuntimeError):
+    """A network input could not open its socket: the port is in use, the
+    address is not this host's, or the multicast group could not be joined.
+    An OSError, as socket errors are; also a RuntimeError, which it was before
+    it had a class of its own."""
+
+
 class ClockModeError(SinkcastError, RuntimeError):
     """The call needs the other clock (for example render() on a real-time engine)."""
 
@@ -62,6 +69,7 @@ __all__ = [
     "RouteError",
     "SignalingError",
     "LocalResourceError",
+    "NetworkInputError",
     "ClockModeError",
     "EngineClosedError",
 ]

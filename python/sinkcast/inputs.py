@@ -79,20 +79,35 @@ class PipeInput:
         self._wire, self._native = PIPE_FORMATS[sample_format]
         self._frame_bytes = self._wire.itemsize * channels
         self._block_bytes = max(1, sample_rate * block_ms // 1000) * self._frame_bytes
+        # The source this reader feeds; one added later under the same id is another.
+        self._source_serial = engine.source_serial(source_id)
         self._owns_fd = False
+        # Read through the object itself (BytesIO, or a buffered pipe whose
+        # read-ahead the descriptor underneath has already given away), else None.
+        self._file: IO[bytes] | None = None
+        self._fd = -1
         if path == "-":
             self._fd = sys.stdin.buffer.fileno()
         elif isinstance(path, int):
             self._fd = path
-        elif hasattr(path, "fileno"):
-            self._fd = path.fileno()
-        else:
+        elif isinstance(path, (str, os.PathLike)):
             # Non-blocking open: a FIFO without a writer yet must not hang us (or stop()).
             self._fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NONBLOCK)
             self._owns_fd = True
-        mode = os.fstat(self._fd).st_mode
-        self._is_fifo = stat.S_ISFIFO(mode)
-        self.pace = stat.S_ISREG(mode) if pace is None else pace
+        else:
+            fd = _descriptor(path)
+            if fd is not None and getattr(path, "seekable", lambda: False)():
+                # A buffered file may have read ahead of the caller: go on from where
+                # the caller stands (f.read(44) of a WAV header leaves the descriptor at 4096).
+                os.lseek(fd, path.tell(), os.SEEK_SET)
+                self._fd = fd
+            else:
+                self._file = path
+        mode = os.fstat(self._fd).st_mode if self._fd >= 0 else None
+        self._is_fifo = mode is not None and stat.S_ISFIFO(mode)
+        if pace is None:  # files play at their pace; pipes come at their writer's
+            pace = stat.S_ISREG(mode) if mode is not None else not _is_pipe(path)
+        self.pace = pace
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._stats: dict[str, Any] = {
@@ -126,43 +141,77 @@ class PipeInput:
 
     # -- reader thread ------------------------------------------------------
 
+    def _source_is_gone(self) -> bool:
+        """The source was removed (and maybe another added under its id): say so, and stop."""
+        gone: bool
+        try:
+            gone = self.engine.source_serial(self.source_id) != self._source_serial
+        except KeyError:  # UnknownSourceError
+            gone = True
+        if gone:
+            with self._lock:
+                self._stats["error"] = f"the source '{self.source_id}' was removed"
+        return gone
+
     def _run(self) -> None:
         pending = b""
         seen_data = False
         start = time.monotonic()
         pushed_frames = 0
-        try:
-            os.set_blocking(self._fd, False)
-        except OSError:
-            pass
-        # poll(), not select(): a server holding many sockets hands out
-        # descriptors above select()'s limit of 1023.
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        if self._file is not None:
+            # An object without a descriptor to poll: its reads wait for data
+            # (stop() then waits for the next data or the end, up to its timeout).
+            read = getattr(self._file, "read1", None) or self._file.read
 
-        def readable(timeout_s: float) -> bool:
-            return bool(poller.poll(int(timeout_s * 1000)))
+            def readable(timeout_s: float) -> bool:
+                return True
+        else:
+            # poll(), not select(): a server holding many sockets hands out
+            # descriptors above select()'s limit of 1023. The descriptor keeps its
+            # blocking mode (it may be the caller's, or the terminal's): a read
+            # after poll() says it is readable does not wait.
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+            fd = self._fd
+
+            def read(n: int) -> bytes:
+                return os.read(fd, n)
+
+            def readable(timeout_s: float) -> bool:
+                return bool(poller.poll(int(timeout_s * 1000)))
+
+        def push(data: bytes) -> None:
+            nonlocal pushed_frames
+            samples = np.frombuffer(data, dtype=self._wire).astype(self._native, copy=False)
+            self.engine.push(self.source_id, samples.reshape(-1, self.channels))
+            frames = len(data) // self._frame_bytes
+            pushed_frames += frames
+            with self._lock:
+                self._stats["frames"] += frames
+                self._stats["bytes"] += len(data)
+                self._stats["blocks"] += 1
 
         try:
             while not self._stop.is_set() and not self.engine.closed:
                 if not readable(0.1):
-                    # While data flows, a removal shows as a push that raises
-                    # (below). An idle reader looks for its source each 0.1 s,
-                    # or it would hold its descriptor for good, and feed a new
-                    # source added under the same id.
-                    if self.source_id not in self.engine.sources():
-                        with self._lock:
-                            self._stats["error"] = f"the source '{self.source_id}' was removed"
+                    # An idle reader looks for its source each 0.1 s, or it would
+                    # hold its descriptor for good.
+                    if self._source_is_gone():
                         break
                     continue
                 try:
-                    chunk = os.read(self._fd, self._block_bytes)
+                    chunk = read(self._block_bytes)
                 except BlockingIOError:
                     continue
                 if not chunk:
                     if self._is_fifo and not seen_data:
                         time.sleep(0.05)  # no writer has opened the FIFO yet
                         continue
+                    # The end: the whole frames still pending are audio too.
+                    usable = len(pending) - len(pending) % self._frame_bytes
+                    if usable and not self._source_is_gone():
+                        push(pending[:usable])
+                        pending = pending[usable:]
                     break
                 seen_data = True
                 pending += chunk
@@ -173,15 +222,11 @@ class PipeInput:
                         continue
                 if usable == 0:
                     continue
+                # Removed, and perhaps added again under the same id: this audio is not the new source's.
+                if self._source_is_gone():
+                    break
                 block, pending = pending[:usable], pending[usable:]
-                samples = np.frombuffer(block, dtype=self._wire).astype(self._native, copy=False)
-                self.engine.push(self.source_id, samples.reshape(-1, self.channels))
-                frames = usable // self._frame_bytes
-                pushed_frames += frames
-                with self._lock:
-                    self._stats["frames"] += frames
-                    self._stats["bytes"] += usable
-                    self._stats["blocks"] += 1
+                push(block)
                 if self.pace:
                     # Stay at most ~block ahead of real time.
                     ahead = pushed_frames / self.sample_rate - (time.monotonic() - start)
@@ -201,6 +246,19 @@ class PipeInput:
                     os.close(self._fd)
                 except OSError:
                     pass
+
+
+def _descriptor(f: Any) -> int | None:
+    """The descriptor under a file object, or None (io.BytesIO has none)."""
+    try:
+        return int(f.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
+def _is_pipe(f: Any) -> bool:
+    fd = _descriptor(f)
+    return fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def add_pipe_source(
