@@ -418,10 +418,11 @@ def wait_for_packets(e: sinkcast.AudioManager, count: int) -> dict[str, Any]:
         time.sleep(0.01)
 
 
-def test_a_sender_that_restarts_its_sequence_is_heard_from_its_first_packet() -> None:
+@pytest.mark.parametrize("swapped", [False, True], ids=["in order", "first two swapped"])
+def test_a_sender_that_restarts_its_sequence_is_heard_from_its_first_packet(swapped: bool) -> None:
     # Same SSRC (fixed in a sender's config), sequence numbers from 0 again: the
-    # first packet is more than 100 behind the stream, the second confirms it.
-    # The input used to drop up to 3000 packets (a minute) as "late".
+    # first packet is more than 100 behind the stream, the second confirms it
+    # (in either order). The input used to drop up to 3000 packets (a minute) as "late".
     e, port = manual_rtp_engine()
     try:
         first = [(rtp_packet(1000 + i, i * 960, 0xABC, l16_payload(sine_int(1000, RATE, 960, i * 960, 1, 16))), 0.0)
@@ -429,8 +430,10 @@ def test_a_sender_that_restarts_its_sequence_is_heard_from_its_first_packet() ->
         paced(first, port)
         wait_for_packets(e, 100)
         e.render("out", 100 * 960)
-        again = [(rtp_packet(i, 5_000_000 + i * 960, 0xABC, l16_payload(sine_int(440, RATE, 960, i * 960, 1, 16))), 0.0)
-                 for i in range(50)]
+        again = [(rtp_packet(i, 5_000_000 + i * 960, 0xABC, l16_payload(sine_int(440, RATE, 960, i * 960, 1, 16))),
+                  0.0) for i in range(50)]
+        if swapped:
+            again[0], again[1] = again[1], again[0]
         paced(again, port)
         st = wait_for_packets(e, 150)
         out = e.render("out", 50 * 960)[:, 0]
@@ -460,21 +463,32 @@ def test_one_stray_old_packet_is_dropped_as_late_not_played() -> None:
         assert (st["late"], st["lost"], st["resyncs"], st["reordered"]) == (1, 0, 0, 1), st
         block_means = out[: len(out) // 48 * 48].reshape(-1, 48).mean(axis=1)  # a 1 kHz tone averages to 0
         assert np.abs(block_means).max() < 0.05
+
+        # A lone far-off packet at the very end: nothing follows it, and it is
+        # counted late once it has waited a quarter of a second, not held forever.
+        paced([(rtp_packet(10000 + 100 - 4000, 0, 7, l16_payload(dc)), 0.0)], port)
+        time.sleep(0.6)
+        st = e.stats()["inputs"]["net"]
+        assert (st["late"], st["packets"], st["resyncs"]) == (2, 102, 0), st
     finally:
         e.shutdown()
 
 
-def test_an_outage_does_not_add_its_length_to_the_latency(eng: sinkcast.AudioManager) -> None:
+@pytest.mark.parametrize("late_first", [False, True], ids=["all lost", "the first one late"])
+def test_an_outage_does_not_add_its_length_to_the_latency(eng: sinkcast.AudioManager, late_first: bool) -> None:
     # The clock plays a 1 s outage as underrun while it lasts. The input used to
     # fill the whole second in when the stream came back, and the route then
-    # carried ~buffer_ms of queue, and latency, for good.
+    # carried ~buffer_ms of queue, and latency, for good. With the first packet
+    # of the outage arriving 150 ms late, the route is waiting for jitter_ms
+    # again when the gap is found, with a few frames queued: dry all the same.
     port = eng.add_rtp_source("net", port=0, jitter_ms=60, buffer_ms=1000)
     eng.connect("net", "out")
     packets = []
     for i in range(150):  # 3 s of 20 ms packets; seconds 1-2 lost in the network
-        if not 50 <= i < 100:
-            packets.append((rtp_packet(i, i * 960, 3, l16_payload(sine_int(1000, RATE, 960, i * 960, 2, 16))),
-                            i * 0.02))
+        if not 50 <= i < 100 or (late_first and i == 50):
+            due = i * 0.02 + (0.15 if i == 50 else 0.0)
+            packets.append((rtp_packet(i, i * 960, 3, l16_payload(sine_int(1000, RATE, 960, i * 960, 2, 16))), due))
+    packets.sort(key=lambda p: p[1])
     sender = threading.Thread(target=paced, args=(packets, port))
     sender.start()
     time.sleep(2.5)  # half a second after the stream came back
@@ -484,7 +498,7 @@ def test_an_outage_does_not_add_its_length_to_the_latency(eng: sinkcast.AudioMan
         time.sleep(0.04)
     sender.join()
     st = eng.stats()["inputs"]["net"]
-    assert st["lost"] == 50, st
+    assert st["lost"] == (49 if late_first else 50), st
     assert st["skipped_frames"] > 0.8 * RATE and st["concealed_frames"] <= 0.06 * RATE, st
     assert eng.stats()["sources"]["net"]["overruns"] == 0
     assert sorted(queued)[5] < 250, queued  # ~60 ms and a packet or two; it used to be ~1000
@@ -826,6 +840,39 @@ def test_pipe_reader_takes_file_objects_where_their_reader_stands(tmp_path: Path
             assert np.allclose(out * 32768, samples, atol=0.5), name
         finally:
             e.shutdown()
+
+
+def test_pipe_reader_reads_a_pipe_object_through_its_buffer_and_stops_when_idle() -> None:
+    # A buffered pipe object (sys.stdin.buffer, a subprocess's stdout) that has
+    # read ahead: the descriptor alone would lose those bytes. Its descriptor is
+    # still polled, so stop() works while the writer is idle (a blocking read on
+    # the object used to keep the thread, and abort the interpreter at exit).
+    samples = (np.arange(4800) % 1000).astype("<i2")
+    e = sinkcast.AudioManager(realtime=False)
+    try:
+        e.add_sink("out", channels=1)
+        e.add_source("line", channels=1, buffer_ms=1000)
+        e.connect("line", "out")
+        r, w = os.pipe()
+        os.write(w, b"H" * 44 + samples.tobytes())
+        with os.fdopen(r, "rb") as f:
+            assert f.read(44) == b"H" * 44  # and the rest now sits in f's buffer
+            pipe = PipeInput(e, "line", f, sample_rate=48000, channels=1)
+            os.close(w)
+            assert pipe.wait(5.0)
+        st = pipe.stats()
+        assert (st["frames"], st["eof"], st["error"]) == (4800, True, None), st
+        assert np.allclose(e.render("out", 4800)[:, 0] * 32768, samples, atol=0.5)
+
+        r, w = os.pipe()
+        with os.fdopen(r, "rb") as f:
+            idle = PipeInput(e, "line", f, sample_rate=48000, channels=1)
+            t0 = time.monotonic()
+            idle.stop(timeout=2.0)
+            assert not idle.running and time.monotonic() - t0 < 1.0
+        os.close(w)
+    finally:
+        e.shutdown()
 
 
 # ---------------------------------------------------------------- configuration

@@ -55,11 +55,14 @@ size_t FrameRing::buffered_frames(const ReadCursor* cursor) const {
     return static_cast<size_t>(write_position_ - cursor->position);
 }
 
-size_t FrameRing::most_buffered_frames() const {
+FrameRing::Level FrameRing::level() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    uint64_t most = 0;
-    for (const ReadCursor* r : readers_) most = std::max(most, write_position_ - r->position);
-    return static_cast<size_t>(most);
+    Level level;
+    for (const ReadCursor* r : readers_) {
+        level.playing = level.playing || r->primed;
+        level.most_buffered = std::max(level.most_buffered, static_cast<size_t>(write_position_ - r->position));
+    }
+    return level;
 }
 
 uint64_t FrameRing::total_overruns() const {

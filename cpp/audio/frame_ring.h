@@ -102,8 +102,14 @@ public:
     RingRuns take_locked(ReadCursor* cursor, size_t frames, size_t prebuffer_frames);
 
     size_t buffered_frames(const ReadCursor* cursor) const;
-    // The most any reader has buffered (0 with no reader).
-    size_t most_buffered_frames() const;
+    // How near the readers are to running dry: whether any is playing (has
+    // reached its prebuffer since its last underrun), and the most frames any
+    // has queued.
+    struct Level {
+        bool playing = false;
+        size_t most_buffered = 0;
+    };
+    Level level() const;
     uint64_t total_overruns() const;
     uint64_t total_dropped_frames() const;
 

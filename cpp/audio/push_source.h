@@ -32,7 +32,7 @@ public:
     bool lends_frames() const override { return true; }
     bool lend(RouteCursor& cursor, size_t frames, bool wait, SourceLoan& loan) override;
     size_t buffered_frames(const RouteCursor& cursor) const override { return ring_.buffered_frames(&cursor.ring); }
-    size_t most_buffered_frames() const { return ring_.most_buffered_frames(); }
+    FrameRing::Level level() const { return ring_.level(); }
     SourceCounters counters() const override;
 
 private:

@@ -108,8 +108,8 @@ protected:
     // Receive thread only: interleaved float frames (`channels()` channels) at `rate` Hz.
     void emit(const float* frames, size_t count, int rate);
     void emit_silence(size_t count, int rate);
-    // 48 kHz frames queued ahead of the route that has the most (0: every route has run dry).
-    size_t most_buffered_frames() const { return inner_.most_buffered_frames(); }
+    // Whether a route is playing, and the most 48 kHz frames any route has queued.
+    FrameRing::Level ring_level() const { return inner_.level(); }
 
     std::atomic<uint64_t> packets_{0}, bytes_{0}, lost_{0}, late_{0}, reordered_{0}, duplicates_{0},
         malformed_{0}, ssrc_changes_{0}, foreign_{0}, resyncs_{0}, concealed_frames_{0}, skipped_frames_{0},

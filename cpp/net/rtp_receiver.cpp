@@ -17,6 +17,7 @@ constexpr size_t kMaxQueued = 256;         // a gap is given up at once when thi
 constexpr int kMaxOpusFrame = 5760;        // 120 ms at 48 kHz
 constexpr int kSsrcSwitchPackets = 3;      // consecutive packets that make a new SSRC the stream
 constexpr auto kSsrcIdle = std::chrono::milliseconds(250);  // or silence of the current one for this long
+constexpr auto kProbationWait = std::chrono::milliseconds(250);  // a packet on probation is dropped after this
 
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 uint32_t be32(const uint8_t* p) {
@@ -112,7 +113,7 @@ void RtpInput::reset_stream(uint32_t ssrc) {
     have_stream_ = true;
     ssrc_ = ssrc;
     candidates_.clear();
-    on_probation_ = false;
+    drop_probation();  // a stray of the stream being left (the new one's packet is taken off first)
     queue_.clear();
     queued_packets_.store(0, std::memory_order_relaxed);
     have_ts_ = false;
@@ -208,7 +209,10 @@ void RtpInput::drop_probation() {
     on_probation_ = false;
     packets_.fetch_add(1, std::memory_order_relaxed);
     bytes_.fetch_add(probation_.size, std::memory_order_relaxed);
-    late_.fetch_add(1, std::memory_order_relaxed);
+    if (played_[static_cast<size_t>(probation_ext_ & 511)] == probation_ext_)
+        duplicates_.fetch_add(1, std::memory_order_relaxed);
+    else
+        late_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void RtpInput::drop_candidates() {
@@ -230,16 +234,23 @@ void RtpInput::accept(Parsed& packet, Clock::time_point now, bool first) {
         if (ahead > kMaxSeqJump || ahead < -kMaxMisorder) {
             // A sender that restarted or jumped, or one stray packet (delayed, replayed):
             // start over only once the next packet follows this one.
-            if (on_probation_ && seq == static_cast<uint16_t>(probation_.seq + 1)) {
+            // The two may come in either order.
+            const bool follows = seq == static_cast<uint16_t>(probation_.seq + 1);
+            if (on_probation_ && (follows || seq == static_cast<uint16_t>(probation_.seq - 1))) {
                 resyncs_.fetch_add(1, std::memory_order_relaxed);
                 Parsed held = std::move(probation_);
+                on_probation_ = false;
                 reset_stream(packet.ssrc);
-                accept(held, now, true);
-                accept(packet, now, false);
+                Parsed& first_packet = follows ? held : packet;
+                Parsed& second_packet = follows ? packet : held;
+                accept(first_packet, now, true);
+                accept(second_packet, now, false);
                 return;
             }
             drop_probation();
             probation_ = std::move(packet);
+            probation_ext_ = ext;
+            probation_arrival_ = now;
             on_probation_ = true;
             return;
         }
@@ -270,11 +281,18 @@ void RtpInput::accept(Parsed& packet, Clock::time_point now, bool first) {
 }
 
 RtpInput::Clock::time_point RtpInput::next_deadline() const {
-    if (queue_.empty() || queue_.begin()->first == expected_seq_) return Clock::time_point::max();
-    return queue_.begin()->second.arrival + reorder_wait_;
+    Clock::time_point next = Clock::time_point::max();
+    if (!queue_.empty() && queue_.begin()->first != expected_seq_)
+        next = queue_.begin()->second.arrival + reorder_wait_;
+    if (on_probation_) next = std::min(next, probation_arrival_ + kProbationWait);
+    return next;
 }
 
-void RtpInput::on_timer(Clock::time_point now) { drain(now); }
+void RtpInput::on_timer(Clock::time_point now) {
+    // A packet on probation that nothing followed (the stream ended, or it was a lone stray).
+    if (on_probation_ && now - probation_arrival_ >= kProbationWait) drop_probation();
+    drain(now);
+}
 
 void RtpInput::drain(Clock::time_point now) {
     while (!queue_.empty()) {
@@ -353,10 +371,14 @@ void RtpInput::conceal(int64_t missing_packets, const Packet* next) {
 }
 
 int64_t RtpInput::fill_limit(int64_t gap_frames) const {
-    // While a route still has audio queued, the gap lies ahead of the clock: fill it all.
-    // Once every route has run dry, the clock has played (most of) the gap as underrun.
-    if (!realtime_ || most_buffered_frames() > 0) return gap_frames;
-    return std::min(gap_frames, target_frames_);
+    // While a route plays, the gap lies ahead of the clock: fill it all. Once every
+    // route has run dry (and waits for jitter_ms again), the clock has played the
+    // gap as silence already: fill only what brings the queue up to the target.
+    if (!realtime_) return gap_frames;
+    const FrameRing::Level level = ring_level();
+    if (level.playing) return gap_frames;
+    const int64_t queued = static_cast<int64_t>(level.most_buffered) * clock_rate_ / kEngineRate;
+    return std::clamp<int64_t>(target_frames_ - queued, 0, gap_frames);
 }
 
 bool RtpInput::carries_fec(const Packet& p) const {

@@ -15,9 +15,10 @@
 // to the target: the clock has already played the rest as underrun, and
 // filling it all would add it to the latency for good (a 1 s outage used to
 // leave 500 ms). A packet far from the stream's sequence (more than 3000
-// ahead or 100 behind) is believed only once the next packet follows it
-// (RFC 3550, A.1): a sender that restarted is followed at its second packet,
-// and one stray old packet is dropped as late.
+// ahead or 100 behind) is believed only once its neighbour in sequence comes
+// next, in either order (RFC 3550, A.1): a sender that restarted is followed
+// at its second packet, and one stray old packet is dropped as late (after
+// 250 ms at most, if nothing follows it).
 #pragma once
 
 #include <array>
@@ -78,7 +79,7 @@ private:
     void accept(Parsed& packet, Clock::time_point now, bool first);
     void reset_stream(uint32_t ssrc);
     void drop_candidates();
-    void drop_probation();  // the packet on probation was a stray: counted late
+    void drop_probation();  // the packet on probation was a stray: counted late (or duplicate)
     void drain(Clock::time_point now);
     void play(int64_t seq, const Packet& p);
     void conceal(int64_t missing_packets, const Packet* next);
@@ -102,6 +103,8 @@ private:
     std::vector<Parsed> candidates_;  // packets of a new SSRC, replayed when it takes over
     bool on_probation_ = false;
     Parsed probation_;                // a packet far from the stream's sequence, until the next one follows it
+    int64_t probation_ext_ = 0;       // its extended sequence number in the current stream
+    Clock::time_point probation_arrival_{};
     Clock::time_point last_arrival_{};
     int64_t expected_seq_ = 0;   // extended sequence number of the next packet to play
     int64_t highest_seq_ = 0;    // highest extended sequence number received

@@ -82,8 +82,8 @@ class PipeInput:
         # The source this reader feeds; one added later under the same id is another.
         self._source_serial = engine.source_serial(source_id)
         self._owns_fd = False
-        # Read through the object itself (BytesIO, or a buffered pipe whose
-        # read-ahead the descriptor underneath has already given away), else None.
+        # Read through the object itself (BytesIO, or a pipe object whose buffer
+        # may hold read-ahead the descriptor underneath has already given away), else None.
         self._file: IO[bytes] | None = None
         self._fd = -1
         if path == "-":
@@ -100,9 +100,11 @@ class PipeInput:
                 # A buffered file may have read ahead of the caller: go on from where
                 # the caller stands (f.read(44) of a WAV header leaves the descriptor at 4096).
                 os.lseek(fd, path.tell(), os.SEEK_SET)
-                self._fd = fd
             else:
+                # Its descriptor (if any) is still polled, so stop() and a removed
+                # source are noticed on an idle pipe; the reads go through the object.
                 self._file = path
+            self._fd = fd if fd is not None else -1
         mode = os.fstat(self._fd).st_mode if self._fd >= 0 else None
         self._is_fifo = mode is not None and stat.S_ISFIFO(mode)
         if pace is None:  # files play at their pace; pipes come at their writer's
@@ -159,26 +161,29 @@ class PipeInput:
         start = time.monotonic()
         pushed_frames = 0
         if self._file is not None:
-            # An object without a descriptor to poll: its reads wait for data
-            # (stop() then waits for the next data or the end, up to its timeout).
+            # read1(): what the object has buffered, else one read of the
+            # descriptor (which poll() found readable), so it does not wait.
             read = getattr(self._file, "read1", None) or self._file.read
-
-            def readable(timeout_s: float) -> bool:
-                return True
         else:
+            fd = self._fd
+
+            def read(n: int) -> bytes:
+                return os.read(fd, n)
+
+        if self._fd >= 0:
             # poll(), not select(): a server holding many sockets hands out
             # descriptors above select()'s limit of 1023. The descriptor keeps its
             # blocking mode (it may be the caller's, or the terminal's): a read
             # after poll() says it is readable does not wait.
             poller = select.poll()
             poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-            fd = self._fd
-
-            def read(n: int) -> bytes:
-                return os.read(fd, n)
 
             def readable(timeout_s: float) -> bool:
                 return bool(poller.poll(int(timeout_s * 1000)))
+        else:
+
+            def readable(timeout_s: float) -> bool:
+                return True  # BytesIO and the like: reads never wait
 
         def push(data: bytes) -> None:
             nonlocal pushed_frames

@@ -101,18 +101,22 @@
       server.timer = setTimeout(refreshSinks, delay);
       return;
     }
+    const recovered = server.state === 'down';
     server.failures = 0;
     setServerState('up', 'connected \u00b7 ' + list.length + ' sink' + (list.length === 1 ? '' : 's'));
     applySinkList(list);
     // A session made by an earlier server process is gone with it: subscribe
     // again right away rather than wait for the connection to time out. A
-    // failed poll alone (a proxy's 502, a network hiccup) says nothing about
-    // the streams, and a player already on the new server keeps playing.
-    if (instance !== null) {
-      for (const id of wanted) {
-        const p = players[id];
-        if (p && p.session && p.instance && p.instance !== instance) restart(p, 'the server restarted', 0);
-      }
+    // player waiting out its backoff while the server was away tries again
+    // now it is back. A failed poll alone (a proxy's 502, a network hiccup)
+    // says nothing about the streams: a playing player keeps playing.
+    for (const id of wanted) {
+      const p = players[id];
+      if (!p) continue;
+      const orphaned = p.session && p.instance && instance !== null && p.instance !== instance;
+      const waiting = recovered && !p.session && p.state === 'reconnecting';
+      if (orphaned) restart(p, 'the server restarted', 0);
+      else if (waiting) restart(p, 'the server is back', 0);
     }
     server.timer = setTimeout(refreshSinks, LIST_INTERVAL_MS);
   }
