@@ -603,6 +603,34 @@ def scream_packets(rate_byte: int, rate: int, bits: int, channels: int, seconds:
     return out
 
 
+def test_scream_multicast_group_joined_on_the_interface_asked(eng: sinkcast.AudioManager) -> None:
+    # Scream is usually multicast. The group used to be joined only on the
+    # interface the routing table picks (eth0 here), so a sender on another
+    # (here: loopback, where this test's packets stay) was never heard.
+    group = "239.255.77.78"
+    port = eng.add_scream_source("pc", port=0, bind_address=group, multicast_interface="127.0.0.1", channels=2,
+                                 jitter_ms=JITTER_MS)
+    eng.connect("pc", "out")
+    tap = eng.open_tap("out", seconds=5.0)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    packets = scream_packets(0x01, 48000, 16, 2, 1.0, 0.0, 1000.0)
+    t0 = time.monotonic()
+    for data, due in packets:
+        time.sleep(max(0.0, t0 + due - time.monotonic()))
+        sender.sendto(data, (group, port))
+    sender.close()
+    time.sleep(0.3)
+    st = eng.stats()["inputs"]["pc"]
+    assert st["packets"] == len(packets) and st["malformed"] == 0, st
+    assert analyse(tap.read())["freq"] == pytest.approx(1000.0, abs=2.0)
+    with pytest.raises(ValueError, match="multicast_interface is for a multicast bind_address"):
+        eng.add_scream_source("uni", port=0, multicast_interface="127.0.0.1")
+    with pytest.raises(ValueError, match="multicast_interface must be the IPv4 address of an interface"):
+        eng.add_rtp_source("named", port=0, bind_address=group, multicast_interface="lo")
+
+
 def test_scream_stream_and_format_change(eng: sinkcast.AudioManager) -> None:
     port = eng.add_scream_source("pc", port=0, channels=2, jitter_ms=JITTER_MS)
     eng.connect("pc", "out")

@@ -375,9 +375,10 @@ void bind_audio_manager(nb::module_& m) {
             "add_rtp_source",
             [](PyAudioManager& self, const std::string& source_id, int port, std::string bind_address,
                std::string encoding, std::optional<int> sample_rate, int channels, std::optional<int> payload_type,
-               int jitter_ms, int buffer_ms, bool fec) {
+               int jitter_ms, int buffer_ms, bool fec, std::string multicast_interface) {
                 RtpInputConfig c;
                 c.endpoint.bind_address = std::move(bind_address);
+                c.endpoint.multicast_interface = std::move(multicast_interface);
                 c.endpoint.port = port;
                 std::string e;
                 for (char ch : encoding) e.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
@@ -402,19 +403,22 @@ void bind_audio_manager(nb::module_& m) {
             },
             "source_id"_a, nb::kw_only(), "port"_a = 5004, "bind_address"_a = "127.0.0.1", "encoding"_a = "L16",
             "sample_rate"_a = nb::none(), "channels"_a = 2, "payload_type"_a = nb::none(), "jitter_ms"_a = 60,
-            "buffer_ms"_a = 500, "fec"_a = false, nb::call_guard<nb::gil_scoped_release>(),
+            "buffer_ms"_a = 500, "fec"_a = false, "multicast_interface"_a = "",
+            nb::call_guard<nb::gil_scoped_release>(),
             "Adds a source receiving RTP on UDP bind_address:port (0: any free port) and returns the bound port. "
             "encoding 'L16' / 'L24' (big-endian PCM at sample_rate, default 48000; 44100 for payload types 10/11) "
             "or 'opus' (48 kHz clock, 1-2 channels, decoded with libopus, PLC on loss, in-band FEC if fec=True). "
             "payload_type defaults to 10/11 for L16 at 44.1 kHz stereo/mono, else 96; other types are counted "
-            "malformed. jitter_ms is the jitter buffer target; buffer_ms bounds the queue. Counters in "
-            "stats()['inputs'][source_id].")
+            "malformed. jitter_ms is the jitter buffer target; buffer_ms bounds the queue. A multicast "
+            "bind_address joins that group, on the interface with the IPv4 address multicast_interface (default: "
+            "the one the routing table picks). Counters in stats()['inputs'][source_id].")
         .def(
             "add_scream_source",
             [](PyAudioManager& self, const std::string& source_id, int port, std::string bind_address, int channels,
-               int jitter_ms, int buffer_ms) {
+               int jitter_ms, int buffer_ms, std::string multicast_interface) {
                 ScreamInputConfig c;
                 c.endpoint.bind_address = std::move(bind_address);
+                c.endpoint.multicast_interface = std::move(multicast_interface);
                 c.endpoint.port = port;
                 c.channels = channels;
                 c.target_delay_ms = jitter_ms;
@@ -422,10 +426,13 @@ void bind_audio_manager(nb::module_& m) {
                 return self.add_scream_source(source_id, c);
             },
             "source_id"_a, nb::kw_only(), "port"_a = 4010, "bind_address"_a = "127.0.0.1", "channels"_a = 2,
-            "jitter_ms"_a = 60, "buffer_ms"_a = 500, nb::call_guard<nb::gil_scoped_release>(),
+            "jitter_ms"_a = 60, "buffer_ms"_a = 500, "multicast_interface"_a = "",
+            nb::call_guard<nb::gil_scoped_release>(),
             "Adds a source receiving the Scream UDP stream (5-byte header, then little-endian PCM; any rate, "
             "16/24/32 bit, 1-8 channels, resampled to 48 kHz and mapped to `channels`) on bind_address:port "
-            "(0: any free port; a multicast address such as 239.255.77.77 joins that group). Returns the port.")
+            "(0: any free port; a multicast address such as 239.255.77.77 joins that group, on the interface "
+            "with the IPv4 address multicast_interface, by default the one the routing table picks). Returns the "
+            "port.")
         .def("add_tone_source", &PyAudioManager::add_tone_source, "source_id"_a, "frequency_hz"_a = 440.0,
              "amplitude"_a = 0.25, nb::call_guard<nb::gil_scoped_release>(), "Adds a mono sine-tone source.")
         .def("add_noise_source", &PyAudioManager::add_noise_source, "source_id"_a, "amplitude"_a = 0.1,

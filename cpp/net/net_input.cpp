@@ -37,6 +37,16 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
     if (addr.family() == AF_INET6 && reinterpret_cast<const sockaddr_in6&>(addr.storage).sin6_addr.s6_addr[0] == 0xff)
         throw std::invalid_argument("IPv6 multicast groups are not supported (" + endpoint.bind_address +
                                     "): bind to an IPv4 group (224.0.0.0/4) or to a unicast address");
+    in_addr interface4{};
+    interface4.s_addr = htonl(INADDR_ANY);
+    if (!endpoint.multicast_interface.empty()) {
+        if (!multicast)
+            throw std::invalid_argument("multicast_interface is for a multicast bind_address (224.0.0.0/4), got '" +
+                                        endpoint.bind_address + "'");
+        if (::inet_pton(AF_INET, endpoint.multicast_interface.c_str(), &interface4) != 1)
+            throw std::invalid_argument("multicast_interface must be the IPv4 address of an interface, got '" +
+                                        endpoint.multicast_interface + "'");
+    }
     fd_ = ::socket(addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) throw NetworkInputError("cannot create a UDP socket: " + errno_text(errno));
     int rcvbuf = 1 << 20;
@@ -55,12 +65,15 @@ NetInput::NetInput(int channels, const NetEndpoint& endpoint, size_t capacity_fr
     if (multicast) {
         ip_mreq mreq{};
         mreq.imr_multiaddr = group4;
-        mreq.imr_interface.s_addr = htonl(INADDR_ANY);
+        mreq.imr_interface = interface4;
         if (::setsockopt(fd_, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) != 0) {
             int err = errno;
             ::close(fd_);
             fd_ = -1;
-            throw NetworkInputError("cannot join multicast group " + endpoint.bind_address + ": " + errno_text(err));
+            throw NetworkInputError("cannot join multicast group " + endpoint.bind_address +
+                                    (endpoint.multicast_interface.empty() ? ""
+                                                                          : " on " + endpoint.multicast_interface) +
+                                    ": " + errno_text(err));
         }
     }
     sockaddr_storage bound{};

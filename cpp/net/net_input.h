@@ -66,6 +66,9 @@ public:
 struct NetEndpoint {
     std::string bind_address = "127.0.0.1";
     int port = 0;  // 0: an ephemeral port (see NetInput::port())
+    // A multicast bind_address is joined on the interface with this IPv4
+    // address ("": the one the routing table picks for the group).
+    std::string multicast_interface;
 };
 
 class NetInput : public Source {

@@ -43,6 +43,8 @@ Example::
     [sources.pc]                # Scream / ScreamRouter
     type = "scream"
     port = 4010
+    bind_address = "239.255.77.77"     # a multicast group (Scream's default),
+    multicast_interface = "127.0.0.1"  # joined on the interface with this address
 
     [sources.line]              # raw PCM from a FIFO, a file or "-" (stdin)
     type = "pipe"
@@ -141,6 +143,7 @@ _SOURCE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "jitter_ms": (int, False),
         "buffer_ms": (int, False),
         "fec": (bool, False),
+        "multicast_interface": (str, False),
     },
     "scream": {
         "port": (int, False),
@@ -148,6 +151,7 @@ _SOURCE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "channels": (int, False),
         "jitter_ms": (int, False),
         "buffer_ms": (int, False),
+        "multicast_interface": (str, False),
     },
     "pipe": {
         "path": (str, True),
