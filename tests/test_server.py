@@ -57,6 +57,17 @@ async def whep_offer() -> tuple[Listener, str]:
     return listener, await listener.offer()
 
 
+async def open_session(http: ClientSession) -> tuple[Listener, str]:
+    """A listener with a WHEP session on 'tone', and the session's Location."""
+    listener, offer = await whep_offer()
+    async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+        assert r.status == 201, await r.text()
+        return listener, r.headers["Location"]
+
+
+ONE_CANDIDATE = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+
+
 @pytest.mark.asyncio
 async def test_whep_post_plays_the_sink(server: tuple[TestServer, ClientSession]) -> None:
     _, http = server
@@ -275,12 +286,9 @@ async def test_a_patch_whose_session_ends_while_its_body_arrives_is_404(
 ) -> None:
     # The session check passes on the headers; a DELETE lands before the body.
     srv, http = server
-    listener, offer = await whep_offer()
+    listener, location = await open_session(http)
     try:
-        async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
-            assert r.status == 201
-            location = r.headers["Location"]
-        frag = b"a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+        frag = ONE_CANDIDATE.encode()
         reader, writer = await asyncio.open_connection(srv.host, srv.port)
         writer.write(b"PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/trickle-ice-sdpfrag\r\n"
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (location.encode(), len(frag)))
@@ -301,16 +309,13 @@ async def test_a_patch_whose_session_ends_while_its_body_arrives_is_404(
 async def test_a_session_the_engine_ended_gets_404_on_patch(server: tuple[TestServer, ClientSession]) -> None:
     # The engine's bye may still be on its way to the server when a PATCH comes.
     srv, http = server
-    listener, offer = await whep_offer()
+    listener, location = await open_session(http)
     try:
-        async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
-            location = r.headers["Location"]
         target = location.removeprefix("/whep/")
         engine = srv.app[SERVER_KEY].engine
         srv.app[SERVER_KEY].signaling.on_message = lambda *_: None  # the bye never reaches the server
         engine.handle_incoming_webrtc_signaling_message(target, "bye", "")
-        frag = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
-        async with http.patch(location, data=frag, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+        async with http.patch(location, data=ONE_CANDIDATE, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
             assert r.status == 404, await r.text()
         assert target not in srv.app[SERVER_KEY].sessions
     finally:

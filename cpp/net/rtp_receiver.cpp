@@ -233,8 +233,7 @@ void RtpInput::accept(Parsed& packet, Clock::time_point now, bool first) {
         const int64_t ahead = ext - expected_seq_;
         if (ahead > kMaxSeqJump || ahead < -kMaxMisorder) {
             // A sender that restarted or jumped, or one stray packet (delayed, replayed):
-            // start over only once the next packet follows this one.
-            // The two may come in either order.
+            // start over only once its neighbour in sequence comes next, in either order.
             const bool follows = seq == static_cast<uint16_t>(probation_.seq + 1);
             if (on_probation_ && (follows || seq == static_cast<uint16_t>(probation_.seq - 1))) {
                 resyncs_.fetch_add(1, std::memory_order_relaxed);
@@ -399,14 +398,7 @@ void RtpInput::play(int64_t seq, const Packet& p) {
         // left out (or audio lost); a jump too large either way restarts the timeline.
         int32_t gap = static_cast<int32_t>(p.timestamp - expected_ts_);
         if (gap > 0 && gap <= 2 * clock_rate_) {
-            if (opus_) {
-                conceal(0, &p);
-            } else {
-                const int64_t fill = fill_limit(gap);
-                concealed_frames_.fetch_add(static_cast<uint64_t>(fill), std::memory_order_relaxed);
-                skipped_frames_.fetch_add(static_cast<uint64_t>(gap - fill), std::memory_order_relaxed);
-                emit_silence(static_cast<size_t>(fill), clock_rate_);
-            }
+            conceal(0, &p);  // the same gap, from the same timestamps: nothing counted lost
         } else if (gap != 0 && (gap > 2 * clock_rate_ || gap < -2 * clock_rate_)) {
             resyncs_.fetch_add(1, std::memory_order_relaxed);
         }

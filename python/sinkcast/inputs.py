@@ -108,7 +108,7 @@ class PipeInput:
         mode = os.fstat(self._fd).st_mode if self._fd >= 0 else None
         self._is_fifo = mode is not None and stat.S_ISFIFO(mode)
         if pace is None:  # files play at their pace; pipes come at their writer's
-            pace = stat.S_ISREG(mode) if mode is not None else not _is_pipe(path)
+            pace = stat.S_ISREG(mode) if mode is not None else True  # no descriptor: BytesIO and the like
         self.pace = pace
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -259,11 +259,6 @@ def _descriptor(f: Any) -> int | None:
         return int(f.fileno())
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return None
-
-
-def _is_pipe(f: Any) -> bool:
-    fd = _descriptor(f)
-    return fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def add_pipe_source(

@@ -27,7 +27,6 @@
     failures: 0,
     timer: null,
     nextAt: 0,
-    everDown: false,
   };
 
   // ---------------------------------------------------------------- helpers
@@ -96,7 +95,6 @@
       server.failures += 1;
       const delay = backoff(server.failures);
       setServerState('down', 'server unreachable (' + err.message + '); retrying in ' + (delay / 1000).toFixed(0) + ' s');
-      server.everDown = true;
       server.nextAt = Date.now() + delay;
       server.timer = setTimeout(refreshSinks, delay);
       return;
