@@ -65,3 +65,14 @@ def test_frames_in_counts_source_rate_frames(manual: sinkcast.AudioManager) -> N
     manual.add_source("s", sample_rate=44100, channels=2)
     manual.push("s", np.zeros((441, 2), dtype=np.int16))
     assert manual.stats()["sources"]["s"]["frames_in"] == 441
+
+
+def test_periods_count_whole_10ms_periods_however_render_is_called(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("out", channels=1)
+    for _ in range(480 * 10):
+        manual.render("out", 1)
+    assert manual.stats()["sinks"]["out"]["periods"] == 10
+    manual.render("out", 240)
+    assert manual.stats()["sinks"]["out"]["periods"] == 10  # half a period so far
+    manual.render("out", 240)
+    assert manual.stats()["sinks"]["out"]["periods"] == 11

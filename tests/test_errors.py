@@ -53,8 +53,10 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     ("strided 3-D", lambda e: e.push("mic", np.zeros((4, 2, 2), np.int16)[:, :, :1]), ValueError, "3 dimensions"),
     ("big-endian", lambda e: e.push("mic", np.zeros((4, 2), ">f4")), TypeError, "byte order, got float32 swapped"),
     ("1-D not interleavable", lambda e: e.push("mic", np.zeros(5, np.int16)), ValueError, "not a multiple of 2"),
-    ("NaN", lambda e: e.push("mic", np.array([[0.0, np.nan]], np.float32)), ValueError, "NaN or infinite"),
-    ("Inf", lambda e: e.push("mic", np.array([[np.inf, 0.0]], np.float32)), ValueError, "NaN or infinite"),
+    ("NaN", lambda e: e.push("mic", np.array([[0.0, np.nan]], np.float32)), ValueError, "NaN, infinite or huge"),
+    ("Inf", lambda e: e.push("mic", np.array([[np.inf, 0.0]], np.float32)), ValueError, "NaN, infinite or huge"),
+    # Finite, but the resampler's float arithmetic would make Inf and NaN of it.
+    ("huge", lambda e: e.push("mic", np.array([[3e38, 0.0]], np.float32)), ValueError, "beyond +-1e6"),
     ("push to tone", lambda e: e.push("tone", np.zeros(4, np.float32)), ValueError, "only sources made with add_source"),
     ("rate low", lambda e: e.add_source("x", sample_rate=7999), ValueError, "sample_rate must be 8000 to 192000"),
     ("rate high", lambda e: e.add_source("x", sample_rate=192001), ValueError, "sample_rate"),
@@ -67,6 +69,7 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     ("gain too big", lambda e: e.connect("tone", "out", gain=11.0), ValueError, "gain"),
     ("gain inf", lambda e: e.set_gain("mic", "out", float("inf")), ValueError, "gain"),
     ("bitrate", lambda e: e.add_sink("x", bitrate=100), ValueError, "bitrate"),
+    ("bitrate 0", lambda e: e.add_sink("x", bitrate=0), ValueError, "bitrate must be 6000 to 510000 bit/s, got 0"),
     ("complexity", lambda e: e.add_sink("x", complexity=11), ValueError, "complexity"),
     ("slash in sink id", lambda e: e.add_sink("a/b"), ValueError, "must not contain '/'"),
     ("empty source id", lambda e: e.add_source(""), ValueError, "must not be empty"),
@@ -140,3 +143,15 @@ def test_every_call_after_shutdown_raises(eng: Any, call: Callable[[Any], object
     with pytest.raises(sinkcast.EngineClosedError, match="shut down"):
         call(eng)
     eng.shutdown()  # still idempotent
+
+
+def test_a_closed_receive_probe_refuses_its_calls() -> None:
+    # The test utility's probe crashed the interpreter on a null connection.
+    from sinkcast import _sinkcast as native
+
+    probe = native._ReceiveProbe("127.0.0.1")
+    probe.close()
+    with pytest.raises(RuntimeError, match="the probe is closed"):
+        probe.create_offer(1.0)
+    with pytest.raises(RuntimeError, match="the probe is closed"):
+        probe.accept_answer("v=0\r\n")

@@ -1,6 +1,6 @@
 """push() with any array a caller may hand it: every dtype and byte order,
 0 to 3 dimensions, strided and read-only views, numpy scalars, objects that
-only speak DLPack. Each is either taken, and then the sink plays exactly its
+only speak DLPack, memoryviews. Each is either taken, and then the sink plays exactly its
 samples, or refused with a TypeError or ValueError that changes nothing. It
 must never crash: a 0-D array once did.
 """
@@ -47,11 +47,13 @@ def pushed_arrays(draw: st.DrawFn) -> tuple[object, np.ndarray]:
     if draw(st.booleans()):
         view = view.view()
         view.flags.writeable = False
-    wrap = draw(st.sampled_from(["numpy", "dlpack", "scalar"]))
+    wrap = draw(st.sampled_from(["numpy", "dlpack", "scalar", "memoryview"]))
     if wrap == "scalar" and view.ndim == 0:
         return view[()], view
     if wrap == "dlpack" and view.dtype.isnative and view.dtype.kind != "c":
         return DLPackOnly(view), view
+    if wrap == "memoryview":  # the buffer protocol, strides and all
+        return memoryview(view), view
     return view, view
 
 

@@ -67,3 +67,16 @@ def test_resampled_pushes_in_small_blocks_are_continuous() -> None:
         queued = eng.stats()["sinks"]["out"]["routes"]["s"]["buffered_frames"]
         out = eng.render("out", queued)[:, 0].astype(np.float64)
     assert sine_snr_db(out[4800:-4800], 1000.0, 48000) >= 80.0
+
+
+def test_the_loudest_float_push_takes_is_clipped_through_the_resampler_never_nan() -> None:
+    # A 1 kHz sine at the largest magnitude push() accepts.
+    loud = (1e6 * np.sin(2 * np.pi * 1000.0 * np.arange(44100) / 44100)).astype(np.float32)
+    with sinkcast.AudioManager(realtime=False) as eng:
+        eng.add_sink("out", channels=1)
+        eng.add_source("s", sample_rate=44100, jitter_ms=0)
+        eng.connect("s", "out")
+        eng.push("s", loud)
+        out = eng.render("out", 24000)
+    assert np.isfinite(out).all()
+    assert np.abs(out).max() == 1.0

@@ -61,6 +61,8 @@ async def test_listener_offers_and_hears_the_tone(engine: sinkcast.AudioManager)
         stats = engine.stats()["sinks"]["a440"]["listeners"]["a440/l1"]
         assert stats["state"] == "connected" and stats["track_open"]
         assert stats["packets_sent"] > 50 and stats["bytes_sent"] > 0
+        # The marker bit starts a talkspurt (RFC 3551 4.1): at most the first packet has it.
+        assert len(listener.markers) > 100 and sum(listener.markers) <= 1
     finally:
         await listener.close()
         sig.close()
@@ -72,10 +74,28 @@ async def test_engine_offers_and_listener_answers(engine: sinkcast.AudioManager)
     try:
         offer = await sig.request_offer("a440")
         assert "opus/48000/2" in offer.lower()
+        assert re.search(r"^a=rtcp-fb:111 nack\r?$", offer, re.M)  # the NACK responder, announced
         answer = await listener.answer(offer)
         await sig.send("a440", "answer", answer)
         await listener.wait_seconds(2.0)
         assert dominant_frequency(listener.audio()[-48000:, 0], 48000) == pytest.approx(440.0, abs=1.0)
+    finally:
+        await listener.close()
+        sig.close()
+
+
+async def test_nack_is_answered_only_when_the_offer_asks_for_it(engine: sinkcast.AudioManager) -> None:
+    sig = AsyncSignaling(engine)
+    listener = Listener()
+    try:
+        plain = await listener.offer()
+        pt = re.search(r"^a=rtpmap:(\d+) opus/48000", plain, re.M | re.I).group(1)  # type: ignore[union-attr]
+        asking = re.sub(rf"^(a=rtpmap:{pt} .*)$", rf"\1\na=rtcp-fb:{pt} nack\r", plain, count=1, flags=re.M)
+        assert asking != plain
+        answer = await sig.open_listener("a440/asks", asking)
+        assert re.search(rf"^a=rtcp-fb:{pt} nack\r?$", answer, re.M)
+        answer = await sig.open_listener("a440/plain", plain)
+        assert "a=rtcp-fb" not in answer
     finally:
         await listener.close()
         sig.close()

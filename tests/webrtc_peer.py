@@ -24,6 +24,7 @@ class Listener:
         self.channels = 0
         self.sample_rate = 0
         self.got_audio = asyncio.Event()
+        self.markers: list[bool] = []  # each RTP packet's marker bit, in arrival order
         self._consumer: asyncio.Task[None] | None = None
 
         @self.pc.on("track")
@@ -42,8 +43,19 @@ class Listener:
             self.chunks.append(samples)
             self.got_audio.set()
 
+    def _record_rtp_headers(self) -> None:
+        receiver = self.pc.getReceivers()[0]
+        handle = receiver._handle_rtp_packet
+
+        async def recording(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+            self.markers.append(bool(packet.marker))
+            return await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = recording
+
     async def offer(self) -> str:
         self.pc.addTransceiver("audio", direction="recvonly")
+        self._record_rtp_headers()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 
@@ -52,6 +64,7 @@ class Listener:
 
     async def answer(self, offer_sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        self._record_rtp_headers()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 

@@ -93,9 +93,12 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
     nb::object keep = nb::borrow(samples);
     if (!view.c_contiguous) {
         // A strided view (a slice, a transposed array) is copied once into C
-        // order, by numpy (through DLPack when it is not a numpy array).
+        // order, by numpy: through DLPack when the object speaks it, else
+        // through the buffer protocol (a strided memoryview).
         nb::module_ np = nb::module_::import_("numpy");
-        nb::object as_numpy = dlpack.is_valid() ? np.attr("from_dlpack")(samples) : nb::borrow(samples);
+        nb::object as_numpy = dlpack.is_valid() && nb::hasattr(samples, "__dlpack__")
+                                  ? np.attr("from_dlpack")(samples)
+                                  : nb::borrow(samples);
         keep = np.attr("ascontiguousarray")(as_numpy);
         const std::optional<SampleFormat> format = view.format;
         const int ndim = view.ndim;
@@ -343,7 +346,7 @@ void bind_audio_manager(nb::module_& m) {
                 c.channels = channels;
                 c.frame_ms = frame_ms;
                 c.volume = volume;
-                c.bitrate_bps = bitrate.value_or(0);
+                c.bitrate_bps = bitrate;
                 c.complexity = complexity;
                 c.low_delay = low_delay;
                 self.add_sink(sink_id, c);

@@ -134,9 +134,9 @@ void AudioManager::add_sink(const std::string& id, const SinkConfig& config) {
     if (config.frame_ms != 10 && config.frame_ms != 20)
         throw std::invalid_argument("frame_ms must be 10 or 20, got " + std::to_string(config.frame_ms));
     check_gain("volume", config.volume);
-    if (config.bitrate_bps != 0 && (config.bitrate_bps < 6000 || config.bitrate_bps > 510000))
+    if (config.bitrate_bps && (*config.bitrate_bps < 6000 || *config.bitrate_bps > 510000))
         throw std::invalid_argument("bitrate must be 6000 to 510000 bit/s, got " +
-                                    std::to_string(config.bitrate_bps));
+                                    std::to_string(*config.bitrate_bps));
     if (config.complexity < 0 || config.complexity > 10)
         throw std::invalid_argument("complexity must be 0 to 10, got " + std::to_string(config.complexity));
     std::unique_lock<std::shared_mutex> lock(registry_mutex_);
@@ -354,9 +354,10 @@ void AudioManager::push_into(const std::string& source_id, Source& source, const
     if (channels != source.channels())
         throw std::invalid_argument("source '" + source_id + "' has " + std::to_string(source.channels()) +
                                     " channel(s), the pushed audio has " + std::to_string(channels));
-    if (!all_samples_finite(data, format, frames * static_cast<size_t>(channels)))
+    if (!all_samples_in_range(data, format, frames * static_cast<size_t>(channels)))
         throw std::invalid_argument("pushed audio for source '" + source_id +
-                                    "' contains NaN or infinite samples; nothing was queued");
+                                    "' contains NaN, infinite or huge samples (beyond +-1e6, where full scale "
+                                    "is 1.0); nothing was queued");
     if (frames == 0) return;
     pushable->push(data, format, frames);
 }

@@ -9,7 +9,7 @@ namespace sinkcast {
 OpusSettings opus_settings_for(const SinkConfig& config) {
     OpusSettings o;
     o.channels = config.channels;
-    o.bitrate_bps = config.bitrate_bps ? config.bitrate_bps : (config.channels == 2 ? 128000 : 64000);
+    o.bitrate_bps = config.bitrate_bps.value_or(config.channels == 2 ? 128000 : 64000);
     o.complexity = config.complexity;
     o.frame_ms = config.frame_ms;
     o.low_delay = config.low_delay;
@@ -79,7 +79,8 @@ void Sink::run_clock() {
 void Sink::render(float* out, size_t frames) {
     std::lock_guard<std::mutex> lock(render_mutex_);
     mixer_.mix(out, frames);
-    periods_.fetch_add((frames + kPeriodFrames - 1) / kPeriodFrames, std::memory_order_relaxed);
+    rendered_frames_ += frames;
+    periods_.store(rendered_frames_ / kPeriodFrames, std::memory_order_relaxed);
     deliver(out, frames);
 }
 

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,7 +25,7 @@ struct SinkConfig {
     int channels = 2;
     int frame_ms = 20;          // Opus frame: 10 or 20
     double volume = 1.0;
-    int bitrate_bps = 0;        // 0: 128 kbit/s stereo, 64 kbit/s mono
+    std::optional<int> bitrate_bps;  // unset: 128 kbit/s stereo, 64 kbit/s mono
     int complexity = 9;         // 0-10
     bool low_delay = false;     // Opus RESTRICTED_LOWDELAY instead of AUDIO
 };
@@ -32,7 +33,7 @@ struct SinkConfig {
 OpusSettings opus_settings_for(const SinkConfig& config);
 
 struct SinkClockStats {
-    uint64_t periods = 0;       // periods mixed by the clock (real time) or render()
+    uint64_t periods = 0;       // whole 10 ms periods mixed by the clock (real time) or render()
     // Real time: periods of ticks that ran more than one tick (10 or 20 ms, the
     // Opus frame) after the tick's deadline, the end of its last period.
     uint64_t late_periods = 0;
@@ -90,6 +91,7 @@ private:
     // Manual clock: render() calls from several threads take turns. The mix is
     // locked per block, but the encoder's frame assembly after it is not.
     std::mutex render_mutex_;
+    uint64_t rendered_frames_ = 0;  // guarded by render_mutex_; render() may take any number of frames
     std::condition_variable clock_wake_;
     bool stopping_ = false;
     std::thread clock_thread_;

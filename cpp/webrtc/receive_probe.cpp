@@ -86,19 +86,27 @@ ReceiveProbe::ReceiveProbe(const std::string& bind_address) : state_(std::make_s
 
 ReceiveProbe::~ReceiveProbe() { close(); }
 
+std::shared_ptr<rtc::PeerConnection> ReceiveProbe::peer() const {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    if (!state_->pc) throw std::runtime_error("the probe is closed");
+    return state_->pc;
+}
+
 std::string ReceiveProbe::create_offer(double timeout_s) {
-    state_->pc->setLocalDescription(rtc::Description::Type::Offer);
+    auto pc = peer();
+    pc->setLocalDescription(rtc::Description::Type::Offer);
     std::unique_lock<std::mutex> lock(state_->mutex);
     state_->gathered.wait_for(lock, std::chrono::duration<double>(timeout_s), [this] { return state_->gathering_done; });
     lock.unlock();
-    auto local = state_->pc->localDescription();
+    auto local = pc->localDescription();
     if (!local) throw std::runtime_error("probe has no local description");
     return std::string(*local);
 }
 
 void ReceiveProbe::accept_answer(const std::string& sdp) {
+    auto pc = peer();
     try {
-        state_->pc->setRemoteDescription(rtc::Description(sdp, rtc::Description::Type::Answer));
+        pc->setRemoteDescription(rtc::Description(sdp, rtc::Description::Type::Answer));
     } catch (const std::exception& e) {
         throw SignalingError(std::string("probe could not apply the answer: ") + e.what());
     }

@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+namespace rtc {
+class PeerConnection;
+}
+
 namespace sinkcast {
 
 struct ProbePacket {
@@ -35,6 +39,9 @@ public:
     void close();
 
 private:
+    // The peer connection, or a runtime_error once close() has run.
+    std::shared_ptr<rtc::PeerConnection> peer() const;
+
     struct State;
     std::shared_ptr<State> state_;
 };

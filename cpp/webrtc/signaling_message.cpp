@@ -174,6 +174,14 @@ std::optional<std::pair<int, bool>> find_opus(const rtc::Description::Media& med
   return std::nullopt;
 }
 
+bool has_generic_nack(const rtc::Description::Media& media, int payload_type) {
+  const auto* map = media.rtpMap(payload_type);
+  if (!map) return false;
+  for (const auto& feedback : map->rtcpFbs)
+    if (trim(feedback) == "nack") return true;  // not "nack pli", which is a video picture request
+  return false;
+}
+
 int index_of_mid(const std::vector<SdpSection>& sections, const std::string& mid) {
   for (size_t i = 0; i < sections.size(); ++i)
     if (sections[i].mid == mid) return static_cast<int>(i);
@@ -298,6 +306,7 @@ OfferAudioInfo inspect_remote_offer(const std::string& sdp) {
     info.mid = media.mid();
     info.opus_payload_type = opus->first;
     info.stereo = opus->second;
+    info.nack = has_generic_nack(media, opus->first);
     info.mline_index = index_of_mid(sections, info.mid);
     if (info.mline_index < 0) info.mline_index = i;
     return info;
@@ -332,6 +341,7 @@ OfferAudioInfo inspect_remote_answer(const std::string& sdp, const std::string& 
     info.mid = media.mid();
     info.opus_payload_type = opus->first;
     info.stereo = opus->second;
+    info.nack = has_generic_nack(media, opus->first);
     info.mline_index = index_of_mid(sections, info.mid);
     if (info.mline_index < 0) info.mline_index = i;
     return info;

@@ -178,6 +178,25 @@ const char* state_name(rtc::PeerConnection::State s) {
   return "unknown";
 }
 
+// libdatachannel's packetizer marks the last packet of every frame, as video
+// needs. For audio the marker means "first packet of a talkspurt" (RFC 3551
+// 4.1), and a receiver may reset its jitter buffer on it: our stream is one
+// talkspurt (no DTX), so only a listener's first packet carries it. Frames are
+// sent from one thread, hence the plain bool.
+class OpusPacketizer final : public rtc::RtpPacketizer {
+ public:
+  explicit OpusPacketizer(std::shared_ptr<rtc::RtpPacketizationConfig> config)
+      : rtc::RtpPacketizer(std::move(config)) {}
+
+ protected:
+  rtc::message_ptr packetize(const rtc::binary& payload, bool /*last_of_frame*/) override {
+    return rtc::RtpPacketizer::packetize(payload, std::exchange(first_packet_, false));
+  }
+
+ private:
+  bool first_packet_ = true;
+};
+
 // Last handler of the chain: counts outgoing RTP packets and computes the
 // round-trip time from report blocks about our SSRC in incoming RTCP
 // (RFC 3550 6.4.1: RTT = now - LSR - DLSR, in 1/65536 s). RtcpSrReporter
@@ -349,11 +368,15 @@ WebRTCSender::~WebRTCSender() {
   rtc_->pc.reset();
 }
 
-void WebRTCSender::setup_track_locked(const std::string& mid, int payload_type, int mline_index) {
+void WebRTCSender::setup_track_locked(const std::string& mid, int payload_type, int mline_index,
+                                      bool offer_nack) {
   rtc::Description::Audio audio(mid, rtc::Description::Direction::SendOnly);
   const char* fmtp = channels_ == 2 ? "minptime=10;useinbandfec=1;stereo=1;sprop-stereo=1"
                                     : "minptime=10;useinbandfec=1";
   audio.addOpusCodec(payload_type, std::string(fmtp));
+  // The RtcpNackResponder below answers NACKs; a compliant receiver sends them
+  // only when the SDP says so.
+  if (offer_nack) audio.rtpMap(payload_type)->addFeedback("nack");
   audio.addSSRC(shared_->ssrc, rtc_->cname, std::string("sinkcast"), std::string("sinkcast-audio"));
 
   auto track = rtc_->pc->addTrack(std::move(audio));
@@ -361,7 +384,7 @@ void WebRTCSender::setup_track_locked(const std::string& mid, int payload_type, 
   auto config = std::make_shared<rtc::RtpPacketizationConfig>(
       shared_->ssrc, rtc_->cname, static_cast<uint8_t>(payload_type),
       rtc::OpusRtpPacketizer::DefaultClockRate);
-  auto packetizer = std::make_shared<rtc::OpusRtpPacketizer>(config);
+  auto packetizer = std::make_shared<OpusPacketizer>(config);
   packetizer->addToChain(std::make_shared<rtc::RtcpSrReporter>(config));
   packetizer->addToChain(std::make_shared<rtc::RtcpNackResponder>(kNackHistoryPackets));
   packetizer->addToChain(std::make_shared<StatsHandler>(shared_));
@@ -418,7 +441,7 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
   admit_remote_candidates_locked(description.candidates());  // throws; nothing changed yet
 
   try {
-    setup_track_locked(info.mid, info.opus_payload_type, info.mline_index);
+    setup_track_locked(info.mid, info.opus_payload_type, info.mline_index, info.nack);
     rtc_->pc->setRemoteDescription(std::move(description));  // the answer follows via on_signal, from a libdatachannel thread
   } catch (const std::exception& e) {
     fail_to_start(lock, "could not answer the offer: ", "offer rejected: ", e);
@@ -432,7 +455,7 @@ void WebRTCSender::create_offer() {
   if (phase_ != Phase::Idle)
     throw SignalingError("cannot offer: the session already has an offer or is negotiated");
   try {
-    setup_track_locked(kDefaultMid, kDefaultOpusPayloadType, 0);
+    setup_track_locked(kDefaultMid, kDefaultOpusPayloadType, 0, true);
     rtc_->pc->setLocalDescription(rtc::Description::Type::Offer);
   } catch (const std::exception& e) {
     fail_to_start(lock, "could not create an offer: ", "could not create an offer: ", e);

@@ -119,7 +119,9 @@ class WebRTCSender {
  private:
   enum class Phase { Idle, OfferSent, Negotiated, Closed };
 
-  void setup_track_locked(const std::string& mid, int payload_type, int mline_index);
+  // offer_nack: announce NACK feedback (always in our offer; in an answer
+  // only when the offer asked for it, RFC 4585 4.2).
+  void setup_track_locked(const std::string& mid, int payload_type, int mline_index, bool offer_nack);
   // Checks each address (check_candidate_address) and the session's total;
   // throws SignalingError, and then admits none of them.
   void admit_remote_candidates_locked(const std::vector<rtc::Candidate>& candidates);
