@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -496,6 +498,105 @@ def test_bearer_token_from_url_hash(driver: Any, tmp_path: Path) -> None:
         _button(driver, "tone", "stop").click()
         _wait_for(lambda: _listeners(srv, "tone") == 0, 5,
                   lambda: f"0 listeners on 'tone' after stop: {srv.sinks()['tone']}")
+    finally:
+        if srv.proc is not None:
+            code = srv.stop()
+            assert code == 0, f"the server exited with {code} on SIGINT:\n{srv.output()}"
+
+
+# A stereo sink fed from a file of 16-bit stereo PCM (played at its pace): a
+# 440 Hz tone on the left, silence on the right.
+STEREO_AMPLITUDE = 0.4
+STEREO_CONFIG = """
+[sinks.lr]
+channels = 2
+
+[sources.left]
+type = "pipe"
+path = "{path}"
+sample_rate = 48000
+channels = 2
+format = "s16le"
+
+[[routes]]
+source = "left"
+sink = "lr"
+"""
+
+
+def _channel_levels(drv: Any, sink: str, n: int = 6) -> list[list[float]]:
+    """RMS of each channel of the stream the page receives for `sink`: its
+    MediaStream through a ChannelSplitter into one AnalyserNode per channel."""
+    drv.execute_script(
+        """
+        const p = window.sinkcast.players[arguments[0]];
+        const ctx = p.audioContext;
+        const split = ctx.createChannelSplitter(2);
+        const mute = ctx.createGain();
+        mute.gain.value = 0;
+        mute.connect(ctx.destination);
+        ctx.createMediaStreamSource(p.stream).connect(split);
+        const analysers = [0, 1].map((i) => {
+          const a = ctx.createAnalyser();
+          a.fftSize = 8192;
+          split.connect(a, i);
+          a.connect(mute);
+          return a;
+        });
+        window.channelLevels = () => analysers.map((a) => {
+          const buf = new Float32Array(a.fftSize);
+          a.getFloatTimeDomainData(buf);
+          let sum = 0;
+          for (const x of buf) sum += x * x;
+          return Math.sqrt(sum / buf.length);
+        });
+        """,
+        sink,
+    )
+    time.sleep(1.0)  # let the analysers fill
+    readings: list[list[float]] = []
+    for _ in range(n):
+        readings.append([float(x) for x in drv.execute_script("return window.channelLevels();")])
+        time.sleep(0.3)
+    return readings
+
+
+def test_stereo_sink_plays_in_stereo_in_chromium(driver: Any, tmp_path: Path) -> None:
+    # Chromium sets up its Opus decoder from its own offer, which asks for mono
+    # unless the page adds stereo=1: it used to hear [0.141, 0.141], both sides
+    # the average of left and right, instead of [0.283, 0].
+    period = 1200  # frames: 11 whole cycles of 440 Hz at 48 kHz
+    block = b"".join(
+        struct.pack("<hh", round(STEREO_AMPLITUDE * 32767 * math.sin(2 * math.pi * TONE_HZ * i / 48000)), 0)
+        for i in range(period)
+    )
+    pcm = tmp_path / "left-only.s16le"
+    pcm.write_bytes(block * (60 * 48000 // period))  # 60 s, played from the server's start
+    config = tmp_path / "sinkcast.toml"
+    config.write_text(STEREO_CONFIG.format(path=pcm))
+    srv = Server(_free_port(), tmp_path, extra_args=("--config", str(config)))
+    srv.start()
+    try:
+        _open_page(driver, srv, demo=False)
+        assert srv.sinks()["lr"]["channels"] == 2
+        _button(driver, "lr", "play").click()
+        stats = _play_until_packets(driver, srv, "lr", 50, timeout=20)
+        assert stats["connectionState"] == "connected", stats
+        offer = driver.execute_script("return window.sinkcast.players.lr.pc.localDescription.sdp;")
+
+        readings = _channel_levels(driver, "lr")
+        left = statistics.median(r[0] for r in readings)
+        right = statistics.median(r[1] for r in readings)
+        expected = STEREO_AMPLITUDE / math.sqrt(2)  # RMS of the sine
+        fmtp = [line for line in offer.splitlines() if line.startswith("a=fmtp:")]
+        print(f"RMS [left, right] {[round(left, 4), round(right, 4)]}, expected [{expected:.3f}, 0]; {fmtp}")
+        assert 0.8 * expected < left < 1.2 * expected and right < 0.01, (
+            f"RMS [left, right] {[left, right]}, expected [{expected:.3f}, 0]; readings {readings}; "
+            f"the page's fmtp lines {fmtp}")
+
+        _button(driver, "lr", "stop").click()
+        _wait_for(lambda: _listeners(srv, "lr") == 0, 5,
+                  lambda: f"0 listeners on 'lr' after stop: {srv.sinks()['lr']}")
     finally:
         if srv.proc is not None:
             code = srv.stop()

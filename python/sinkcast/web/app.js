@@ -376,7 +376,7 @@
 
     try {
       const offer = await pc.createOffer();
-      await pc.setLocalDescription(offer);
+      await pc.setLocalDescription({ type: 'offer', sdp: withStereoOpus(offer.sdp) });
       await waitForIceGathering(pc, ICE_GATHER_TIMEOUT_MS);
       if (gen !== p.generation) return;
       const url = whepUrl(p.id);
@@ -411,6 +411,36 @@
       if (gen !== p.generation) return;
       restart(p, err && err.message ? err.message : String(err));
     }
+  }
+
+  // Chromium sets up its Opus decoder from the stereo= parameter of its own
+  // description, not the answer's: without stereo=1 in the offer it decodes
+  // every stream to mono, a stereo sink included. So ask for stereo on each
+  // Opus payload type; a mono stream then plays the same on both sides.
+  function withStereoOpus(sdp) {
+    const eol = sdp.includes('\r\n') ? '\r\n' : '\n';
+    const lines = sdp.split(eol);
+    const opus = new Set();      // Opus payload types
+    const withFmtp = new Set();  // payload types that have an a=fmtp line
+    for (const line of lines) {
+      const rtpmap = /^a=rtpmap:(\d+) opus\/48000\/2$/i.exec(line);
+      if (rtpmap) opus.add(rtpmap[1]);
+      const fmtp = /^a=fmtp:(\d+)(?: |$)/.exec(line);
+      if (fmtp) withFmtp.add(fmtp[1]);
+    }
+    const out = [];
+    for (const line of lines) {
+      const fmtp = /^a=fmtp:(\d+)(?: (.*))?$/.exec(line);
+      if (fmtp && opus.has(fmtp[1])) {
+        const params = (fmtp[2] || '').split(';').map((s) => s.trim()).filter((s) => s && !/^stereo=/i.test(s));
+        out.push('a=fmtp:' + fmtp[1] + ' ' + params.concat('stereo=1').join(';'));
+        continue;
+      }
+      out.push(line);
+      const rtpmap = /^a=rtpmap:(\d+) /.exec(line);
+      if (rtpmap && opus.has(rtpmap[1]) && !withFmtp.has(rtpmap[1])) out.push('a=fmtp:' + rtpmap[1] + ' stereo=1');
+    }
+    return out.join(eol);
   }
 
   function waitForIceGathering(pc, timeoutMs) {
