@@ -76,3 +76,20 @@ def test_periods_count_whole_10ms_periods_however_render_is_called(manual: sinkc
     assert manual.stats()["sinks"]["out"]["periods"] == 10  # half a period so far
     manual.render("out", 240)
     assert manual.stats()["sinks"]["out"]["periods"] == 11
+
+
+def test_a_source_counts_each_frame_lost_once_however_many_routes_lost_it(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("a", channels=1)
+    manual.add_sink("b", channels=1)
+    manual.add_source("s", buffer_ms=20, jitter_ms=0)  # 960 frames
+    manual.connect("s", "a")
+    manual.connect("s", "b")
+    manual.push("s", np.zeros((500, 1), np.float32))
+    manual.render("a", 500)  # route a is 500 frames ahead of route b
+    manual.push("s", np.zeros((2500, 1), np.float32))
+    s = manual.stats()
+    # 3000 written, 960 kept: a lost frames 500-2039, b lost 0-2039.
+    assert s["sinks"]["a"]["routes"]["s"]["dropped_frames"] == 1540
+    assert s["sinks"]["b"]["routes"]["s"]["dropped_frames"] == 2040
+    assert s["sources"]["s"]["dropped_frames"] == 2040  # not 3580: frames, not frames times routes
+    assert s["sources"]["s"]["overruns"] == 1

@@ -94,6 +94,23 @@ def test_a_tap_dropped_without_close_is_detached() -> None:
     m.shutdown()
 
 
+@pytest.mark.parametrize("end", ["remove_sink", "shutdown"])
+def test_a_tap_is_closed_when_its_sink_ends_and_keeps_what_is_unread(end: str) -> None:
+    # A reader polling `available` must learn that nothing more will come.
+    m = sinkcast.AudioManager(realtime=False)
+    m.add_sink("out", channels=1)
+    tap = m.open_tap("out", seconds=1.0)
+    m.render("out", 480)
+    assert not tap.closed
+    if end == "remove_sink":
+        m.remove_sink("out")
+    else:
+        m.shutdown()
+    assert tap.closed
+    assert tap.read().shape == (480, 1)
+    m.shutdown()
+
+
 def test_render_is_refused_in_real_time(realtime: sinkcast.AudioManager) -> None:
     realtime.add_sink("out")
     with pytest.raises(sinkcast.ClockModeError, match="manual-clock"):

@@ -95,15 +95,22 @@ float FrameRing::peak_locked(size_t slot, size_t frames) const {
 }
 
 void FrameRing::drop_overwritten_locked() {
-    uint64_t oldest_kept = write_position_ > capacity_ ? write_position_ - capacity_ : 0;
+    const uint64_t oldest_kept = write_position_ > capacity_ ? write_position_ - capacity_ : 0;
+    uint64_t first_lost = oldest_kept;  // the earliest frame some reader had not read yet
     for (ReadCursor* reader : readers_) {
         if (reader->position < oldest_kept) {
             reader->dropped_frames += oldest_kept - reader->position;
             reader->overruns += 1;
-            total_dropped_frames_ += oldest_kept - reader->position;
-            total_overruns_ += 1;
+            first_lost = std::min(first_lost, reader->position);
             reader->position = oldest_kept;
         }
+    }
+    // The ring's own count is of frames, not of readers: a frame two routes
+    // lost is one frame of the source lost. Every reader now stands at or past
+    // oldest_kept, so a later write never counts these frames again.
+    if (first_lost < oldest_kept) {
+        total_dropped_frames_ += oldest_kept - first_lost;
+        total_overruns_ += 1;
     }
 }
 

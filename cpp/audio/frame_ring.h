@@ -110,6 +110,8 @@ public:
         size_t most_buffered = 0;
     };
     Level level() const;
+    // Writes that overwrote frames some reader had not read, and those frames
+    // (each once, however many readers lost it).
     uint64_t total_overruns() const;
     uint64_t total_dropped_frames() const;
 

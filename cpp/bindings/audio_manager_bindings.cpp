@@ -499,8 +499,10 @@ void bind_pcm_tap(nb::module_& m) {
         .def_prop_ro("available", &PcmTap::available, "Unread frames.")
         .def_prop_ro("dropped_frames", &PcmTap::dropped_frames, "Frames lost because the tap was full.")
         .def_prop_ro("channels", &PcmTap::channels)
-        .def_prop_ro("closed", &PcmTap::closed)
-        .def("close", &PcmTap::close, "Stops receiving audio.")
+        .def_prop_ro("closed", &PcmTap::closed,
+                     "True once no more audio will arrive: after close(), the sink's removal or shutdown(). "
+                     "Unread frames stay readable.")
+        .def("close", &PcmTap::close, "Stops receiving audio; unread frames stay readable.")
         .def("__enter__", [](PcmTap& self) -> PcmTap& { return self; }, nb::rv_policy::reference)
         .def(
             "__exit__", [](PcmTap& self, nb::handle, nb::handle, nb::handle) { self.close(); },

@@ -38,6 +38,11 @@ void Sink::stop() {
     }
     clock_wake_.notify_all();
     if (clock_thread_.joinable() && clock_thread_.get_id() != std::this_thread::get_id()) clock_thread_.join();
+    // No more audio will come: tell the taps' readers (what they hold stays readable).
+    std::lock_guard<std::mutex> lock(taps_mutex_);
+    for (auto& weak : taps_)
+        if (auto tap = weak.lock()) tap->close();
+    taps_.clear();
 }
 
 void Sink::run_clock() {

@@ -62,7 +62,7 @@ public:
 
     std::shared_ptr<PcmTap> open_tap(size_t capacity_frames);
 
-    // Stops the real-time thread (joins it). Idempotent.
+    // Stops the real-time thread (joins it) and closes the taps. Idempotent.
     void stop();
 
     SinkClockStats clock_stats() const;
