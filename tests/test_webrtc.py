@@ -101,6 +101,26 @@ async def test_nack_is_answered_only_when_the_offer_asks_for_it(engine: sinkcast
         sig.close()
 
 
+async def test_an_offer_with_video_first_on_its_own_transport_is_heard(engine: sinkcast.AudioManager) -> None:
+    # aiortc gives each m-section its own transport (port). The engine rejects
+    # the video and must connect over the audio section's transport: it used to
+    # take every section's candidates, connect over the video's, and report a
+    # healthy stream that never arrived.
+    sig = AsyncSignaling(engine)
+    listener = Listener()
+    listener.pc.addTransceiver("video", direction="recvonly")
+    try:
+        offer = await listener.offer()
+        ports = re.findall(r"^m=(audio|video) (\d+)", offer, re.M)
+        assert [kind for kind, _ in ports] == ["video", "audio"] and ports[0][1] != ports[1][1]
+        await listener.accept_answer(await sig.open_listener("a440/video-first", offer))
+        await listener.wait_seconds(1.5)
+        assert dominant_frequency(listener.audio()[-48000:, 0], 48000) == pytest.approx(440.0, abs=1.0)
+    finally:
+        await listener.close()
+        sig.close()
+
+
 async def test_trickled_candidates_are_json_like_a_browser_sends(engine: sinkcast.AudioManager) -> None:
     sig = AsyncSignaling(engine)
     listener = Listener()

@@ -29,7 +29,8 @@ class Listener:
 
         @self.pc.on("track")
         def on_track(track) -> None:  # type: ignore[no-untyped-def]
-            self._consumer = asyncio.ensure_future(self._consume(track))
+            if track.kind == "audio":
+                self._consumer = asyncio.ensure_future(self._consume(track))
 
     async def _consume(self, track) -> None:  # type: ignore[no-untyped-def]
         while True:
@@ -44,7 +45,7 @@ class Listener:
             self.got_audio.set()
 
     def _record_rtp_headers(self) -> None:
-        receiver = self.pc.getReceivers()[0]
+        receiver = next(t.receiver for t in self.pc.getTransceivers() if t.kind == "audio")
         handle = receiver._handle_rtp_packet
 
         async def recording(packet, arrival_time_ms):  # type: ignore[no-untyped-def]

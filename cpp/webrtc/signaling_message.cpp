@@ -83,6 +83,7 @@ std::string normalize_candidate(std::string_view value) {
 struct SdpSection {
   std::string media;  // "audio", "video", "application", ...
   std::string mid;    // a=mid, or the index as libdatachannel would assign it
+  SectionTransport transport;  // what the section itself says of its ICE transport
 };
 
 // Light syntactic check (rtc::Description accepts almost anything silently) and
@@ -119,8 +120,12 @@ std::vector<SdpSection> scan_sdp(const std::string& sdp, const char* what) {
       section.media = std::string(m.substr(0, m.find(' ')));
       section.mid = std::to_string(sections.size());
       sections.push_back(std::move(section));
-    } else if (starts_with(line, "a=mid:") && !sections.empty()) {
-      sections.back().mid = std::string(trim(line.substr(6)));
+    } else if (!sections.empty()) {
+      SdpSection& section = sections.back();
+      if (starts_with(line, "a=mid:")) section.mid = std::string(trim(line.substr(6)));
+      if (starts_with(line, "a=ice-ufrag:")) section.transport.ice_ufrag = std::string(trim(line.substr(12)));
+      if (starts_with(line, "a=ice-pwd:")) section.transport.ice_pwd = std::string(trim(line.substr(10)));
+      if (starts_with(line, "a=candidate:")) section.transport.candidates.emplace_back(trim(line.substr(2)));
     }
   }
   if (first) throw SignalingError(std::string("malformed SDP: ") + what + " is empty");
@@ -309,6 +314,8 @@ OfferAudioInfo inspect_remote_offer(const std::string& sdp) {
     info.nack = has_generic_nack(media, opus->first);
     info.mline_index = index_of_mid(sections, info.mid);
     if (info.mline_index < 0) info.mline_index = i;
+    if (info.mline_index < static_cast<int>(sections.size()))
+      info.transport = sections[static_cast<size_t>(info.mline_index)].transport;
     return info;
   }
   if (!saw_audio) throw SignalingError("offer has no audio m-line");

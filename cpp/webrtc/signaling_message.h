@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace rtc {
 class Candidate;
@@ -53,12 +54,21 @@ std::string candidate_to_json(const std::string& candidate, const std::string& m
 std::string candidate_to_json(const std::string& candidate, const std::string& mid,
                               int mline_index, const std::string& ufrag = std::string());
 
+// The ICE transport an m-section gives itself: its own credentials and
+// candidate lines ("candidate:..."); empty where it has none of its own.
+struct SectionTransport {
+  std::string ice_ufrag;
+  std::string ice_pwd;
+  std::vector<std::string> candidates;
+};
+
 struct OfferAudioInfo {
   std::string mid;            // the audio m-line's mid
   int opus_payload_type = -1; // the first Opus/48000 payload type of that m-line
   int mline_index = -1;       // index of the audio m-line in the SDP
   bool stereo = false;        // the Opus fmtp carries stereo=1
   bool nack = false;          // a=rtcp-fb:<opus pt> nack: the peer asks for lost packets again
+  SectionTransport transport; // offers only: the audio m-section's own transport
 };
 
 // Validates a remote offer for a listener session: an SDP document with ICE

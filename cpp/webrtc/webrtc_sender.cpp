@@ -255,6 +255,26 @@ class StatsHandler final : public rtc::MediaHandler {
   std::shared_ptr<detail::SenderShared> shared_;
 };
 
+// We answer one audio section and reject the rest, so the session's transport
+// is the one that section offers (RFC 8843 7.3: a rejected section's transport
+// is not used). libdatachannel would take the first section's ICE credentials
+// and every section's candidates: with a peer that gives each section its own
+// transport (aiortc by default) and video first, ICE connected to the rejected
+// video transport and no audio arrived. A section with no transport attributes
+// of its own (candidates only in the first of a BUNDLE group) changes nothing.
+void use_transport_of_audio_section(rtc::Description& description, const SectionTransport& audio) {
+  if (!audio.ice_ufrag.empty() && !audio.ice_pwd.empty()) description.setIceAttribute(audio.ice_ufrag, audio.ice_pwd);
+  if (audio.candidates.empty()) return;
+  description.extractCandidates();
+  for (const auto& line : audio.candidates) {
+    try {
+      description.addCandidate(rtc::Candidate(line));
+    } catch (const std::exception& e) {
+      throw SignalingError(std::string("malformed SDP: offer: candidate: ") + e.what());
+    }
+  }
+}
+
 }  // namespace
 
 // ---- WebRTCSender ------------------------------------------------------------
@@ -438,6 +458,7 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
       throw SignalingError(std::string("malformed SDP: offer: ") + e.what());
     }
   }();
+  use_transport_of_audio_section(description, info.transport);
   admit_remote_candidates_locked(description.candidates());  // throws; nothing changed yet
 
   try {
