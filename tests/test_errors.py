@@ -53,10 +53,8 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     ("strided 3-D", lambda e: e.push("mic", np.zeros((4, 2, 2), np.int16)[:, :, :1]), ValueError, "3 dimensions"),
     ("big-endian", lambda e: e.push("mic", np.zeros((4, 2), ">f4")), TypeError, "byte order, got float32 swapped"),
     ("1-D not interleavable", lambda e: e.push("mic", np.zeros(5, np.int16)), ValueError, "not a multiple of 2"),
-    ("NaN", lambda e: e.push("mic", np.array([[0.0, np.nan]], np.float32)), ValueError, "NaN, infinite or huge"),
-    ("Inf", lambda e: e.push("mic", np.array([[np.inf, 0.0]], np.float32)), ValueError, "NaN, infinite or huge"),
-    # Finite, but the resampler's float arithmetic would make Inf and NaN of it.
-    ("huge", lambda e: e.push("mic", np.array([[3e38, 0.0]], np.float32)), ValueError, "beyond +-1e6"),
+    ("NaN", lambda e: e.push("mic", np.array([[0.0, np.nan]], np.float32)), ValueError, "NaN or infinite"),
+    ("Inf", lambda e: e.push("mic", np.array([[np.inf, 0.0]], np.float32)), ValueError, "NaN or infinite"),
     ("push to tone", lambda e: e.push("tone", np.zeros(4, np.float32)), ValueError, "only sources made with add_source"),
     ("rate low", lambda e: e.add_source("x", sample_rate=7999), ValueError, "sample_rate must be 8000 to 192000"),
     ("rate high", lambda e: e.add_source("x", sample_rate=192001), ValueError, "sample_rate"),

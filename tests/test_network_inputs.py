@@ -845,6 +845,45 @@ def test_pipe_reader_pushes_the_last_block_and_leaves_the_descriptor_as_it_was()
         e.shutdown()
 
 
+def test_a_resampled_pipe_plays_to_its_last_frame_from_a_reader_started_after_connect() -> None:
+    # At the end of input the reader flushes its source: libsoxr's last
+    # milliseconds used to stay inside it until more audio came. Started only
+    # once connected (start=False), the route gets the pipe's first block too.
+    e = sinkcast.AudioManager(realtime=False)
+    r, w = os.pipe()
+    try:
+        e.add_sink("out", channels=1)
+        os.write(w, np.full(44100 // 2, 16384, dtype="<i2").tobytes())  # 0.5 s at 0.5
+        os.close(w)
+        pipe = add_pipe_source(e, "line", r, sample_rate=44100, channels=1, buffer_ms=1000, start=False)
+        e.connect("line", "out")
+        pipe.start()
+        assert pipe.wait(5.0) and pipe.stats()["eof"]
+        assert e.stats()["sinks"]["out"]["routes"]["line"]["buffered_frames"] == 24000
+        out = e.render("out", 24000)[:, 0]
+        assert np.abs(out[600:-600] - 0.5).max() < 0.01
+    finally:
+        os.close(r)
+        e.shutdown()
+
+
+def test_a_pipe_reader_stopped_before_it_started_closes_the_file_it_opened(tmp_path: Path) -> None:
+    path = tmp_path / "audio.raw"
+    path.write_bytes(bytes(960))
+    e = sinkcast.AudioManager(realtime=False)
+    try:
+        pipe = add_pipe_source(e, "f", str(path), start=False)
+        fd = pipe._fd
+        os.fstat(fd)  # open
+        pipe.stop()
+        with pytest.raises(OSError):
+            os.fstat(fd)
+        with pytest.raises(RuntimeError, match="stopped before it started"):
+            pipe.start()
+    finally:
+        e.shutdown()
+
+
 def test_pipe_reader_takes_file_objects_where_their_reader_stands(tmp_path: Path) -> None:
     # A buffered file read past a 44-byte header: its descriptor stood at 4096.
     # A BytesIO has no descriptor at all, and was refused.

@@ -26,7 +26,8 @@ RingRuns FrameRing::take_locked(ReadCursor* cursor, size_t frames, size_t prebuf
     RingRuns runs;
     const uint64_t available = write_position_ - cursor->position;
     if (!cursor->primed) {
-        if (available < prebuffer_frames || available == 0) return runs;
+        const bool before_end = cursor->position < end_position_;
+        if (available == 0 || (available < prebuffer_frames && !before_end)) return runs;
         cursor->primed = true;
     }
     // An attached cursor never lags by more than the capacity (writes move it on),
@@ -48,6 +49,11 @@ RingRuns FrameRing::take_locked(ReadCursor* cursor, size_t frames, size_t prebuf
     }
     cursor->position += take;
     return runs;
+}
+
+void FrameRing::mark_end() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    end_position_ = write_position_;
 }
 
 size_t FrameRing::buffered_frames(const ReadCursor* cursor) const {

@@ -101,6 +101,11 @@ public:
     }
     RingRuns take_locked(ReadCursor* cursor, size_t frames, size_t prebuffer_frames);
 
+    // The producer has nothing more for now: every reader may play what is
+    // queued up to here without waiting for its prebuffer (the end of a clip
+    // shorter than the prebuffer would otherwise wait for the next clip).
+    void mark_end();
+
     size_t buffered_frames(const ReadCursor* cursor) const;
     // How near the readers are to running dry: whether any is playing (has
     // reached its prebuffer since its last underrun), and the most frames any
@@ -124,6 +129,7 @@ private:
     int channels_;
     AlignedVector<float> data_;
     uint64_t write_position_ = 0;
+    uint64_t end_position_ = 0;  // frames before this may play below the prebuffer (mark_end)
     std::vector<ReadCursor*> readers_;
     uint64_t total_overruns_ = 0;
     uint64_t total_dropped_frames_ = 0;

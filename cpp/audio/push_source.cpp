@@ -1,5 +1,7 @@
 #include "audio/push_source.h"
 
+#include <algorithm>
+
 namespace sinkcast {
 
 PushSource::PushSource(int sample_rate, int channels, size_t capacity_frames, size_t prebuffer_frames)
@@ -25,12 +27,32 @@ void PushSource::push(const void* data, SampleFormat format, size_t frames) {
     std::lock_guard<std::mutex> lock(push_mutex_);
     // Resample outside the ring lock so the mixer never waits for libsoxr.
     scratch_.resize(frames * ch);
-    convert_to_float(data, format, frames * ch, scratch_.data());
+    const float peak = convert_to_float(data, format, frames * ch, scratch_.data());
+    if (peak > kResamplerInputLimit) {
+        // libsoxr's float arithmetic turns samples near float's limit (3e38:
+        // garbage, an uninitialised buffer) into Inf and NaN for a whole block.
+        // Far beyond anything audible, they are clamped where that cannot
+        // happen; the mix clips them to full scale all the same.
+        for (float& x : scratch_) x = std::clamp(x, -kResamplerInputLimit, kResamplerInputLimit);
+    }
     resampler_->process(scratch_.data(), frames, [&](const float* out, size_t n) {
         ring_.write(n, [&](float* dst, size_t offset, size_t run) {
             return copy_samples(out + offset * ch, run * ch, dst);
         });
     });
+}
+
+void PushSource::flush() {
+    if (resampler_) {
+        std::lock_guard<std::mutex> lock(push_mutex_);
+        const size_t ch = static_cast<size_t>(channels());
+        resampler_->drain([&](const float* out, size_t n) {
+            ring_.write(n, [&](float* dst, size_t offset, size_t run) {
+                return copy_samples(out + offset * ch, run * ch, dst);
+            });
+        });
+    }
+    ring_.mark_end();
 }
 
 size_t PushSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,

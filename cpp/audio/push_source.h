@@ -13,6 +13,10 @@
 
 namespace sinkcast {
 
+// Larger samples are clamped before resampling (see push()). 48 kHz sources
+// take any finite float as it is.
+constexpr float kResamplerInputLimit = 1e30f;
+
 class PushSource final : public Source {
 public:
     // capacity_frames and prebuffer_frames count 48 kHz frames.
@@ -24,6 +28,11 @@ public:
     // Never blocks on the mixer for longer than a copy; safe from any thread.
     // The caller has validated format, channel count and finiteness.
     void push(const void* data, SampleFormat format, size_t frames);
+
+    // Nothing more for now (the end of a clip or of a stream): what the
+    // resampler still holds goes into the ring, and every route plays all that
+    // is queued even below jitter_ms. Later pushes start afresh.
+    void flush();
 
     void attach(RouteCursor& cursor) override { ring_.attach(&cursor.ring); }
     void detach(RouteCursor& cursor) override { ring_.detach(&cursor.ring); }

@@ -81,13 +81,13 @@ namespace {
     return top;
 }
 
+constexpr uint32_t kInfinityBits = 0x7f800000u;
+
 }  // namespace
 
-SINKCAST_HOT_LOOP bool all_samples_in_range(const void* input, SampleFormat format, size_t samples) {
+SINKCAST_HOT_LOOP bool all_samples_finite(const void* input, SampleFormat format, size_t samples) {
     if (format != SampleFormat::Float32) return true;
-    uint32_t limit_bits;
-    std::memcpy(&limit_bits, &kMaxFloatSample, sizeof limit_bits);
-    return largest_magnitude_bits(input, samples, nullptr) <= limit_bits;  // NaN and Inf order above it
+    return largest_magnitude_bits(input, samples, nullptr) < kInfinityBits;
 }
 
 SINKCAST_HOT_LOOP float copy_samples(const void* input, size_t samples, float* output) {

@@ -16,14 +16,8 @@ size_t sample_format_bytes(SampleFormat format);
 // the largest |output sample| (the mixer uses it to bound rounding errors).
 float convert_to_float(const void* input, SampleFormat format, size_t samples, float* output);
 
-// Float samples beyond this are refused by push(): no audio is that loud
-// (full scale is 1.0), and the resampler's float arithmetic turns samples
-// near float's limit into Inf and NaN.
-constexpr float kMaxFloatSample = 1e6f;
-
-// True when every sample is a number within +-kMaxFloatSample. Integer
-// formats always are.
-bool all_samples_in_range(const void* input, SampleFormat format, size_t samples);
+// True when every sample is a finite number. Integer formats are always finite.
+bool all_samples_finite(const void* input, SampleFormat format, size_t samples);
 
 // Copies float samples (the input may be unaligned) and returns the largest
 // |sample|. Finding it rides along with the copy, which costs less than a

@@ -457,6 +457,9 @@ void bind_audio_manager(nb::module_& m) {
         .def("push", &push_samples, "source_id"_a, "samples"_a,
              "Queues PCM for a source: a numpy array of int16 (x/32768), int32 (x/2^31) or float32, shaped "
              "(frames, channels) or 1-D interleaved. Never blocks; a full queue drops its oldest audio.")
+        .def("flush", &PyAudioManager::flush, "source_id"_a, nb::call_guard<nb::gil_scoped_release>(),
+             "Plays out everything pushed so far, for the end of a clip or stream: the resampler's last "
+             "few milliseconds, and audio still short of jitter_ms. More may be pushed afterwards.")
         .def("render", &render_frames, "sink_id"_a, "frames"_a, "out"_a = nb::none(),
              nb::sig("def render(self, sink_id: str, frames: int, out: numpy.typing.NDArray[numpy.float32] | None = None) "
                      "-> numpy.typing.NDArray[numpy.float32]"),

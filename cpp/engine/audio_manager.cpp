@@ -334,6 +334,15 @@ void AudioManager::push(const std::string& source_id, const void* data, SampleFo
     push_into(source_id, *find_source(source_id), data, format, frames, channels);
 }
 
+void AudioManager::flush(const std::string& source_id) {
+    auto source = find_source(source_id);
+    auto* pushable = dynamic_cast<PushSource*>(source.get());
+    if (!pushable)
+        throw std::invalid_argument("source '" + source_id + "' is a " + source->kind() +
+                                    " source; only sources made with add_source() take flush()");
+    pushable->flush();
+}
+
 void AudioManager::push_interleaved(const std::string& source_id, const void* data, SampleFormat format,
                                     size_t samples) {
     auto source = find_source(source_id);  // one lookup: the source also says how to read the samples
@@ -354,10 +363,9 @@ void AudioManager::push_into(const std::string& source_id, Source& source, const
     if (channels != source.channels())
         throw std::invalid_argument("source '" + source_id + "' has " + std::to_string(source.channels()) +
                                     " channel(s), the pushed audio has " + std::to_string(channels));
-    if (!all_samples_in_range(data, format, frames * static_cast<size_t>(channels)))
+    if (!all_samples_finite(data, format, frames * static_cast<size_t>(channels)))
         throw std::invalid_argument("pushed audio for source '" + source_id +
-                                    "' contains NaN, infinite or huge samples (beyond +-1e6, where full scale "
-                                    "is 1.0); nothing was queued");
+                                    "' contains NaN or infinite samples; nothing was queued");
     if (frames == 0) return;
     pushable->push(data, format, frames);
 }

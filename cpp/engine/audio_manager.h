@@ -116,6 +116,8 @@ public:
               int channels);
     // The same for 1-D interleaved samples: the source's channel count splits them into frames.
     void push_interleaved(const std::string& source_id, const void* data, SampleFormat format, size_t samples);
+    // PushSource::flush(): play out everything pushed so far (the end of a clip).
+    void flush(const std::string& source_id);
     int source_channels(const std::string& source_id) const;
     uint64_t source_serial(const std::string& source_id) const;  // see Source::serial()
 

@@ -423,6 +423,9 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
         if key is None:
             raise ConfigError(f"{cfg.origin}: ice: {message}") from None
         raise ConfigError(f"{cfg.origin}: ice.{key}: {message[len(argument):].lstrip(':').strip()}") from None
+    # Pipe readers start once the routes are made: a route plays only what is
+    # pushed after it exists, and a file should play from its first block.
+    readers: list[PipeInput] = []
     try:
         for s in cfg.sinks:
             _with_key(cfg, f"sinks.{s.id}", lambda: eng.add_sink(
@@ -441,12 +444,18 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
             elif src.type == "scream":
                 _with_key(cfg, f"sources.{src.id}", lambda: eng.add_scream_source(src.id, **o), network=True)
             elif src.type == "pipe":
-                _with_key(cfg, f"sources.{src.id}", lambda: _add_pipe(eng, src.id, o, pipe_inputs), network=True)
+                _with_key(cfg, f"sources.{src.id}", lambda: readers.append(_add_pipe(eng, src.id, o)), network=True)
             else:
                 _with_key(cfg, f"sources.{src.id}", lambda: eng.add_source(src.id, **o))
         for i, r in enumerate(cfg.routes):
             _with_key(cfg, f"routes[{i}]", lambda: eng.connect(r.source, r.sink, gain=r.gain))
+        for reader in readers:
+            reader.start()
+            if pipe_inputs is not None:
+                pipe_inputs[reader.source_id] = reader
     except BaseException:
+        for reader in readers:
+            reader.stop()
         eng.shutdown()
         raise
     return eng
@@ -467,13 +476,12 @@ def _with_key(cfg: ServerConfig, key: str, call: Any, network: bool = False) -> 
         raise ConfigError(f"{cfg.origin}: {key}: {e}") from None
 
 
-def _add_pipe(eng: AudioManager, source_id: str, o: dict[str, Any], pipe_inputs: dict[str, PipeInput] | None) -> None:
+def _add_pipe(eng: AudioManager, source_id: str, o: dict[str, Any]) -> PipeInput:
+    """The pipe source and its reader, not yet started."""
     from sinkcast.inputs import add_pipe_source
 
     opts = dict(o)
     path = opts.pop("path")
     if "format" in opts:
         opts["sample_format"] = opts.pop("format")
-    reader = add_pipe_source(eng, source_id, path, **opts)
-    if pipe_inputs is not None:
-        pipe_inputs[source_id] = reader
+    return add_pipe_source(eng, source_id, path, start=False, **opts)

@@ -66,6 +66,7 @@ class PipeInput:
         sample_format: str = "s16le",
         block_ms: int = 10,
         pace: bool | None = None,
+        start: bool = True,
     ) -> None:
         if sample_format not in PIPE_FORMATS:
             raise ValueError(f"sample_format must be one of {', '.join(PIPE_FORMATS)}, got {sample_format!r}")
@@ -116,8 +117,8 @@ class PipeInput:
             "frames": 0, "bytes": 0, "blocks": 0, "dropped_bytes": 0, "eof": False, "error": None,
         }
         self._thread = threading.Thread(target=self._run, name=f"sinkcast-pipe-{source_id}", daemon=True)
-        _running_readers.add(self)
-        self._thread.start()
+        if start:
+            self.start()
 
     # -- public -------------------------------------------------------------
 
@@ -130,10 +131,20 @@ class PipeInput:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def start(self) -> None:
+        """Starts reading, for a reader made with ``start=False`` (its source
+        connected first, so not a block is missed). Once."""
+        if self._stop.is_set():
+            raise RuntimeError("this pipe reader was stopped before it started")
+        _running_readers.add(self)
+        self._thread.start()
+
     def stop(self, timeout: float = 2.0) -> None:
         """Stops reading (idempotent); the source stays until removed."""
         self._stop.set()
-        if self._thread is not threading.current_thread():
+        if self._thread.ident is None:  # never started: nothing reads, the descriptor is ours to close
+            self._close()
+        elif self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -212,11 +223,16 @@ class PipeInput:
                     if self._is_fifo and not seen_data:
                         time.sleep(0.05)  # no writer has opened the FIFO yet
                         continue
-                    # The end: the whole frames still pending are audio too.
+                    # The end: the whole frames still pending are audio too, and
+                    # flush() plays out the resampler's tail and whatever is
+                    # still short of the source's jitter_ms.
                     usable = len(pending) - len(pending) % self._frame_bytes
-                    if usable and not self._source_is_gone():
-                        push(pending[:usable])
-                        pending = pending[usable:]
+                    if not self._source_is_gone():
+                        if usable:
+                            push(pending[:usable])
+                            pending = pending[usable:]
+                        if seen_data:
+                            self.engine.flush(self.source_id)
                     break
                 seen_data = True
                 pending += chunk
@@ -246,11 +262,15 @@ class PipeInput:
             with self._lock:
                 self._stats["error"] = f"{type(e).__name__}: {e}"
         finally:
-            if self._owns_fd:
-                try:
-                    os.close(self._fd)
-                except OSError:
-                    pass
+            self._close()
+
+    def _close(self) -> None:
+        if self._owns_fd:
+            self._owns_fd = False
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
 
 
 def _descriptor(f: Any) -> int | None:
@@ -273,16 +293,19 @@ def add_pipe_source(
     pace: bool | None = None,
     jitter_ms: int = 60,
     buffer_ms: int = 500,
+    start: bool = True,
 ) -> PipeInput:
     """Adds a push source ``source_id`` and a thread feeding it raw PCM from ``path``
     ("-" for stdin, a FIFO, a file, a file descriptor or a binary file object).
-    ``sample_format`` is s16le, s32le or f32le, interleaved. Returns the reader."""
+    ``sample_format`` is s16le, s32le or f32le, interleaved. Returns the reader.
+    A route plays only what is pushed after it is made: with ``start=False``,
+    connect the source first, then call the reader's ``start()``."""
     if sample_format not in PIPE_FORMATS:
         raise ValueError(f"sample_format must be one of {', '.join(PIPE_FORMATS)}, got {sample_format!r}")
     engine.add_source(source_id, sample_rate=sample_rate, channels=channels, buffer_ms=buffer_ms, jitter_ms=jitter_ms)
     try:
         return PipeInput(engine, source_id, path, sample_rate=sample_rate, channels=channels,
-                         sample_format=sample_format, block_ms=block_ms, pace=pace)
+                         sample_format=sample_format, block_ms=block_ms, pace=pace, start=start)
     except BaseException:
         engine.remove_source(source_id)
         raise
