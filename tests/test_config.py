@@ -68,6 +68,8 @@ def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
     try:
         stats = eng.stats()
         assert stats["sinks"]["kitchen"]["frame_ms"] == 10
+        kitchen = stats["sinks"]["kitchen"]
+        assert (kitchen["bitrate"], kitchen["complexity"], kitchen["low_delay"]) == (96000, 5, True)
         assert stats["sinks"]["kitchen"]["volume"] == pytest.approx(0.8)
         assert stats["sinks"]["kitchen"]["routes"]["bell"]["gain"] == pytest.approx(0.5)
         assert stats["sources"]["mic"]["sample_rate"] == 44100

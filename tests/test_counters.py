@@ -93,3 +93,12 @@ def test_a_source_counts_each_frame_lost_once_however_many_routes_lost_it(manual
     assert s["sinks"]["b"]["routes"]["s"]["dropped_frames"] == 2040
     assert s["sources"]["s"]["dropped_frames"] == 2040  # not 3580: frames, not frames times routes
     assert s["sources"]["s"]["overruns"] == 1
+
+
+def test_a_sink_shows_the_encoder_settings_in_use(manual: sinkcast.AudioManager) -> None:
+    manual.add_sink("stereo")
+    manual.add_sink("mono", channels=1)
+    manual.add_sink("set", bitrate=32000, complexity=3, low_delay=True)
+    sinks = manual.stats()["sinks"]
+    assert [(sinks[s]["bitrate"], sinks[s]["complexity"], sinks[s]["low_delay"]) for s in ("stereo", "mono", "set")] == [
+        (128000, 9, False), (64000, 9, False), (32000, 3, True)]

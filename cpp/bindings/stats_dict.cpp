@@ -13,6 +13,10 @@ nb::dict sink_to_dict(const SinkStats& s) {
     d["channels"] = s.config.channels;
     d["frame_ms"] = s.config.frame_ms;
     d["volume"] = s.config.volume;
+    const OpusSettings opus = opus_settings_for(s.config);  // the bitrate in use, also when left to the default
+    d["bitrate"] = opus.bitrate_bps;
+    d["complexity"] = opus.complexity;
+    d["low_delay"] = opus.low_delay;
     d["periods"] = s.clock.periods;
     d["late_periods"] = s.clock.late_periods;
     d["clock_resyncs"] = s.clock.resyncs;
