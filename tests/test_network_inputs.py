@@ -8,6 +8,7 @@ output is measured through the sink's PCM tap.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import resource
@@ -873,13 +874,22 @@ def test_a_pipe_reader_stopped_before_it_started_closes_the_file_it_opened(tmp_p
     e = sinkcast.AudioManager(realtime=False)
     try:
         pipe = add_pipe_source(e, "f", str(path), start=False)
+        assert pipe.wait(1.0) is False and not pipe.running  # not started: nothing to wait for
         fd = pipe._fd
         os.fstat(fd)  # open
         pipe.stop()
+        assert pipe.wait() is True
         with pytest.raises(OSError):
             os.fstat(fd)
         with pytest.raises(RuntimeError, match="stopped before it started"):
             pipe.start()
+        # Dropped without stop(), an unstarted reader closes its file too.
+        dropped = add_pipe_source(e, "g", str(path), start=False)
+        fd = dropped._fd
+        del dropped
+        gc.collect()
+        with pytest.raises(OSError):
+            os.fstat(fd)
     finally:
         e.shutdown()
 

@@ -101,7 +101,27 @@ async def test_nack_is_answered_only_when_the_offer_asks_for_it(engine: sinkcast
         sig.close()
 
 
-async def test_an_offer_with_video_first_on_its_own_transport_is_heard(engine: sinkcast.AudioManager) -> None:
+def without_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
+    """The SDP with its candidate lines taken out, and those as a trickling peer
+    sends them: each naming its own section."""
+    lines, candidates, index, mid = [], [], -1, ""
+    sections = re.findall(r"^m=.*?(?=^m=|\Z)", sdp, re.M | re.S)
+    mids = [re.search(r"^a=mid:(\S+)", section, re.M).group(1) for section in sections]  # type: ignore[union-attr]
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            index += 1
+            mid = mids[index]
+        if line.startswith("a=candidate:"):
+            candidates.append({"candidate": line[2:], "sdpMid": mid, "sdpMLineIndex": index})
+        elif not line.startswith("a=end-of-candidates"):
+            lines.append(line)
+    return "\r\n".join(lines), candidates
+
+
+@pytest.mark.parametrize("candidates", ["in the offer", "trickled, video's first"])
+async def test_an_offer_with_video_first_on_its_own_transport_is_heard(
+    engine: sinkcast.AudioManager, candidates: str
+) -> None:
     # aiortc gives each m-section its own transport (port). The engine rejects
     # the video and must connect over the audio section's transport: it used to
     # take every section's candidates, connect over the video's, and report a
@@ -113,7 +133,14 @@ async def test_an_offer_with_video_first_on_its_own_transport_is_heard(engine: s
         offer = await listener.offer()
         ports = re.findall(r"^m=(audio|video) (\d+)", offer, re.M)
         assert [kind for kind, _ in ports] == ["video", "audio"] and ports[0][1] != ports[1][1]
-        await listener.accept_answer(await sig.open_listener("a440/video-first", offer))
+        trickled: list[dict[str, Any]] = []
+        if candidates != "in the offer":
+            offer, trickled = without_candidates(offer)
+            assert [c["sdpMid"] for c in trickled] == ["0", "1"]
+        answer = await sig.open_listener("a440/video-first", offer)
+        for candidate in trickled:
+            await sig.send("a440/video-first", "candidate", json.dumps(candidate))
+        await listener.accept_answer(answer)
         await listener.wait_seconds(1.5)
         assert dominant_frequency(listener.audio()[-48000:, 0], 48000) == pytest.approx(440.0, abs=1.0)
     finally:

@@ -83,15 +83,24 @@ std::string normalize_candidate(std::string_view value) {
 struct SdpSection {
   std::string media;  // "audio", "video", "application", ...
   std::string mid;    // a=mid, or the index as libdatachannel would assign it
-  SectionTransport transport;  // what the section itself says of its ICE transport
+  std::string port;   // the m= line's
+  // What the section itself says of its ICE transport.
+  std::string ice_ufrag, ice_pwd;
+  std::vector<std::string> candidates;  // "candidate:..."
 };
 
-// Light syntactic check (rtc::Description accepts almost anything silently) and
-// a list of m-sections in document order with their mids.
-std::vector<SdpSection> scan_sdp(const std::string& sdp, const char* what) {
+struct SdpOutline {
+  std::vector<SdpSection> sections;  // in document order
+  std::vector<std::vector<std::string>> bundle_groups;  // a=group:BUNDLE mids
+};
+
+// Light syntactic check (rtc::Description accepts almost anything silently),
+// the m-sections and the BUNDLE groups.
+SdpOutline scan_sdp(const std::string& sdp, const char* what) {
   check_size(sdp, what);
   std::string_view rest = sdp;
-  std::vector<SdpSection> sections;
+  SdpOutline outline;
+  std::vector<SdpSection>& sections = outline.sections;
   bool first = true;
   size_t line_no = 0;
   while (!rest.empty()) {
@@ -117,19 +126,59 @@ std::vector<SdpSection> scan_sdp(const std::string& sdp, const char* what) {
     if (line[0] == 'm') {
       std::string_view m = line.substr(2);
       SdpSection section;
-      section.media = std::string(m.substr(0, m.find(' ')));
+      const size_t media_end = m.find(' ');
+      section.media = std::string(m.substr(0, media_end));
+      if (media_end != std::string_view::npos) {
+        std::string_view after = m.substr(media_end + 1);
+        section.port = std::string(after.substr(0, after.find(' ')));
+      }
       section.mid = std::to_string(sections.size());
       sections.push_back(std::move(section));
-    } else if (!sections.empty()) {
+    } else if (sections.empty()) {
+      if (starts_with(line, "a=group:BUNDLE")) {
+        std::vector<std::string> group;
+        std::string_view mids = line.substr(14);
+        while (!(mids = trim(mids)).empty()) {
+          const size_t end = mids.find_first_of(" \t");
+          group.emplace_back(mids.substr(0, end));
+          mids = end == std::string_view::npos ? std::string_view() : mids.substr(end);
+        }
+        outline.bundle_groups.push_back(std::move(group));
+      }
+    } else {
       SdpSection& section = sections.back();
       if (starts_with(line, "a=mid:")) section.mid = std::string(trim(line.substr(6)));
-      if (starts_with(line, "a=ice-ufrag:")) section.transport.ice_ufrag = std::string(trim(line.substr(12)));
-      if (starts_with(line, "a=ice-pwd:")) section.transport.ice_pwd = std::string(trim(line.substr(10)));
-      if (starts_with(line, "a=candidate:")) section.transport.candidates.emplace_back(trim(line.substr(2)));
+      if (starts_with(line, "a=ice-ufrag:")) section.ice_ufrag = std::string(trim(line.substr(12)));
+      if (starts_with(line, "a=ice-pwd:")) section.ice_pwd = std::string(trim(line.substr(10)));
+      if (starts_with(line, "a=candidate:")) section.candidates.emplace_back(trim(line.substr(2)));
     }
   }
   if (first) throw SignalingError(std::string("malformed SDP: ") + what + " is empty");
-  return sections;
+  return outline;
+}
+
+// See AudioTransport.
+AudioTransport audio_transport(const SdpOutline& outline, size_t audio) {
+  const SdpSection& own = outline.sections[audio];
+  const std::vector<std::string>* group = nullptr;
+  for (const auto& g : outline.bundle_groups)
+    if (std::find(g.begin(), g.end(), own.mid) != g.end()) group = &g;
+  AudioTransport t;
+  t.ice_ufrag = own.ice_ufrag;
+  t.ice_pwd = own.ice_pwd;
+  t.candidates = own.candidates;  // the audio's own first
+  for (size_t i = 0; i < outline.sections.size(); ++i) {
+    if (i == audio) continue;
+    const SdpSection& s = outline.sections[i];
+    const bool bundled = group && std::find(group->begin(), group->end(), s.mid) != group->end();
+    if (bundled && s.port == own.port) {
+      t.candidates.insert(t.candidates.end(), s.candidates.begin(), s.candidates.end());
+    } else {
+      t.separate_mids.push_back(s.mid);
+      t.separate_mline_indexes.push_back(static_cast<int>(i));
+    }
+  }
+  return t;
 }
 
 rtc::Description parse_description(const std::string& sdp, rtc::Description::Type type,
@@ -255,6 +304,12 @@ ParsedCandidate parse_candidate_message(const std::string& message) {
   return out;
 }
 
+bool AudioTransport::shares(const std::string& mid, int mline_index) const {
+  if (!mid.empty()) return std::find(separate_mids.begin(), separate_mids.end(), mid) == separate_mids.end();
+  return std::find(separate_mline_indexes.begin(), separate_mline_indexes.end(), mline_index) ==
+         separate_mline_indexes.end();
+}
+
 std::string candidate_to_json(const std::string& candidate, const std::string& mid) {
   return candidate_to_json(candidate, mid, 0);
 }
@@ -275,7 +330,8 @@ std::string candidate_to_json(const std::string& candidate, const std::string& m
 // ---- descriptions -------------------------------------------------------------
 
 OfferAudioInfo inspect_remote_offer(const std::string& sdp) {
-  const auto sections = scan_sdp(sdp, "offer");
+  const SdpOutline outline = scan_sdp(sdp, "offer");
+  const auto& sections = outline.sections;
   const rtc::Description d = parse_description(sdp, rtc::Description::Type::Offer, "offer");
   check_transport(d, "offer");
 
@@ -315,7 +371,7 @@ OfferAudioInfo inspect_remote_offer(const std::string& sdp) {
     info.mline_index = index_of_mid(sections, info.mid);
     if (info.mline_index < 0) info.mline_index = i;
     if (info.mline_index < static_cast<int>(sections.size()))
-      info.transport = sections[static_cast<size_t>(info.mline_index)].transport;
+      info.transport = audio_transport(outline, static_cast<size_t>(info.mline_index));
     return info;
   }
   if (!saw_audio) throw SignalingError("offer has no audio m-line");
@@ -323,7 +379,7 @@ OfferAudioInfo inspect_remote_offer(const std::string& sdp) {
 }
 
 OfferAudioInfo inspect_remote_answer(const std::string& sdp, const std::string& expected_mid) {
-  const auto sections = scan_sdp(sdp, "answer");
+  const auto sections = scan_sdp(sdp, "answer").sections;
   const rtc::Description d = parse_description(sdp, rtc::Description::Type::Answer, "answer");
   check_transport(d, "answer");
   // libdatachannel refuses it too, but only once the session is half set up.

@@ -54,12 +54,21 @@ std::string candidate_to_json(const std::string& candidate, const std::string& m
 std::string candidate_to_json(const std::string& candidate, const std::string& mid,
                               int mline_index, const std::string& ufrag = std::string());
 
-// The ICE transport an m-section gives itself: its own credentials and
-// candidate lines ("candidate:..."); empty where it has none of its own.
-struct SectionTransport {
-  std::string ice_ufrag;
+// What an offer says of the ICE transport of the audio section we answer.
+// Sections share it when they are in the audio's BUNDLE group on the same
+// port (a max-bundle offer, or a trickle offer's placeholder port); a section
+// on a port of its own (aiortc's default) has a transport of its own, which
+// the answer rejects with the section.
+struct AudioTransport {
+  std::string ice_ufrag;                // the audio section's own, or empty
   std::string ice_pwd;
-  std::vector<std::string> candidates;
+  std::vector<std::string> candidates;  // "candidate:..." lines of the sharing sections
+  std::vector<std::string> separate_mids;  // the sections with a transport of their own
+  std::vector<int> separate_mline_indexes;
+  // Whether a trickled candidate naming this section (by sdpMid, else
+  // sdpMLineIndex) belongs to the audio's transport: all but those of the
+  // separate sections do (one naming no known section too, as before).
+  bool shares(const std::string& mid, int mline_index) const;
 };
 
 struct OfferAudioInfo {
@@ -68,7 +77,7 @@ struct OfferAudioInfo {
   int mline_index = -1;       // index of the audio m-line in the SDP
   bool stereo = false;        // the Opus fmtp carries stereo=1
   bool nack = false;          // a=rtcp-fb:<opus pt> nack: the peer asks for lost packets again
-  SectionTransport transport; // offers only: the audio m-section's own transport
+  AudioTransport transport;   // offers only
 };
 
 // Validates a remote offer for a listener session: an SDP document with ICE

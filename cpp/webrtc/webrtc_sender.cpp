@@ -125,6 +125,9 @@ struct SenderRtc {
   std::shared_ptr<rtc::Track> track;  // set once (under WebRTCSender::mutex_), before it can open
   std::shared_ptr<rtc::RtpPacketizationConfig> rtp_config;
   std::vector<rtc::Candidate> pending_candidates;  // remote candidates received before the answer
+  // When the listener offered: which of its sections' trickled candidates are
+  // the audio's transport (the others belong to sections we rejected).
+  std::optional<AudioTransport> offered_transport;
   size_t remote_candidates = 0;                    // admitted so far, from descriptions and trickled
   std::string cname;
   uint32_t rtp_start = 0;
@@ -260,11 +263,13 @@ class StatsHandler final : public rtc::MediaHandler {
 // is not used). libdatachannel would take the first section's ICE credentials
 // and every section's candidates: with a peer that gives each section its own
 // transport (aiortc by default) and video first, ICE connected to the rejected
-// video transport and no audio arrived. A section with no transport attributes
-// of its own (candidates only in the first of a BUNDLE group) changes nothing.
-void use_transport_of_audio_section(rtc::Description& description, const SectionTransport& audio) {
+// video transport and no audio arrived. Only the candidates of sections that
+// share the audio's transport (AudioTransport) stay, and add_remote_candidate()
+// sorts the trickled ones. An offer with no section of a transport of its own
+// keeps all it has.
+void use_transport_of_audio_section(rtc::Description& description, const AudioTransport& audio) {
   if (!audio.ice_ufrag.empty() && !audio.ice_pwd.empty()) description.setIceAttribute(audio.ice_ufrag, audio.ice_pwd);
-  if (audio.candidates.empty()) return;
+  if (audio.separate_mids.empty()) return;
   description.extractCandidates();
   for (const auto& line : audio.candidates) {
     try {
@@ -460,6 +465,7 @@ void WebRTCSender::accept_offer(const std::string& sdp) {
   }();
   use_transport_of_audio_section(description, info.transport);
   admit_remote_candidates_locked(description.candidates());  // throws; nothing changed yet
+  rtc_->offered_transport = info.transport;
 
   try {
     setup_track_locked(info.mid, info.opus_payload_type, info.mline_index, info.nack);
@@ -533,6 +539,9 @@ void WebRTCSender::add_remote_candidate(const std::string& message) {
   if (phase_ == Phase::Closed) throw SignalingError("candidate received but the session is closed");
   if (phase_ == Phase::Idle) throw SignalingError("candidate before any offer");
   if (parsed.end_of_candidates) return;
+  // A candidate of a section we rejected, on a transport of its own: ICE must
+  // not connect over it (the audio would go to a transport nobody reads).
+  if (rtc_->offered_transport && !rtc_->offered_transport->shares(parsed.mid, parsed.mline_index)) return;
 
   rtc::Candidate candidate = [&] {
     try {

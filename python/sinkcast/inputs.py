@@ -148,9 +148,21 @@ class PipeInput:
             self._thread.join(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Waits for end of input; True when the reader has finished."""
+        """Waits for end of input; True when the reader has finished (or was
+        stopped before it started). A reader not started yet returns False at once."""
+        if self._thread.ident is None:
+            return self._stop.is_set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def __del__(self) -> None:
+        # A reader made with start=False and dropped unstarted: nothing else
+        # would close the file it opened.
+        try:
+            if self._thread.ident is None:
+                self._close()
+        except Exception:  # a half-made reader, or the interpreter shutting down
+            pass
 
     # -- reader thread ------------------------------------------------------
 
