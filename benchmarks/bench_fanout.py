@@ -6,7 +6,9 @@ packets and do not decode. Both servers stream one stereo 440 Hz source in
 20 ms Opus frames over loopback:
 
   sinkcast  one AudioManager sink; Opus encoded once per frame for everyone
-  aiortc    one RTCPeerConnection per listener, fed from one track through MediaRelay
+  aiortc    one RTCPeerConnection per listener, fed from one track through MediaRelay:
+            decoded frames that each listener's sender encodes (the usual setup, the
+            table's baseline), and, in a second table, one stream encoded once
 
 Server CPU is the server process's CPU time (all threads) over steady windows,
 per listener-second. Each figure is measured in WINDOWS windows in a row; the
@@ -335,7 +337,13 @@ def measure_latency(probes: Probes, bursts: int = 100) -> list[float]:
 # ---------------------------------------------------------------------------- aiortc
 
 
-def measure_aiortc(probes: Probes, n: int) -> dict[str, float]:
+def measure_aiortc(probes: Probes, n: int, encode_once: bool = False) -> dict[str, float]:
+    """aiortc serving n listeners from one source through MediaRelay. As aiortc is
+    usually set up, the relay hands out decoded frames and each listener's
+    RTCRtpSender encodes them: one encode per listener. With encode_once the
+    source is encoded once (PyAV's libopus at aiortc's own settings) and the
+    relay hands out the packets, which each sender only packetizes: an aiortc
+    server that encodes once, as sinkcast does."""
     import aioice.ice
     import av
     from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
@@ -368,9 +376,36 @@ def measure_aiortc(probes: Probes, n: int) -> dict[str, float]:
             self.pts += 960
             return frame
 
+    class EncodedOnceTrack(MediaStreamTrack):
+        """The sine, encoded once for every listener."""
+
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.frames = SineTrack()
+            # aiortc's OpusEncoder settings (aiortc/codecs/opus.py): 96 kbit/s, voip, FFmpeg's default complexity.
+            self.codec = av.CodecContext.create("libopus", "w")
+            self.codec.bit_rate = 96000
+            self.codec.format = "s16"
+            self.codec.layout = "stereo"
+            self.codec.sample_rate = 48000
+            self.codec.time_base = fractions.Fraction(1, 48000)
+            self.codec.options = {"application": "voip"}
+
+        async def recv(self) -> av.Packet:
+            while True:
+                frame = await self.frames.recv()
+                packets = self.codec.encode(frame)
+                if packets:  # the encoder may hold the first frame back
+                    packet = packets[0]
+                    packet.pts = frame.pts
+                    packet.time_base = fractions.Fraction(1, 48000)
+                    return packet
+
     async def run() -> dict[str, float]:
         relay = MediaRelay()
-        source = SineTrack()
+        source = EncodedOnceTrack() if encode_once else SineTrack()
         pcs = []
         offers = await asyncio.to_thread(probes.call, "offers", n)
         answers = []
@@ -417,12 +452,15 @@ def main() -> None:
         first: dict[str, float] = {}
         threads_by_count: list[tuple[int, dict[str, float]]] = []
         aiortc_by_count: dict[int, float] = {}
+        once_by_count: dict[int, dict[str, float]] = {}
         left_out: list[float] = []
         for n in counts:
             s = measure_sinkcast(probes, n)
             threads_by_count.append((n, s))
             offer_answer.append(s["offer_answer_ms_p50"])
             a = measure_aiortc(probes, n) if n <= args.aiortc_max else None
+            if n <= args.aiortc_max:
+                once_by_count[n] = measure_aiortc(probes, n, encode_once=True)
             # marginal: the cost of each listener beyond the first (the first also pays for mixing and encoding)
             first.setdefault("s", s["cpu_ms_per_s"])
             sm = (s["cpu_ms_per_s"] - first["s"]) / (n - 1) if n > 1 else float("nan")
@@ -443,6 +481,22 @@ def main() -> None:
             else:
                 row += f"{'-':>11} {'-':>9} {'-':>8} {'-':>6} {'-':>6} | {'-':>5} {'-':>5}"
             print(row, flush=True)
+        if once_by_count:
+            # The table's aiortc encodes once per listener, as it does when a MediaRelay hands out decoded
+            # frames; much of the ratio is that encode. This one encodes once in all.
+            print("aiortc relaying one stream encoded once (MediaRelay of av.Packets, which each sender only")
+            print("packetizes), against sinkcast's figures above:")
+            print(f"{'listeners':>9} | {'aiortc ms/s':>11} {'/listener':>9} {'pkts/s':>6} {'us/pkt':>6} | {'ratio':>5} {'best':>5}")
+            for n, s in threads_by_count:
+                if n in once_by_count:
+                    o = once_by_count[n]
+                    row = (f"{n:9d} | {o['cpu_ms_per_s']:11.1f} {o['cpu_ms_per_s'] / n:9.3f} "
+                           f"{o['packets_per_listener_s']:6.1f} {o['us_per_packet']:6.1f} | "
+                           f"{o['us_per_packet'] / s['us_per_packet']:5.1f} "
+                           f"{o['best_us_per_packet'] / s['best_us_per_packet']:5.1f}")
+                    if o["packets_per_listener_s"] < 47:
+                        row += "  (aiortc saturated)"
+                    print(row, flush=True)
         print("sinkcast's threads, median window (ms of CPU per second): the sink's clock thread, which mixes,")
         print("encodes and sends to every listener in turn, and libjuice's ICE thread, which polls every")
         print("listener's socket each time it wakes; and usrsctp's timer thread, which libdatachannel starts in")
