@@ -461,12 +461,18 @@ def main() -> None:
         aiortc_by_count: dict[int, float] = {}
         once_by_count: dict[int, dict[str, float]] = {}
         left_out: list[float] = []
-        for n in counts:
+        for i, n in enumerate(counts):
+            # The servers take turns going first, so neither always runs on a machine
+            # the other has just warmed (or loaded).
+            a = None
+            if i % 2 == 1 and n <= args.aiortc_max:
+                a = measure_aiortc(probes, n)
+                once_by_count[n] = measure_aiortc(probes, n, encode_once=True)
             s = measure_sinkcast(probes, n)
             threads_by_count.append((n, s))
             offer_answer.append(s["offer_answer_ms_p50"])
-            a = measure_aiortc(probes, n) if n <= args.aiortc_max else None
-            if n <= args.aiortc_max:
+            if i % 2 == 0 and n <= args.aiortc_max:
+                a = measure_aiortc(probes, n)
                 once_by_count[n] = measure_aiortc(probes, n, encode_once=True)
             # marginal: the cost of each listener beyond the first (the first also pays for mixing and encoding)
             first.setdefault("s", s["cpu_ms_per_s"])
