@@ -432,7 +432,8 @@ void bind_audio_manager(nb::module_& m) {
             "jitter_ms"_a = 60, "buffer_ms"_a = 500, "multicast_interface"_a = "",
             nb::call_guard<nb::gil_scoped_release>(),
             "Adds a source receiving the Scream UDP stream (5-byte header, then little-endian PCM; any rate, "
-            "16/24/32 bit, 1-8 channels, resampled to 48 kHz and mapped to `channels`) on bind_address:port "
+            "16/24/32 bit, 1-8 channels, resampled to 48 kHz; wire channel c feeds channel c of `channels`, "
+            "extra wire channels dropped, missing ones repeated) on bind_address:port "
             "(0: any free port; a multicast address such as 239.255.77.77 joins that group, on the interface "
             "with the IPv4 address multicast_interface, by default the one the routing table picks). Returns the "
             "port.")

@@ -100,7 +100,8 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
              "type"_a, "message"_a, nb::call_guard<nb::gil_scoped_release>(),
              "Routes a signaling message from a listener to its session. target is '<sink_id>' (the sink's "
              "default session) or '<sink_id>/<listener_id>'; type is offer, answer, candidate, bye or "
-             "request_offer. Raises UnknownSinkError or SignalingError; then nothing has changed.")
+             "request_offer. Raises UnknownSinkError or SignalingError; then nothing has changed, except that "
+             "an answer refused once partly applied closes its session (with a bye).")
         .def("listeners", &PyAudioManager::listener_targets, nb::call_guard<nb::gil_scoped_release>(),
              "The targets of the open WebRTC sessions, sorted.");
 }

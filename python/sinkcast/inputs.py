@@ -5,7 +5,8 @@ The RTP and Scream receivers live in the engine (``AudioManager.add_rtp_source``
 read here by one Python thread that pushes blocks into an ordinary push source::
 
     ffmpeg -i song.flac -f s16le -ac 2 -ar 48000 - | python app.py    # app.py:
-    pipe = sinkcast.inputs.add_pipe_source(eng, "stdin", "-", sample_rate=48000, channels=2)
+    from sinkcast.inputs import add_pipe_source
+    pipe = add_pipe_source(eng, "stdin", "-", sample_rate=48000, channels=2)
 
 The thread stops at end of input, on ``stop()``, when the source is removed or
 when the engine shuts down.
@@ -50,7 +51,8 @@ PIPE_FORMATS: dict[str, tuple[np.dtype[Any], np.dtype[Any]]] = {
 class PipeInput:
     """Reads raw interleaved PCM from a file descriptor in blocks and pushes it to a source.
 
-    ``pace`` (default: only for regular files) reads at real-time speed, so a file
+    ``pace`` (default: for regular files, and file objects with no descriptor
+    such as ``io.BytesIO``) reads at real-time speed, so a file
     plays rather than flooding the source's buffer; pipes and FIFOs are paced by
     their writer.
     """

@@ -1,6 +1,6 @@
 """`sinkcast serve`: WHEP endpoints per sink, a browser page, a JSON API and Prometheus metrics.
 
-Routes (names fixed by DESIGN.md):
+Routes (their names are fixed by the project's design):
   GET    /                      the player page
   GET    /api/sinks             the sinks, as JSON
   GET    /api/status            every counter of the engine, as JSON
