@@ -464,16 +464,15 @@ def main() -> None:
         for i, n in enumerate(counts):
             # The servers take turns going first, so neither always runs on a machine
             # the other has just warmed (or loaded).
+            with_aiortc = n <= args.aiortc_max
             a = None
-            if i % 2 == 1 and n <= args.aiortc_max:
-                a = measure_aiortc(probes, n)
-                once_by_count[n] = measure_aiortc(probes, n, encode_once=True)
+            if with_aiortc and i % 2 == 1:
+                a, once_by_count[n] = measure_aiortc(probes, n), measure_aiortc(probes, n, encode_once=True)
             s = measure_sinkcast(probes, n)
+            if with_aiortc and i % 2 == 0:
+                a, once_by_count[n] = measure_aiortc(probes, n), measure_aiortc(probes, n, encode_once=True)
             threads_by_count.append((n, s))
             offer_answer.append(s["offer_answer_ms_p50"])
-            if i % 2 == 0 and n <= args.aiortc_max:
-                a = measure_aiortc(probes, n)
-                once_by_count[n] = measure_aiortc(probes, n, encode_once=True)
             # marginal: the cost of each listener beyond the first (the first also pays for mixing and encoding)
             first.setdefault("s", s["cpu_ms_per_s"])
             sm = (s["cpu_ms_per_s"] - first["s"]) / (n - 1) if n > 1 else float("nan")
@@ -499,7 +498,8 @@ def main() -> None:
             # frames; much of the ratio is that encode. This one encodes once in all.
             print("aiortc relaying one stream encoded once (MediaRelay of av.Packets, which each sender only")
             print("packetizes), against sinkcast's figures above:")
-            print(f"{'listeners':>9} | {'aiortc ms/s':>11} {'/listener':>9} {'pkts/s':>6} {'us/pkt':>6} | {'ratio':>5} {'best':>5}")
+            print(f"{'listeners':>9} | {'aiortc ms/s':>11} {'/listener':>9} {'pkts/s':>6} {'us/pkt':>6} | "
+                  f"{'ratio':>5} {'best':>5}")
             for n, s in threads_by_count:
                 if n in once_by_count:
                     o = once_by_count[n]

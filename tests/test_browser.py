@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +196,10 @@ class Server:
         return {s["id"]: s for s in _get_json(self.url + "api/sinks", token=self.token)}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(_free_port(), tmp_path_factory.mktemp("server"))
+@contextmanager
+def running_server(logdir: Path, extra_args: tuple[str, ...] = (), token: str | None = None) -> Iterator[Server]:
+    """A server on a free port; on the way out it must exit cleanly on SIGINT."""
+    srv = Server(_free_port(), logdir, extra_args=extra_args, token=token)
     srv.start()
     try:
         yield srv
@@ -205,6 +207,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         if srv.proc is not None:
             code = srv.stop()
             assert code == 0, f"the server exited with {code} on SIGINT:\n{srv.output()}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("server")) as srv:
+        yield srv
 
 
 # ----------------------------------------------------------------------------- browser
@@ -335,6 +343,13 @@ def _measure_frequency(drv: Any, sink: str, n: int = 6) -> list[float]:
     return readings
 
 
+def _stop_playing(drv: Any, server: Server, sink: str) -> None:
+    """Clicks the sink's stop button and waits for the server to see its listener go."""
+    _button(drv, sink, "stop").click()
+    _wait_for(lambda: _listeners(server, sink) == 0, 5,
+              lambda: f"0 listeners on '{sink}' after stop: {server.sinks()[sink]}")
+
+
 def _listeners(server: Server, sink: str) -> int:
     return int(server.sinks()[sink]["listeners"])
 
@@ -376,9 +391,7 @@ def test_play_tone_in_chromium(driver: Any, server: Server) -> None:
     assert driver.save_screenshot(str(shot))
     assert shot.exists() and shot.stat().st_size > 0
 
-    _button(driver, "tone", "stop").click()
-    _wait_for(lambda: _listeners(server, "tone") == 0, 5,
-              lambda: f"0 listeners on 'tone' after stop: {server.sinks()['tone']}")
+    _stop_playing(driver, server, "tone")
     assert driver.execute_script("return window.sinkcast.players['tone'].state;") == "stopped"
 
     # No script errors on the way (network errors would show as SEVERE too; there were none).
@@ -414,9 +427,7 @@ def test_reconnects_after_server_restart(driver: Any, server: Server) -> None:
     readings = _measure_frequency(driver, "tone", n=3)
     assert readings and all(abs(f - TONE_HZ) <= 5.0 for f in readings), readings
 
-    _button(driver, "tone", "stop").click()
-    _wait_for(lambda: _listeners(server, "tone") == 0, 5,
-              lambda: f"0 listeners on 'tone' after stop: {server.sinks()['tone']}")
+    _stop_playing(driver, server, "tone")
 
 
 def test_a_failed_poll_leaves_a_playing_stream_alone(driver: Any, server: Server) -> None:
@@ -468,9 +479,7 @@ sink = "tone"
 def test_bearer_token_from_url_hash(driver: Any, tmp_path: Path) -> None:
     config = tmp_path / "sinkcast.toml"
     config.write_text(TOKEN_CONFIG)
-    srv = Server(_free_port(), tmp_path, extra_args=("--config", str(config)), token=TOKEN)
-    srv.start()
-    try:
+    with running_server(tmp_path, extra_args=("--config", str(config)), token=TOKEN) as srv:
         # Without a token the server refuses the offer; the page says so and keeps retrying.
         _open_page(driver, srv, demo=False)
         _button(driver, "tone", "play").click()
@@ -495,13 +504,7 @@ def test_bearer_token_from_url_hash(driver: Any, tmp_path: Path) -> None:
         _button(driver, "tone", "play").click()
         stats = _play_until_packets(driver, srv, "tone", 50, timeout=20)
         assert stats["connects"] == 1, stats
-        _button(driver, "tone", "stop").click()
-        _wait_for(lambda: _listeners(srv, "tone") == 0, 5,
-                  lambda: f"0 listeners on 'tone' after stop: {srv.sinks()['tone']}")
-    finally:
-        if srv.proc is not None:
-            code = srv.stop()
-            assert code == 0, f"the server exited with {code} on SIGINT:\n{srv.output()}"
+        _stop_playing(driver, srv, "tone")
 
 
 # A stereo sink fed from a file of 16-bit stereo PCM (played at its pace): a
@@ -574,9 +577,7 @@ def test_stereo_sink_plays_in_stereo_in_chromium(driver: Any, tmp_path: Path) ->
     pcm.write_bytes(block * (60 * 48000 // period))  # 60 s, played from the server's start
     config = tmp_path / "sinkcast.toml"
     config.write_text(STEREO_CONFIG.format(path=pcm))
-    srv = Server(_free_port(), tmp_path, extra_args=("--config", str(config)))
-    srv.start()
-    try:
+    with running_server(tmp_path, extra_args=("--config", str(config))) as srv:
         _open_page(driver, srv, demo=False)
         assert srv.sinks()["lr"]["channels"] == 2
         _button(driver, "lr", "play").click()
@@ -594,10 +595,4 @@ def test_stereo_sink_plays_in_stereo_in_chromium(driver: Any, tmp_path: Path) ->
             f"RMS [left, right] {[left, right]}, expected [{expected:.3f}, 0]; readings {readings}; "
             f"the page's fmtp lines {fmtp}")
 
-        _button(driver, "lr", "stop").click()
-        _wait_for(lambda: _listeners(srv, "lr") == 0, 5,
-                  lambda: f"0 listeners on 'lr' after stop: {srv.sinks()['lr']}")
-    finally:
-        if srv.proc is not None:
-            code = srv.stop()
-            assert code == 0, f"the server exited with {code} on SIGINT:\n{srv.output()}"
+        _stop_playing(driver, srv, "lr")

@@ -826,46 +826,47 @@ def test_pipe_reader_stops_when_its_source_is_replaced_while_data_flows() -> Non
         e.shutdown()
 
 
-def test_pipe_reader_pushes_the_last_block_and_leaves_the_descriptor_as_it_was() -> None:
+def pipe_holding(data: bytes) -> int:
+    """The read end of a pipe that holds `data` and whose writer has closed."""
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
+def test_pipe_reader_pushes_the_last_block_and_leaves_the_descriptor_as_it_was(manual: sinkcast.AudioManager) -> None:
     # 1000 frames are 100 blocks of 10 ms... but for the last 40 frames, which
     # the reader used to drop at the end. It also left a caller's descriptor
     # non-blocking, which broke the caller's (or the shell's) own reads.
-    e = sinkcast.AudioManager(realtime=False)
-    r, w = os.pipe()
+    r = pipe_holding(np.arange(1000, dtype="<i2").tobytes())
     try:
-        e.add_sink("out", channels=1)
-        os.write(w, np.arange(1000, dtype="<i2").tobytes())
-        os.close(w)
-        pipe = add_pipe_source(e, "line", r, sample_rate=48000, channels=1, buffer_ms=1000)
+        pipe = add_pipe_source(manual, "line", r, sample_rate=48000, channels=1, buffer_ms=1000)
         assert pipe.wait(5.0)
         st = pipe.stats()
         assert (st["frames"], st["dropped_bytes"], st["eof"]) == (1000, 0, True), st
         assert os.get_blocking(r)
     finally:
         os.close(r)
-        e.shutdown()
 
 
-def test_a_resampled_pipe_plays_to_its_last_frame_from_a_reader_started_after_connect() -> None:
+def test_a_resampled_pipe_plays_to_its_last_frame_from_a_reader_started_after_connect(
+    manual: sinkcast.AudioManager,
+) -> None:
     # At the end of input the reader flushes its source: libsoxr's last
     # milliseconds used to stay inside it until more audio came. Started only
     # once connected (start=False), the route gets the pipe's first block too.
-    e = sinkcast.AudioManager(realtime=False)
-    r, w = os.pipe()
+    r = pipe_holding(np.full(44100 // 2, 16384, dtype="<i2").tobytes())  # 0.5 s at 0.5
     try:
-        e.add_sink("out", channels=1)
-        os.write(w, np.full(44100 // 2, 16384, dtype="<i2").tobytes())  # 0.5 s at 0.5
-        os.close(w)
-        pipe = add_pipe_source(e, "line", r, sample_rate=44100, channels=1, buffer_ms=1000, start=False)
-        e.connect("line", "out")
+        manual.add_sink("out", channels=1)
+        pipe = add_pipe_source(manual, "line", r, sample_rate=44100, channels=1, buffer_ms=1000, start=False)
+        manual.connect("line", "out")
         pipe.start()
         assert pipe.wait(5.0) and pipe.stats()["eof"]
-        assert e.stats()["sinks"]["out"]["routes"]["line"]["buffered_frames"] == 24000
-        out = e.render("out", 24000)[:, 0]
+        assert manual.stats()["sinks"]["out"]["routes"]["line"]["buffered_frames"] == 24000
+        out = manual.render("out", 24000)[:, 0]
         assert np.abs(out[600:-600] - 0.5).max() < 0.01
     finally:
         os.close(r)
-        e.shutdown()
 
 
 def test_a_pipe_reader_stopped_before_it_started_closes_the_file_it_opened(tmp_path: Path) -> None:

@@ -35,24 +35,22 @@ void PushSource::push(const void* data, SampleFormat format, size_t frames) {
         // happen; the mix clips them to full scale all the same.
         for (float& x : scratch_) x = std::clamp(x, -kResamplerInputLimit, kResamplerInputLimit);
     }
-    resampler_->process(scratch_.data(), frames, [&](const float* out, size_t n) {
-        ring_.write(n, [&](float* dst, size_t offset, size_t run) {
-            return copy_samples(out + offset * ch, run * ch, dst);
-        });
-    });
+    resampler_->process(scratch_.data(), frames, [this](const float* out, size_t n) { write_resampled(out, n); });
 }
 
 void PushSource::flush() {
     if (resampler_) {
         std::lock_guard<std::mutex> lock(push_mutex_);
-        const size_t ch = static_cast<size_t>(channels());
-        resampler_->drain([&](const float* out, size_t n) {
-            ring_.write(n, [&](float* dst, size_t offset, size_t run) {
-                return copy_samples(out + offset * ch, run * ch, dst);
-            });
-        });
+        resampler_->drain([this](const float* out, size_t n) { write_resampled(out, n); });
     }
     ring_.mark_end();
+}
+
+void PushSource::write_resampled(const float* frames, size_t count) {
+    const size_t ch = static_cast<size_t>(channels());
+    ring_.write(count, [&](float* dst, size_t offset, size_t run) {
+        return copy_samples(frames + offset * ch, run * ch, dst);
+    });
 }
 
 size_t PushSource::mix_into(RouteCursor& cursor, size_t frames, const ChannelMatrix& matrix, double gain,

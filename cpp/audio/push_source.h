@@ -45,6 +45,9 @@ public:
     SourceCounters counters() const override;
 
 private:
+    // Queues the resampler's 48 kHz output (push_mutex_ held).
+    void write_resampled(const float* frames, size_t count);
+
     int sample_rate_;
     size_t prebuffer_frames_;
     FrameRing ring_;

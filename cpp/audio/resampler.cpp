@@ -24,8 +24,9 @@ Resampler::Resampler(double input_rate, double output_rate, int channels)
     // Measured against the old settings (largest output of one push / delay
     // beyond a 48 kHz source's): 8 kHz 7360 -> 516 frames / 175 -> 14 ms;
     // 16 kHz 1468 -> 520 / 37 -> 5 ms; 44.1 kHz 893 -> 719 / 21 -> 8 ms. CPU
-    // +5 to +30 %, ~0.1 % of a core per stream. The quality spec must come from soxr_quality_spec():
-    // soxr_clear() (in restart()) relies on a flag it sets.
+    // +5 to +30 %, ~0.1 % of a core per stream. The quality spec must come
+    // from soxr_quality_spec(): soxr_clear() (in restart()) relies on a flag
+    // it sets.
     soxr_quality_spec_t quality = soxr_quality_spec(SOXR_16_BITQ | SOXR_MINIMUM_PHASE, 0);
     quality.precision = 18;
     quality.passband_end = input_rate < 32000 ? 0.82 : 0.913;

@@ -404,7 +404,6 @@ OfferAudioInfo inspect_remote_answer(const std::string& sdp, const std::string& 
     info.mid = media.mid();
     info.opus_payload_type = opus->first;
     info.stereo = opus->second;
-    info.nack = has_generic_nack(media, opus->first);
     info.mline_index = index_of_mid(sections, info.mid);
     if (info.mline_index < 0) info.mline_index = i;
     return info;

@@ -76,7 +76,7 @@ struct OfferAudioInfo {
   int opus_payload_type = -1; // the first Opus/48000 payload type of that m-line
   int mline_index = -1;       // index of the audio m-line in the SDP
   bool stereo = false;        // the Opus fmtp carries stereo=1
-  bool nack = false;          // a=rtcp-fb:<opus pt> nack: the peer asks for lost packets again
+  bool nack = false;          // offers only: a=rtcp-fb:<opus pt> nack, the peer asks for lost packets again
   AudioTransport transport;   // offers only
 };
 
