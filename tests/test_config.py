@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ bind_address = "127.0.0.1"
 port_range = [41000, 41100]
 udp_mux = true
 servers = ["stun:127.0.0.1:3478"]
+connect_timeout = 12.5
 
 [sinks.kitchen]
 channels = 2
@@ -64,6 +66,7 @@ def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD))
     assert (cfg.host, cfg.port, cfg.token, cfg.port_range) == ("127.0.0.1", 9000, "t", (41000, 41100))
     assert cfg.udp_mux is True
+    assert cfg.connect_timeout == 12.5
     eng = build_engine(cfg)
     try:
         stats = eng.stats()
@@ -75,6 +78,23 @@ def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
         assert stats["sources"]["mic"]["sample_rate"] == 44100
     finally:
         eng.shutdown()
+
+
+def test_ice_connect_timeout_reaches_the_engine(tmp_path: Path) -> None:
+    eng = build_engine(load_config(write(tmp_path, "[ice]\nconnect_timeout = 0.3\n[sinks.k]\n")))
+    byes: queue.Queue[str] = queue.Queue()
+
+    def on_signal(target: str, type: str, message: str) -> None:
+        if type == "bye":
+            byes.put(message)
+
+    eng.set_python_webrtc_signaling_callback(on_signal)
+    try:
+        eng.handle_incoming_webrtc_signaling_message("k/l", "request_offer", "")
+        assert byes.get(timeout=10) == "connect timeout"
+    finally:
+        eng.shutdown()
+    assert load_config(write(tmp_path, "[ice]\nconnect_timeout = 0\n")).connect_timeout is None
 
 
 @pytest.mark.parametrize(
@@ -101,6 +121,9 @@ def test_a_full_config_builds_the_engine(tmp_path: Path) -> None:
         ("[sinks.k]\ncomplexity = 10000000000\n", "sinks.k: a whole number there is out of range"),
         ("[ice]\nport_range = [5, 2]\n", "ice.port_range: must satisfy"),
         ("[ice]\nudp_mux = 1\n", "ice.udp_mux: must be"),
+        ("[ice]\nconnect_timeout = -1\n", "ice.connect_timeout: must be seconds from 0 (never) to 86400"),
+        ("[ice]\nconnect_timeout = nan\n", "ice.connect_timeout: must be seconds from 0 (never) to 86400"),
+        ("[ice]\nconnect_timeout = \"30\"\n", "ice.connect_timeout: must be"),
         ("[ice]\nservers = [\"http://x\"]\n", "ice.servers[0]: must be a stun:, turn: or turns: URL"),
         ("[ice]\nbind_address = \"localhost\"\n", "ice.bind_address: must be a numeric IPv4 or IPv6 address"),
         ("[ice]\nservers = [\"stun:\"]\n", "ice.servers: 'stun:' is not a stun:host[:port]"),

@@ -253,6 +253,64 @@ async def test_listener_that_disappears_is_reaped_with_a_bye(engine: sinkcast.Au
     sig.close()
 
 
+async def test_a_session_that_never_connects_is_closed_after_connect_timeout() -> None:
+    """Before ICE connects nothing notices a listener that is gone: an offer of
+    the engine never answered, or a peer that trickles and left before sending
+    a candidate. connect_timeout closes such a session with a bye; a connected
+    listener is left alone."""
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1", connect_timeout=1.0)
+    eng.add_sink("s")
+    eng.add_tone_source("t", frequency_hz=440.0)
+    eng.connect("t", "s")
+    sig = AsyncSignaling(eng)
+    good = await connect_listener(sig, "s/good")
+    gone = Listener()
+    try:
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        await sig.request_offer("s/unanswered")
+        offer, _ = without_candidates(await gone.offer())
+        await sig.open_listener("s/vanished", offer, gather=False)
+        await gone.close()
+        for target in ("s/unanswered", "s/vanished"):
+            assert await next_bye(sig, target, timeout=15) == "connect timeout"
+        assert loop.time() - opened >= 0.9
+        assert eng.listeners() == ["s/good"]
+        await wait_for(lambda: eng.stats()["live_peers"] == 1)
+        before = good.seconds()
+        await good.wait_seconds(before + 1.0)  # still streaming, well past its own timeout
+        assert eng.stats()["sinks"]["s"]["listeners"]["s/good"]["state"] == "connected"
+    finally:
+        await asyncio.gather(good.close(), gone.close())
+        sig.close()
+        await asyncio.to_thread(eng.shutdown)
+
+
+async def test_connect_timeout_counts_from_the_session_that_replaced_a_target() -> None:
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1", connect_timeout=1.0)
+    eng.add_sink("s")
+    sig = AsyncSignaling(eng)
+    try:
+        loop = asyncio.get_running_loop()
+        await sig.request_offer("s/x")
+        await asyncio.sleep(0.6)
+        reopened = loop.time()
+        await sig.request_offer("s/x")  # the first session's timer must not close this one
+        assert await next_bye(sig, "s/x", timeout=15) == "connect timeout"
+        assert loop.time() - reopened >= 0.9
+        assert eng.listeners() == []
+    finally:
+        sig.close()
+        await asyncio.to_thread(eng.shutdown)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf"), 1e9])
+async def test_connect_timeout_must_be_positive_seconds_or_none(value: float) -> None:
+    with pytest.raises(ValueError, match="connect_timeout must be None"):
+        sinkcast.AudioManager(bind_address="127.0.0.1", connect_timeout=value)
+    sinkcast.AudioManager(bind_address="127.0.0.1", connect_timeout=None).shutdown()
+
+
 async def test_a_failed_dtls_handshake_is_reaped_with_a_bye_and_disturbs_no_one(
         engine: sinkcast.AudioManager) -> None:
     """After request_offer the engine is the DTLS server. A handshake that fails

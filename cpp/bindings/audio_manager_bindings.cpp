@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -305,12 +306,14 @@ void bind_audio_manager(nb::module_& m) {
                                "The sinkcast engine: sources mixed into named sinks, each streamed to its "
                                "listeners. realtime=False gives a manual clock driven by render(). ICE: bind_address (an IP address; \"\" for all interfaces), "
                                "port_range=(first, last), ice_servers (stun:/turn: URLs), ice_udp_mux=True to put "
-                               "every listener on one UDP port (the first free one of port_range).")
+                               "every listener on one UDP port (the first free one of port_range). A listener session not connected "
+                               "connect_timeout seconds after it opened (an offer never answered, a peer gone before "
+                               "ICE connected) is closed with a bye; None: never.")
         .def(
             "__init__",
             [](PyAudioManager* self, bool realtime, std::string bind_address,
                std::optional<std::pair<int, int>> port_range, std::vector<std::string> ice_servers,
-               bool ice_udp_mux) {
+               bool ice_udp_mux, std::optional<double> connect_timeout) {
                 ManagerConfig config;
                 config.realtime = realtime;
                 config.bind_address = std::move(bind_address);
@@ -323,10 +326,19 @@ void bind_audio_manager(nb::module_& m) {
                 }
                 config.ice_servers = std::move(ice_servers);
                 config.ice_udp_mux = ice_udp_mux;
+                if (connect_timeout) {
+                    if (!(*connect_timeout > 0 && *connect_timeout <= 86400))
+                        throw nb::value_error("connect_timeout must be None (never) or seconds in (0, 86400]");
+                    config.connect_timeout = std::chrono::milliseconds(
+                        std::max<long long>(1, std::llround(*connect_timeout * 1000)));
+                } else {
+                    config.connect_timeout.reset();
+                }
                 new (self) PyAudioManager(std::move(config));
             },
             nb::kw_only(), "realtime"_a = true, "bind_address"_a = "127.0.0.1", "port_range"_a = nb::none(),
-            "ice_servers"_a = std::vector<std::string>{}, "ice_udp_mux"_a = false)
+            "ice_servers"_a = std::vector<std::string>{}, "ice_udp_mux"_a = false,
+            "connect_timeout"_a.none() = 30.0)
         .def_static(
             "get_instance",
             []() -> PyAudioManager* {

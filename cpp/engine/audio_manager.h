@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +39,11 @@ struct ManagerConfig {
     // Accept remote candidates named "<uuid>.local" (browsers hide LAN addresses
     // that way; resolving them takes mDNS). Other host names are always refused.
     bool allow_mdns_candidates = true;
+    // A listener session not connected this long after it opened (an offer
+    // never answered, a peer gone before ICE connected) is closed with a bye.
+    // Unset: never. libjuice alone gives up only on a peer whose candidates it
+    // had, and an unanswered offer waits forever.
+    std::optional<std::chrono::milliseconds> connect_timeout = std::chrono::seconds(30);
 };
 
 struct SourceConfig {
@@ -195,6 +201,8 @@ private:
     void close_session_locked(std::string target, bool send_bye, const std::string& reason);
     void close_sessions_of_sink_locked(const std::string& sink_id);
     void reap_session(const std::string& target, const std::shared_ptr<SessionLife>& life, const std::string& reason);
+    // connect_timeout's check, on the dispatcher thread: closes the session if it is still there and not connected.
+    void reap_if_not_connected(const std::string& target, const std::shared_ptr<SessionLife>& life);
     void supersede_target_locked(const std::string& target);
     IceConfig ice_config() const;
 

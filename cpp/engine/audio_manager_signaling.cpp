@@ -134,6 +134,9 @@ void AudioManager::start_session_locked(const std::string& target, const std::sh
         throw;
     }
     life->settle(SessionLife::Open);
+    if (config_.connect_timeout)
+        dispatcher_->post_task_at(std::chrono::steady_clock::now() + *config_.connect_timeout,
+                                  [this, target, life] { reap_if_not_connected(target, life); });
 }
 
 std::shared_ptr<WebRTCSender> AudioManager::new_sender(const std::string& target, const std::shared_ptr<Sink>& sink,
@@ -209,6 +212,14 @@ void AudioManager::reap_session(const std::string& target, const std::shared_ptr
     // A newer session may have taken the target since the peer failed: leave that one alone.
     if (it == sessions_.end() || it->second.life != life) return;
     close_session_locked(target, true, reason);
+}
+
+void AudioManager::reap_if_not_connected(const std::string& target, const std::shared_ptr<SessionLife>& life) {
+    std::lock_guard<std::mutex> lock(signaling_mutex_);
+    auto it = sessions_.find(target);
+    if (it == sessions_.end() || it->second.life != life || it->second.sender->connected()) return;
+    // Once connected, a peer that goes away is noticed by ICE (on_closed); before, nothing would.
+    close_session_locked(target, true, "connect timeout");
 }
 
 void AudioManager::handle_incoming_signaling(const std::string& target, const std::string& type,

@@ -37,6 +37,15 @@ void SignalingDispatcher::post_task(Task task) {
     state_->wake.notify_one();
 }
 
+void SignalingDispatcher::post_task_at(std::chrono::steady_clock::time_point when, Task task) {
+    {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        if (state_->stopping) return;
+        state_->timed.emplace(when, std::move(task));
+    }
+    state_->wake.notify_one();
+}
+
 void SignalingDispatcher::stop() {
     {
         std::lock_guard<std::mutex> lock(state_->mutex);
@@ -53,8 +62,23 @@ void SignalingDispatcher::stop() {
 void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
     std::unique_lock<std::mutex> lock(state->mutex);
     for (;;) {
-        state->wake.wait(lock, [&] { return state->stopping || !state->queue.empty(); });
-        if (state->queue.empty()) return;  // stopping and drained
+        // Due timed tasks join the queue behind what is already in it.
+        while (!state->stopping && !state->timed.empty() &&
+               state->timed.begin()->first <= std::chrono::steady_clock::now()) {
+            state->queue.emplace_back(std::move(state->timed.begin()->second));
+            state->timed.erase(state->timed.begin());
+        }
+        if (state->queue.empty()) {
+            if (state->stopping) {
+                state->timed.clear();  // never due now; their captures go with them
+                return;
+            }
+            if (state->timed.empty())
+                state->wake.wait(lock);
+            else
+                state->wake.wait_until(lock, state->timed.begin()->first);
+            continue;
+        }
         auto item = std::move(state->queue.front());
         state->queue.pop_front();
         lock.unlock();

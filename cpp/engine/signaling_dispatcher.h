@@ -6,9 +6,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -95,6 +97,9 @@ public:
 
     void post(SignalingMessage message);  // never blocks for long; after stop() it is dropped
     void post_task(Task task);
+    // Runs `task` on the dispatcher thread once `when` has passed (after what
+    // was queued by then). Tasks not yet due when stop() is called never run.
+    void post_task_at(std::chrono::steady_clock::time_point when, Task task);
 
     // Runs everything already queued, then joins the thread. Idempotent.
     // Called on the dispatcher thread itself (from inside a callback) it drops
@@ -112,6 +117,7 @@ private:
         std::mutex mutex;
         std::condition_variable wake;
         std::deque<std::variant<SignalingMessage, Task>> queue;
+        std::multimap<std::chrono::steady_clock::time_point, Task> timed;  // earliest first
         bool stopping = false;
     };
     static void run(const std::shared_ptr<State>& state);

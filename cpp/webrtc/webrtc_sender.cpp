@@ -576,6 +576,10 @@ bool WebRTCSender::track_open() const {
   return shared_->track_open.load(std::memory_order_acquire);
 }
 
+bool WebRTCSender::connected() const {
+  return !closed_.load() && rtc_->pc->state() == rtc::PeerConnection::State::Connected;
+}
+
 bool WebRTCSender::send_frame(const uint8_t* data, size_t size,
                               std::chrono::microseconds frame_duration) {
   if (!shared_->track_open.load(std::memory_order_acquire)) return false;

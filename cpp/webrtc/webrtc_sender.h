@@ -91,6 +91,8 @@ class WebRTCSender {
   void add_remote_candidate(const std::string& message);
 
   bool track_open() const;  // lock-free
+  // The peer connection is connected (ICE and DTLS), now; false once closed.
+  bool connected() const;
 
   // Sends one encoded Opus frame. The RTP timestamp advances by
   // frame_duration * 48 kHz per call (also for frames dropped by the

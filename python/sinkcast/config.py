@@ -16,6 +16,7 @@ Example::
     port_range = [40000, 40100]
     udp_mux = true              # every listener on one UDP port (the first free one of port_range)
     servers = ["stun:stun.example.org:3478"]
+    connect_timeout = 30        # seconds a listener has to connect before it is dropped; 0: never
 
     [sinks.kitchen]
     channels = 2                # 1 or 2
@@ -116,6 +117,7 @@ class ServerConfig:
     bind_address: str | None = None  # None: follow `host` (see ice_bind_address)
     port_range: tuple[int, int] | None = None
     udp_mux: bool = False
+    connect_timeout: float | None = 30.0  # None: never
     ice_servers: list[str] = field(default_factory=list)
     sinks: list[SinkSpec] = field(default_factory=list)
     sources: list[SourceSpec] = field(default_factory=list)
@@ -234,7 +236,7 @@ def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
             raise c.fail("server.token", problem)
 
     ice = c.table(data.get("ice", {}), "ice")
-    c.no_unknown(ice, {"bind_address", "port_range", "udp_mux", "servers"}, "ice")
+    c.no_unknown(ice, {"bind_address", "port_range", "udp_mux", "servers", "connect_timeout"}, "ice")
     if "bind_address" in ice:
         cfg.bind_address = c.typed(ice["bind_address"], "ice.bind_address", str)
     if "port_range" in ice:
@@ -246,6 +248,11 @@ def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
         cfg.port_range = (pr[0], pr[1])
     if "udp_mux" in ice:
         cfg.udp_mux = c.typed(ice["udp_mux"], "ice.udp_mux", bool)
+    if "connect_timeout" in ice:
+        timeout = c.typed(ice["connect_timeout"], "ice.connect_timeout", (int, float))
+        if not 0 <= timeout <= 86400:
+            raise c.fail("ice.connect_timeout", f"must be seconds from 0 (never) to 86400, got {timeout!r}")
+        cfg.connect_timeout = float(timeout) if timeout else None
     if "servers" in ice:
         servers = c.typed(ice["servers"], "ice.servers", list)
         for i, s in enumerate(servers):
@@ -413,7 +420,7 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
     try:
         eng = AudioManager(
             bind_address=ice_bind_address(cfg), port_range=cfg.port_range, ice_servers=cfg.ice_servers,
-            ice_udp_mux=cfg.udp_mux,
+            ice_udp_mux=cfg.udp_mux, connect_timeout=cfg.connect_timeout,
         )
     except ValueError as e:  # the [ice] table: the engine checks what parse_config does not
         # The engine names its argument ("ice_servers: ...", "port_range must ..."); name the config key.
