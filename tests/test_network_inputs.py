@@ -869,6 +869,28 @@ def test_a_resampled_pipe_plays_to_its_last_frame_from_a_reader_started_after_co
         os.close(r)
 
 
+def test_an_f32le_pipe_plays_nan_and_infinities_as_silence_and_goes_on(manual: sinkcast.AudioManager) -> None:
+    # push() refuses non-finite audio; the reader used to stop at the first NaN.
+    samples = np.full(4800, 0.5, dtype="<f4")
+    samples[[100, 2000, 4000]] = [np.nan, np.inf, -np.inf]
+    r = pipe_holding(samples.tobytes())
+    try:
+        manual.add_sink("out", channels=1)
+        pipe = add_pipe_source(manual, "line", r, sample_rate=48000, channels=1, sample_format="f32le",
+                               buffer_ms=1000, start=False)
+        manual.connect("line", "out")
+        pipe.start()
+        assert pipe.wait(5.0)
+        st = pipe.stats()
+        assert (st["eof"], st["error"], st["frames"], st["nonfinite_samples"]) == (True, None, 4800, 3), st
+        out = manual.render("out", 4800)[:, 0]
+        expected = np.full(4800, 0.5, dtype=np.float32)
+        expected[[100, 2000, 4000]] = 0.0
+        np.testing.assert_array_equal(out, expected)
+    finally:
+        os.close(r)
+
+
 def test_a_pipe_reader_stopped_before_it_started_closes_the_file_it_opened(tmp_path: Path) -> None:
     path = tmp_path / "audio.raw"
     path.write_bytes(bytes(960))

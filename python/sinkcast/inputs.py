@@ -116,7 +116,8 @@ class PipeInput:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._stats: dict[str, Any] = {
-            "frames": 0, "bytes": 0, "blocks": 0, "dropped_bytes": 0, "eof": False, "error": None,
+            "frames": 0, "bytes": 0, "blocks": 0, "dropped_bytes": 0, "nonfinite_samples": 0,
+            "eof": False, "error": None,
         }
         self._thread = threading.Thread(target=self._run, name=f"sinkcast-pipe-{source_id}", daemon=True)
         if start:
@@ -125,7 +126,9 @@ class PipeInput:
     # -- public -------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """frames and bytes pushed, blocks, eof (input ended), error (why the reader stopped, or None)."""
+        """frames and bytes pushed, blocks, nonfinite_samples (f32le NaN or infinite
+        samples, pushed as silence), eof (input ended), error (why the reader
+        stopped, or None)."""
         with self._lock:
             return dict(self._stats)
 
@@ -213,10 +216,19 @@ class PipeInput:
         def push(data: bytes) -> None:
             nonlocal pushed_frames
             samples = np.frombuffer(data, dtype=self._wire).astype(self._native, copy=False)
+            nonfinite = 0
+            if samples.dtype.kind == "f":
+                # push() refuses NaN and infinities; one bad sample must not end
+                # a stream, so it plays as silence and is counted.
+                finite = np.isfinite(samples)
+                if not finite.all():
+                    nonfinite = int(finite.size - np.count_nonzero(finite))
+                    samples = np.where(finite, samples, np.float32(0))
             self.engine.push(self.source_id, samples.reshape(-1, self.channels))
             frames = len(data) // self._frame_bytes
             pushed_frames += frames
             with self._lock:
+                self._stats["nonfinite_samples"] += nonfinite
                 self._stats["frames"] += frames
                 self._stats["bytes"] += len(data)
                 self._stats["blocks"] += 1
