@@ -88,6 +88,7 @@ AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
     configure_libdatachannel_once();
     dispatcher_ = std::make_unique<SignalingDispatcher>(
         [slot = handler_slot_](const SignalingMessage& m) { deliver_via(slot, m); });
+    tasks_ = std::make_unique<TaskThread>("sinkcast tasks");
     live_set().insert(this);
 }
 
@@ -471,6 +472,7 @@ void AudioManager::shutdown() {
         if (auto* net = dynamic_cast<NetInput*>(source.get())) net->stop();
     for (auto& [id, sink] : sinks) sink->stop();
     sources.clear();
+    tasks_->stop();  // no engine lock held: a reap in progress takes signaling_mutex_ (and finds nothing)
     dispatcher_->stop();  // delivers what is queued, then joins: no callback runs after this
     {
         std::lock_guard<std::mutex> lock(handler_slot_->mutex);

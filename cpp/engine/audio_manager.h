@@ -23,6 +23,7 @@
 #include "engine/errors.h"
 #include "engine/signaling_dispatcher.h"
 #include "engine/sink.h"
+#include "engine/task_thread.h"
 #include "net/rtp_receiver.h"
 #include "net/scream_receiver.h"
 #include "webrtc/webrtc_sender.h"
@@ -201,12 +202,14 @@ private:
     void close_session_locked(std::string target, bool send_bye, const std::string& reason);
     void close_sessions_of_sink_locked(const std::string& sink_id);
     void reap_session(const std::string& target, const std::shared_ptr<SessionLife>& life, const std::string& reason);
-    // connect_timeout's check, on the dispatcher thread: closes the session if it is still there and not connected.
+    // connect_timeout's check, on tasks_: closes the session if it is still there and not connected.
     void reap_if_not_connected(const std::string& target, const std::shared_ptr<SessionLife>& life);
     void supersede_target_locked(const std::string& target);
     IceConfig ice_config() const;
 
     std::unique_ptr<SignalingDispatcher> dispatcher_;
+    // Reaping, apart from the dispatcher: a slow callback must not keep dead listeners listed.
+    std::unique_ptr<TaskThread> tasks_;
     // Serializes signaling (incoming messages, reaping, sink removal) and guards sessions_.
     // Lock order: signaling_mutex_, then registry_mutex_.
     mutable std::mutex signaling_mutex_;

@@ -135,8 +135,8 @@ void AudioManager::start_session_locked(const std::string& target, const std::sh
     }
     life->settle(SessionLife::Open);
     if (config_.connect_timeout)
-        dispatcher_->post_task_at(std::chrono::steady_clock::now() + *config_.connect_timeout,
-                                  [this, target, life] { reap_if_not_connected(target, life); });
+        tasks_->post_at(TaskThread::Clock::now() + *config_.connect_timeout,
+                        [this, target, life] { reap_if_not_connected(target, life); });
 }
 
 std::shared_ptr<WebRTCSender> AudioManager::new_sender(const std::string& target, const std::shared_ptr<Sink>& sink,
@@ -146,9 +146,10 @@ std::shared_ptr<WebRTCSender> AudioManager::new_sender(const std::string& target
     callbacks.on_signal = [dispatcher, target, life](const std::string& type, const std::string& message) {
         dispatcher->post({target, type, message, life});
     };
-    callbacks.on_closed = [this, dispatcher, target, life](const std::string& reason) {
-        // Reaped on the dispatcher thread: closing a peer from one of its own callbacks could deadlock.
-        dispatcher->post_task([this, target, life, reason] { reap_session(target, life, reason); });
+    TaskThread* tasks = tasks_.get();
+    callbacks.on_closed = [this, tasks, target, life](const std::string& reason) {
+        // Reaped on the task thread: closing a peer from one of its own callbacks could deadlock.
+        tasks->post([this, target, life, reason] { reap_session(target, life, reason); });
     };
     callbacks.on_gathering_complete = [dispatcher, target, life](const std::string&, const std::string&,
                                                                  const std::string& mid, int mline_index) {

@@ -28,24 +28,6 @@ void SignalingDispatcher::post(SignalingMessage message) {
     state_->wake.notify_one();
 }
 
-void SignalingDispatcher::post_task(Task task) {
-    {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        if (state_->stopping) return;
-        state_->queue.emplace_back(std::move(task));
-    }
-    state_->wake.notify_one();
-}
-
-void SignalingDispatcher::post_task_at(std::chrono::steady_clock::time_point when, Task task) {
-    {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        if (state_->stopping) return;
-        state_->timed.emplace(when, std::move(task));
-    }
-    state_->wake.notify_one();
-}
-
 void SignalingDispatcher::stop() {
     {
         std::lock_guard<std::mutex> lock(state_->mutex);
@@ -62,35 +44,17 @@ void SignalingDispatcher::stop() {
 void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
     std::unique_lock<std::mutex> lock(state->mutex);
     for (;;) {
-        // Due timed tasks join the queue behind what is already in it.
-        while (!state->stopping && !state->timed.empty() &&
-               state->timed.begin()->first <= std::chrono::steady_clock::now()) {
-            state->queue.emplace_back(std::move(state->timed.begin()->second));
-            state->timed.erase(state->timed.begin());
-        }
-        if (state->queue.empty()) {
-            if (state->stopping) {
-                state->timed.clear();  // never due now; their captures go with them
-                return;
-            }
-            if (state->timed.empty())
-                state->wake.wait(lock);
-            else
-                state->wake.wait_until(lock, state->timed.begin()->first);
-            continue;
-        }
+        state->wake.wait(lock, [&] { return state->stopping || !state->queue.empty(); });
+        if (state->queue.empty()) return;  // stopping and drained
         auto item = std::move(state->queue.front());
         state->queue.pop_front();
         lock.unlock();
         // Never let an exception escape into this thread (it would terminate the process).
         try {
-            if (auto* message = std::get_if<SignalingMessage>(&item))
-                state->deliver(*message);
-            else
-                std::get<Task>(item)();
+            state->deliver(item);
         } catch (...) {
         }
-        item = SignalingMessage{};  // release captured state before taking the lock again
+        item = SignalingMessage{};  // release the session it names before taking the lock again
         lock.lock();
     }
 }

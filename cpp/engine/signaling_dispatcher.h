@@ -1,21 +1,18 @@
 // The one engine thread that delivers signaling messages to the application
-// (Python) and runs the engine's own deferred signaling work (reaping a
-// listener whose peer failed). libdatachannel's threads only ever enqueue
-// here, so they never wait on the application, and messages keep the order
-// in which they were posted (so per listener, too).
+// (Python). libdatachannel's threads only ever enqueue here, so they never
+// wait on the application, and messages keep the order in which they were
+// posted (so per listener, too). The engine's own deferred work (reaping a
+// listener) runs elsewhere (TaskThread): a slow application must not delay it.
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <variant>
 
 namespace sinkcast {
 
@@ -90,16 +87,11 @@ public:
 
 class SignalingDispatcher {
 public:
-    using Task = std::function<void()>;
     // `deliver` is called on the dispatcher thread for every posted message.
     explicit SignalingDispatcher(std::function<void(const SignalingMessage&)> deliver);
     ~SignalingDispatcher();
 
     void post(SignalingMessage message);  // never blocks for long; after stop() it is dropped
-    void post_task(Task task);
-    // Runs `task` on the dispatcher thread once `when` has passed (after what
-    // was queued by then). Tasks not yet due when stop() is called never run.
-    void post_task_at(std::chrono::steady_clock::time_point when, Task task);
 
     // Runs everything already queued, then joins the thread. Idempotent.
     // Called on the dispatcher thread itself (from inside a callback) it drops
@@ -116,8 +108,7 @@ private:
         std::function<void(const SignalingMessage&)> deliver;
         std::mutex mutex;
         std::condition_variable wake;
-        std::deque<std::variant<SignalingMessage, Task>> queue;
-        std::multimap<std::chrono::steady_clock::time_point, Task> timed;  // earliest first
+        std::deque<SignalingMessage> queue;
         bool stopping = false;
     };
     static void run(const std::shared_ptr<State>& state);

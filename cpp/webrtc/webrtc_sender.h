@@ -107,7 +107,7 @@ class WebRTCSender {
   // it while holding a lock that the callbacks take, nor from inside one of its
   // callbacks: it takes libdatachannel's callback locks while holding the
   // sender's own, the reverse of their order on a callback's way in (the engine
-  // closes a failed peer from its dispatcher thread, never from the callback).
+  // closes a failed peer from its task thread, never from the callback).
   void close();
   bool closed() const;
 
