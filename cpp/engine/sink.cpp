@@ -89,16 +89,20 @@ void Sink::render(float* out, size_t frames) {
     deliver(out, frames);
 }
 
+void Sink::forget_closed_taps_locked() {
+    // erase() only moves pointers, it never allocates.
+    taps_.erase(std::remove_if(taps_.begin(), taps_.end(),
+                               [](const auto& weak) {
+                                   auto tap = weak.lock();
+                                   return !tap || tap->closed();
+                               }),
+                taps_.end());
+}
+
 void Sink::deliver(const float* frames, size_t count) {
     {
         std::lock_guard<std::mutex> lock(taps_mutex_);
-        // Closed or dropped taps leave here; erase() only moves pointers, it never allocates.
-        taps_.erase(std::remove_if(taps_.begin(), taps_.end(),
-                                   [](const auto& weak) {
-                                       auto tap = weak.lock();
-                                       return !tap || tap->closed();
-                                   }),
-                    taps_.end());
+        forget_closed_taps_locked();
         for (auto& weak : taps_)
             if (auto tap = weak.lock()) tap->write(frames, count);
     }
@@ -108,6 +112,8 @@ void Sink::deliver(const float* frames, size_t count) {
 std::shared_ptr<PcmTap> Sink::open_tap(size_t capacity_frames) {
     auto tap = std::make_shared<PcmTap>(config_.channels, capacity_frames);
     std::lock_guard<std::mutex> lock(taps_mutex_);
+    // Also here: on a manual clock nothing else may run deliver() between opens.
+    forget_closed_taps_locked();
     taps_.push_back(tap);
     return tap;
 }

@@ -73,6 +73,7 @@ private:
     // The real-time clock ticks once per Opus frame: 1 or 2 periods.
     size_t periods_per_tick() const { return static_cast<size_t>(config_.frame_ms / kPeriodMs); }
     void deliver(const float* frames, size_t count);
+    void forget_closed_taps_locked();  // taps_mutex_ held
 
     std::string id_;
     SinkConfig config_;
