@@ -192,6 +192,53 @@ async def test_a_session_whose_bye_follows_its_answer_is_not_kept(server: tuple[
         await listener.close()
 
 
+@pytest.mark.asyncio
+async def test_a_post_whose_client_left_before_the_answer_leaves_no_session() -> None:
+    # A client that gives up while the engine answers never gets the Location
+    # to DELETE, nor connects: the session used to stay until the engine's
+    # connect_timeout (a burst of aborted POSTs left thousands open at once).
+    # Served as `sinkcast serve` does (AppRunner: a handler runs on after its
+    # client left; aiohttp's TestServer would cancel it).
+    engine = build_engine(demo_config())
+    app = make_app(engine)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    whep = app[SERVER_KEY]
+    real_open = whep.signaling.open_listener
+    client_gone = asyncio.Event()
+
+    async def open_after_the_client_left(target: str, offer: str, **options: Any) -> str:
+        answer = await real_open(target, offer, **options)
+        await client_gone.wait()
+        await asyncio.sleep(0.3)  # the server's side of the connection sees it closed
+        return answer
+
+    whep.signaling.open_listener = open_after_the_client_left  # type: ignore[method-assign]
+    listener, offer = await whep_offer()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = offer.encode()
+        writer.write(b"POST /whep/tone HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        deadline = time.monotonic() + 10
+        while not engine.listeners():
+            assert time.monotonic() < deadline, "the POST never opened a session"
+            await asyncio.sleep(0.02)
+        writer.close()
+        await writer.wait_closed()
+        client_gone.set()
+        while engine.listeners():
+            assert time.monotonic() < deadline, "the session of the abandoned POST is still open"
+            await asyncio.sleep(0.02)
+        assert whep.sessions == {}
+    finally:
+        await listener.close()
+        await runner.cleanup()
+
+
 async def arriving_in_pieces(text: str, pieces: int = 3) -> AsyncIterator[bytes]:
     """A request body that reaches the server in several TCP writes, as over a real network."""
     data = text.encode()

@@ -159,6 +159,11 @@ class SinkcastServer:
             raise web.HTTPBadRequest(text=f"bad offer: {e}\n", headers=CORS_HEADERS) from None
         except TimeoutError:  # open_listener has closed the session
             raise web.HTTPServiceUnavailable(text="the engine did not answer in time\n", headers=CORS_HEADERS) from None
+        if request.transport is None or request.transport.is_closing():
+            # The client gave up while the engine answered: nobody will get the
+            # Location to DELETE, nor connect. Closed now, not at connect_timeout.
+            await self.signaling.close_listener(session.target)
+            raise web.HTTPServiceUnavailable(text="the client went away\n", headers=CORS_HEADERS)
         # Registered first: forget() hands the session's unread messages (a bye
         # that came right after its candidates) to _on_engine_message at once.
         self.sessions[session.target] = session
