@@ -33,3 +33,32 @@ def test_mypy_catches_a_misuse(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy", "--strict", str(bad)], capture_output=True, text=True,
                           cwd=tmp_path)
     assert proc.returncode == 1 and "add_sink" in proc.stdout
+
+
+def test_the_readme_api_table_names_the_real_parameters() -> None:
+    # Keyword arguments copied from the README must work: the table once
+    # wrote add_sink(id, ...) and connect(source, sink, ...) for sink_id and
+    # source_id, and set_volume(id, v) for volume.
+    import ast
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## The API", 1)[1].split("### ", 1)[0]
+    stub = ast.parse((Path(sinkcast.__file__).parent / "_sinkcast.pyi").read_text())
+    manager = next(n for n in stub.body if isinstance(n, ast.ClassDef) and n.name == "AudioManager")
+    params = {
+        f.name: {a.arg for a in f.args.args + f.args.kwonlyargs} - {"self"}
+        for f in manager.body if isinstance(f, ast.FunctionDef)
+    }
+    params["AudioManager"] = params["__init__"]
+    checked = 0
+    for row in table.splitlines():
+        if not row.startswith("| `"):
+            continue
+        cell = row.split(" | ")[0]
+        for name, args in re.findall(r"`(\w+)\(([^`]*)\)", cell):
+            assert name in params, f"README names {name}(), which AudioManager does not have"
+            for arg in filter(None, (a.split("=")[0].strip(" *") for a in args.split(","))):
+                assert arg in params[name], f"README: {name}({arg}=...), but {name} takes {sorted(params[name])}"
+                checked += 1
+    assert checked > 30

@@ -4,10 +4,12 @@ The RTP and Scream receivers live in the engine (``AudioManager.add_rtp_source``
 ``AudioManager.add_scream_source``); a raw PCM stream needs no parsing, so it is
 read here by one Python thread that pushes blocks into an ordinary push source::
 
-    ffmpeg -i song.flac -f s16le -ac 2 -ar 48000 - | python app.py    # app.py:
+    ffmpeg -re -i song.flac -f s16le -ac 2 -ar 48000 - | python app.py    # app.py:
     from sinkcast.inputs import add_pipe_source
     pipe = add_pipe_source(eng, "stdin", "-", sample_rate=48000, channels=2)
 
+Pipes are read as their writer writes: one faster than real time (no ``-re``)
+needs ``pace=True``, or the source's ring overflows and audio is dropped.
 The thread stops at end of input, on ``stop()``, when the source is removed or
 when the engine shuts down.
 """
