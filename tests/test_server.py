@@ -488,6 +488,15 @@ def test_cli_serve_runs_the_demo_and_stops_on_ctrl_c() -> None:
             proc.kill()
 
 
+def test_cli_serve_without_aiohttp_says_which_extra_to_install() -> None:
+    # `pip install .` has no aiohttp; serve used to end in a ModuleNotFoundError traceback.
+    code = "import sys; sys.modules['aiohttp'] = None; from sinkcast.cli import main; sys.exit(main(['serve']))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == (
+        "sinkcast: serve needs aiohttp, which is not installed: pip install 'sinkcast[server]'")
+
+
 def test_cli_reports_a_bad_config(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, "bad.toml")
     with open(path, "w") as f:

@@ -97,8 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg.host = args.host
         if args.port is not None:
             cfg.port = args.port
-        from sinkcast.server import serve as run_server
-
+        try:
+            from sinkcast.server import serve as run_server
+        except ModuleNotFoundError as e:  # `pip install .` without the [server] extra
+            if (e.name or "").partition(".")[0] != "aiohttp":
+                raise
+            print(f"sinkcast: serve needs {e.name}, which is not installed: pip install 'sinkcast[server]'",
+                  file=sys.stderr)
+            return 1
         try:
             return run_server(cfg)
         except ConfigError as e:
