@@ -228,6 +228,50 @@ def test_outgoing_messages_carry_the_target_they_were_opened_with(eng: sinkcast.
         assert types[0] == "answer"  # per target, in order: the answer before its candidates
 
 
+def engine_threads() -> int:
+    """Threads of this process that an engine started (named "sinkcast ...")."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                count += f.read().startswith("sinkcast")
+        except FileNotFoundError:  # ended meanwhile
+            pass
+    return count
+
+
+def test_an_engine_whose_callback_refers_to_it_is_collected() -> None:
+    # The callback often refers back to its engine: a closure, a bound method,
+    # AsyncSignaling. Dropped without shutdown(), such an engine was never
+    # freed and its clock threads mixed for good (10 engines: 50 threads).
+    import gc
+
+    from sinkcast.aio import AsyncSignaling
+
+    before = engine_threads()
+
+    def with_a_closure() -> None:
+        eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+        eng.add_sink("s")
+        eng.set_python_webrtc_signaling_callback(lambda target, type, message: eng.listeners())
+
+    async def with_the_adapter() -> None:
+        eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+        eng.add_sink("s")
+        eng.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
+        AsyncSignaling(eng)
+
+    for _ in range(3):
+        with_a_closure()
+        asyncio.run(with_the_adapter())
+    assert engine_threads() > before  # nothing has freed them yet: the cycles hold them
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while engine_threads() > before:
+        assert time.monotonic() < deadline, f"{engine_threads() - before} engine threads left after gc.collect()"
+        time.sleep(0.05)
+
+
 def test_a_callback_that_raises_goes_to_unraisablehook(eng: sinkcast.AudioManager) -> None:
     seen: list[Any] = []
     old_hook = sys.unraisablehook

@@ -308,7 +308,8 @@ void bind_audio_manager(nb::module_& m) {
                                "port_range=(first, last), ice_servers (stun:/turn: URLs), ice_udp_mux=True to put "
                                "every listener on one UDP port (the first free one of port_range). A listener session not connected "
                                "connect_timeout seconds after it opened (an offer never answered, a peer gone before "
-                               "ICE connected) is closed with a bye; None: never.")
+                               "ICE connected) is closed with a bye; None: never.",
+                               nb::type_slots(audio_manager_gc_slots))
         .def(
             "__init__",
             [](PyAudioManager* self, bool realtime, std::string bind_address,
