@@ -891,6 +891,28 @@ def test_an_f32le_pipe_plays_nan_and_infinities_as_silence_and_goes_on(manual: s
         os.close(r)
 
 
+@pytest.mark.parametrize(
+    ("path", "error", "message"),
+    [
+        (3.5, TypeError, "path must be a file name, '-' \\(stdin\\), a file descriptor or a binary file object, "
+                         "got float"),
+        (True, TypeError, "got bool"),
+        (io.StringIO("text"), TypeError, "not a text stream"),
+        ("DIRECTORY", IsADirectoryError, "not a directory"),
+    ],
+)
+def test_add_pipe_source_refuses_what_it_cannot_read(tmp_path: Path, path: Any, error: type, message: str) -> None:
+    # These used to be accepted: the reader then died with a traceback on
+    # stderr (a float) or stopped with a puzzling error in stats().
+    e = sinkcast.AudioManager(realtime=False)
+    try:
+        with pytest.raises(error, match=message):
+            add_pipe_source(e, "p", str(tmp_path) if path == "DIRECTORY" else path)
+        assert e.sources() == []  # nothing half made
+    finally:
+        e.shutdown()
+
+
 def test_a_pipe_reader_stopped_before_it_started_closes_the_file_it_opened(tmp_path: Path) -> None:
     path = tmp_path / "audio.raw"
     path.write_bytes(bytes(960))

@@ -17,6 +17,8 @@ when the engine shuts down.
 from __future__ import annotations
 
 import atexit
+import errno
+import io
 import os
 import select
 import stat
@@ -56,7 +58,7 @@ class PipeInput:
     ``pace`` (default: for regular files, and file objects with no descriptor
     such as ``io.BytesIO``) reads at real-time speed, so a file
     plays rather than flooding the source's buffer; pipes and FIFOs are paced by
-    their writer.
+    their writer (one faster than real time needs ``pace=True``, or audio is dropped).
     """
 
     def __init__(
@@ -76,6 +78,14 @@ class PipeInput:
             raise ValueError(f"sample_format must be one of {', '.join(PIPE_FORMATS)}, got {sample_format!r}")
         if not 1 <= block_ms <= 1000:
             raise ValueError(f"block_ms must be 1 to 1000, got {block_ms}")
+        if isinstance(path, io.TextIOBase):
+            raise TypeError("path must be a binary file object, not a text stream (sys.stdin.buffer, "
+                            "open(name, 'rb'), io.BytesIO)")
+        if isinstance(path, bool) or not (
+            isinstance(path, (str, int, os.PathLike)) or callable(getattr(path, "read", None))
+        ):
+            raise TypeError(f"path must be a file name, '-' (stdin), a file descriptor or a binary file object, "
+                            f"got {type(path).__name__}")
         self.engine = engine
         self.source_id = source_id
         self.sample_rate = sample_rate
@@ -99,6 +109,10 @@ class PipeInput:
             # Non-blocking open: a FIFO without a writer yet must not hang us (or stop()).
             self._fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NONBLOCK)
             self._owns_fd = True
+            if stat.S_ISDIR(os.fstat(self._fd).st_mode):
+                self._close()
+                raise IsADirectoryError(errno.EISDIR, "a pipe source reads a file, a FIFO or a pipe, not a directory",
+                                        os.fspath(path))
         else:
             fd = _descriptor(path)
             if fd is not None and getattr(path, "seekable", lambda: False)():
