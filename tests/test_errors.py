@@ -79,6 +79,18 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     ("jitter_ms", lambda e: e.add_source("x", buffer_ms=100, jitter_ms=100), ValueError, "jitter_ms"),
     ("render negative", lambda e: e.render("out", -1), ValueError, "frames"),
     ("tap seconds", lambda e: e.open_tap("out", seconds=0.0), ValueError, "seconds"),
+    # An int beyond the C type used to be nanobind's TypeError listing the signature, naming no argument.
+    ("huge bitrate", lambda e: e.add_sink("x", bitrate=10**10), ValueError, "bitrate is out of range, got 10000000000"),
+    ("huge frame_ms", lambda e: e.add_sink("x", frame_ms=10**12), ValueError, "frame_ms is out of range"),
+    ("huge rate", lambda e: e.add_source("x", sample_rate=10**10), ValueError, "sample_rate is out of range"),
+    ("huge port", lambda e: e.add_rtp_source("x", port=-10**10), ValueError, "port is out of range"),
+    ("scream channels", lambda e: e.add_scream_source("x", channels=2**40), ValueError, "channels is out of range"),
+    ("negative seed", lambda e: e.add_noise_source("x", seed=-1), ValueError, "seed must be 0 or more, got -1"),
+    # Ids swapped, or a sink where a source belongs: the message says what the id is.
+    ("push to a sink", lambda e: e.push("out", np.zeros(4, np.float32)), sinkcast.UnknownSourceError,
+     "unknown source 'out' ('out' is a sink)"),
+    ("swapped route", lambda e: e.connect("out", "mic"), sinkcast.UnknownSourceError, "'out' is a sink"),
+    ("render a source", lambda e: e.render("mic", 10), sinkcast.UnknownSinkError, "'mic' is a source"),
 ]
 
 

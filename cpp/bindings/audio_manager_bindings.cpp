@@ -14,6 +14,7 @@
 #include <cmath>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <thread>
 #include <optional>
@@ -36,6 +37,21 @@ using AnyCpuArray = nb::ndarray<nb::ro, nb::device::cpu>;
 using FloatFrames = nb::ndarray<nb::numpy, float, nb::ndim<2>>;
 
 constexpr size_t kMaxRenderFrames = 48000 * 600;  // ten minutes per call
+
+// Integer arguments are taken as 64-bit: nanobind refuses a Python int that
+// does not fit the C type with a TypeError listing the signature, which does
+// not say which argument is wrong. One beyond int's range is a ValueError
+// that names it; within it, the engine's own check says what is allowed.
+int narrow(int64_t value, const char* name) {
+    if (value < std::numeric_limits<int>::min() || value > std::numeric_limits<int>::max())
+        throw nb::value_error((std::string(name) + " is out of range, got " + std::to_string(value)).c_str());
+    return static_cast<int>(value);
+}
+
+std::optional<int> narrow(std::optional<int64_t> value, const char* name) {
+    if (!value) return std::nullopt;
+    return narrow(*value, name);
+}
 
 std::optional<SampleFormat> format_of(const AnyCpuArray& a) {
     if (a.dtype() == nb::dtype<int16_t>()) return SampleFormat::Int16;
@@ -353,14 +369,14 @@ void bind_audio_manager(nb::module_& m) {
         .def_prop_ro("closed", &PyAudioManager::closed)
         .def(
             "add_sink",
-            [](PyAudioManager& self, const std::string& sink_id, int channels, int frame_ms, double volume,
-               std::optional<int> bitrate, int complexity, bool low_delay) {
+            [](PyAudioManager& self, const std::string& sink_id, int64_t channels, int64_t frame_ms, double volume,
+               std::optional<int64_t> bitrate, int64_t complexity, bool low_delay) {
                 SinkConfig c;
-                c.channels = channels;
-                c.frame_ms = frame_ms;
+                c.channels = narrow(channels, "channels");
+                c.frame_ms = narrow(frame_ms, "frame_ms");
                 c.volume = volume;
-                c.bitrate_bps = bitrate;
-                c.complexity = complexity;
+                c.bitrate_bps = narrow(bitrate, "bitrate");
+                c.complexity = narrow(complexity, "complexity");
                 c.low_delay = low_delay;
                 self.add_sink(sink_id, c);
             },
@@ -373,13 +389,13 @@ void bind_audio_manager(nb::module_& m) {
         .def("sinks", &PyAudioManager::sink_ids, nb::call_guard<nb::gil_scoped_release>(), "The sink ids, sorted.")
         .def(
             "add_source",
-            [](PyAudioManager& self, const std::string& source_id, int sample_rate, int channels, int buffer_ms,
-               int jitter_ms) {
+            [](PyAudioManager& self, const std::string& source_id, int64_t sample_rate, int64_t channels,
+               int64_t buffer_ms, int64_t jitter_ms) {
                 SourceConfig c;
-                c.sample_rate = sample_rate;
-                c.channels = channels;
-                c.buffer_ms = buffer_ms;
-                c.jitter_ms = jitter_ms;
+                c.sample_rate = narrow(sample_rate, "sample_rate");
+                c.channels = narrow(channels, "channels");
+                c.buffer_ms = narrow(buffer_ms, "buffer_ms");
+                c.jitter_ms = narrow(jitter_ms, "jitter_ms");
                 self.add_source(source_id, c);
             },
             "source_id"_a, "sample_rate"_a = 48000, "channels"_a = 1, "buffer_ms"_a = 500, "jitter_ms"_a = 20,
@@ -389,9 +405,14 @@ void bind_audio_manager(nb::module_& m) {
             "of audio is queued.")
         .def(
             "add_rtp_source",
-            [](PyAudioManager& self, const std::string& source_id, int port, std::string bind_address,
-               std::string encoding, std::optional<int> sample_rate, int channels, std::optional<int> payload_type,
-               int jitter_ms, int buffer_ms, bool fec, std::string multicast_interface) {
+            [](PyAudioManager& self, const std::string& source_id, int64_t port64, std::string bind_address,
+               std::string encoding, std::optional<int64_t> sample_rate64, int64_t channels64,
+               std::optional<int64_t> payload_type64, int64_t jitter_ms64, int64_t buffer_ms64, bool fec,
+               std::string multicast_interface) {
+                const int port = narrow(port64, "port"), channels = narrow(channels64, "channels");
+                const int jitter_ms = narrow(jitter_ms64, "jitter_ms"), buffer_ms = narrow(buffer_ms64, "buffer_ms");
+                const std::optional<int> sample_rate = narrow(sample_rate64, "sample_rate");
+                const std::optional<int> payload_type = narrow(payload_type64, "payload_type");
                 RtpInputConfig c;
                 c.endpoint.bind_address = std::move(bind_address);
                 c.endpoint.multicast_interface = std::move(multicast_interface);
@@ -430,15 +451,15 @@ void bind_audio_manager(nb::module_& m) {
             "the one the routing table picks). Counters in stats()['inputs'][source_id].")
         .def(
             "add_scream_source",
-            [](PyAudioManager& self, const std::string& source_id, int port, std::string bind_address, int channels,
-               int jitter_ms, int buffer_ms, std::string multicast_interface) {
+            [](PyAudioManager& self, const std::string& source_id, int64_t port, std::string bind_address,
+               int64_t channels, int64_t jitter_ms, int64_t buffer_ms, std::string multicast_interface) {
                 ScreamInputConfig c;
                 c.endpoint.bind_address = std::move(bind_address);
                 c.endpoint.multicast_interface = std::move(multicast_interface);
-                c.endpoint.port = port;
-                c.channels = channels;
-                c.target_delay_ms = jitter_ms;
-                c.buffer_ms = buffer_ms;
+                c.endpoint.port = narrow(port, "port");
+                c.channels = narrow(channels, "channels");
+                c.target_delay_ms = narrow(jitter_ms, "jitter_ms");
+                c.buffer_ms = narrow(buffer_ms, "buffer_ms");
                 return self.add_scream_source(source_id, c);
             },
             "source_id"_a, nb::kw_only(), "port"_a = 4010, "bind_address"_a = "127.0.0.1", "channels"_a = 2,
@@ -452,8 +473,14 @@ void bind_audio_manager(nb::module_& m) {
             "port.")
         .def("add_tone_source", &PyAudioManager::add_tone_source, "source_id"_a, "frequency_hz"_a = 440.0,
              "amplitude"_a = 0.25, nb::call_guard<nb::gil_scoped_release>(), "Adds a mono sine-tone source.")
-        .def("add_noise_source", &PyAudioManager::add_noise_source, "source_id"_a, "amplitude"_a = 0.1,
-             "seed"_a = 0, nb::call_guard<nb::gil_scoped_release>(), "Adds a mono white-noise source.")
+        .def(
+            "add_noise_source",
+            [](PyAudioManager& self, const std::string& source_id, double amplitude, int64_t seed) {
+                if (seed < 0) throw nb::value_error(("seed must be 0 or more, got " + std::to_string(seed)).c_str());
+                self.add_noise_source(source_id, amplitude, static_cast<uint64_t>(seed));
+            },
+            "source_id"_a, "amplitude"_a = 0.1, "seed"_a = 0, nb::call_guard<nb::gil_scoped_release>(),
+            "Adds a mono white-noise source.")
         .def("remove_source", &PyAudioManager::remove_source, "source_id"_a,
              nb::call_guard<nb::gil_scoped_release>(), "Removes a source and every route from it.")
         .def("sources", &PyAudioManager::source_ids, nb::call_guard<nb::gil_scoped_release>(),

@@ -111,7 +111,8 @@ std::shared_ptr<Sink> AudioManager::find_sink_locked(const std::string& id) cons
     auto it = sinks_.find(id);
     if (it == sinks_.end()) {
         ensure_open();  // a shutdown() that emptied the registry since the caller's check says so
-        throw UnknownIdError("sink", id);
+        // A source's id where a sink's belongs: arguments swapped, most likely.
+        throw UnknownIdError("sink", id, sources_.count(id) ? "'" + id + "' is a source" : "");
     }
     return it->second;
 }
@@ -120,7 +121,7 @@ std::shared_ptr<Source> AudioManager::find_source_locked(const std::string& id) 
     auto it = sources_.find(id);
     if (it == sources_.end()) {
         ensure_open();
-        throw UnknownIdError("source", id);
+        throw UnknownIdError("source", id, sinks_.count(id) ? "'" + id + "' is a sink" : "");
     }
     return it->second;
 }

@@ -11,8 +11,11 @@ namespace sinkcast {
 // An id that names no sink / source (Python: UnknownSinkError / UnknownSourceError, both KeyError).
 class UnknownIdError : public std::out_of_range {
 public:
-    UnknownIdError(std::string kind, std::string id)
-        : std::out_of_range("unknown " + kind + " '" + id + "'"), kind_(std::move(kind)), id_(std::move(id)) {}
+    // hint: what else the id names, if anything ("'out' is a sink"), for the message.
+    UnknownIdError(std::string kind, std::string id, const std::string& hint = "")
+        : std::out_of_range("unknown " + kind + " '" + id + "'" + (hint.empty() ? "" : " (" + hint + ")")),
+          kind_(std::move(kind)),
+          id_(std::move(id)) {}
     const std::string& kind() const { return kind_; }
     const std::string& id() const { return id_; }
 
