@@ -311,6 +311,40 @@ async def test_connect_timeout_must_be_positive_seconds_or_none(value: float) ->
     sinkcast.AudioManager(bind_address="127.0.0.1", connect_timeout=None).shutdown()
 
 
+LOG_SCRIPT = """
+import time, sinkcast
+from sinkcast import _sinkcast as native
+e = sinkcast.AudioManager(bind_address="127.0.0.1")
+e.add_sink("s")
+e.set_python_webrtc_signaling_callback(lambda *a: None)
+p = native._ReceiveProbe("127.0.0.1")
+e.handle_incoming_webrtc_signaling_message("s/l", "offer", p.create_offer(5.0))
+# An IPv6 candidate, as browsers offer, unreachable from an IPv4 bind address.
+e.handle_incoming_webrtc_signaling_message(
+    "s/l", "candidate", '{"candidate": "candidate:1 1 udp 2122260223 ::1 9 typ host", "sdpMid": "0"}')
+time.sleep(1.5)
+p.close()
+e.shutdown()
+"""
+
+
+@pytest.mark.parametrize("level", [None, "warning"])
+async def test_libdatachannel_warnings_show_only_when_asked_for(level: str | None) -> None:
+    # libjuice warned on stderr at every send to an unreachable candidate of an
+    # ordinary connection; the default level is now error.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "SINKCAST_LIBDATACHANNEL_LOG"}
+    if level:
+        env["SINKCAST_LIBDATACHANNEL_LOG"] = level
+    proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", LOG_SCRIPT], capture_output=True,
+                                   text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert ("[libdatachannel warning]" in proc.stderr) == (level == "warning"), proc.stderr
+
+
 async def test_a_failed_dtls_handshake_is_reaped_with_a_bye_and_disturbs_no_one(
         engine: sinkcast.AudioManager) -> None:
     """After request_offer the engine is the DTLS server. A handshake that fails

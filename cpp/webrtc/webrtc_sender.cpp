@@ -33,16 +33,19 @@ const char* level_name(rtc::LogLevel level) {
 
 rtc::LogLevel level_from_env() {
   const char* env = std::getenv("SINKCAST_LIBDATACHANNEL_LOG");
-  if (env == nullptr || *env == '\0') return rtc::LogLevel::Warning;
+  // Not warning by default: libjuice warns at every failed send, which an IPv4
+  // bind address meets at each IPv6 candidate of an ordinary browser offer.
+  if (env == nullptr || *env == '\0') return rtc::LogLevel::Error;
   std::string v(env);
   std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
   if (v == "none" || v == "off" || v == "0") return rtc::LogLevel::None;
   if (v == "fatal") return rtc::LogLevel::Fatal;
   if (v == "error") return rtc::LogLevel::Error;
+  if (v == "warning") return rtc::LogLevel::Warning;
   if (v == "info") return rtc::LogLevel::Info;
   if (v == "debug") return rtc::LogLevel::Debug;
   if (v == "verbose") return rtc::LogLevel::Verbose;
-  return rtc::LogLevel::Warning;
+  return rtc::LogLevel::Error;
 }
 
 }  // namespace

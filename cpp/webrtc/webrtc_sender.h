@@ -146,8 +146,8 @@ class WebRTCSender {
   uint32_t rtp_timestamp_ = 0;  // mixer thread only
 };
 
-// rtc::InitLogger (level from $SINKCAST_LIBDATACHANNEL_LOG: none, fatal, error,
-// warning (default), info, debug, verbose; written to stderr) and
+// rtc::InitLogger (level from $SINKCAST_LIBDATACHANNEL_LOG: none, fatal, error
+// (default), warning, info, debug, verbose; written to stderr) and
 // rtc::SetThreadPoolSize(max(4, cores)) before any PeerConnection, which
 // avoids the setRemoteDescription deadlock on 2-core hosts (libdatachannel
 // issues 1611/1616). Idempotent, thread-safe; WebRTCSender calls it too.
