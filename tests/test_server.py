@@ -546,6 +546,8 @@ def test_cli_announces_the_address_it_bound() -> None:
     assert proc2.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc2.stderr, proc2.stderr
     assert "sinkcast: open" not in proc2.stdout and "Traceback" not in proc2.stderr
+    # Nor what it would have served: it served nothing.
+    assert "serving" not in proc2.stdout and "media (ICE)" not in proc2.stdout, proc2.stdout
 
 
 @pytest.mark.parametrize("seconds", ["-1", "0", "nan", "inf"])

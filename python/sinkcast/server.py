@@ -433,28 +433,31 @@ def serve(cfg: ServerConfig) -> int:
     pipe_inputs: dict[str, PipeInput] = {}
     engine = build_engine(cfg, pipe_inputs=pipe_inputs)
     app = make_app(engine, token=cfg.token, pipe_inputs=pipe_inputs)
-    sinks = ", ".join(engine.sinks())
-    print(f"sinkcast: serving {len(engine.sinks())} sink(s) ({sinks}) from {cfg.origin}", flush=True)
     ice = ice_bind_address(cfg)
-    print(f"sinkcast: media (ICE) on {ice if ice not in ('', '0.0.0.0') else 'every interface'}", flush=True)
+    # Said once the port is bound: a server that then fails to listen has served nothing.
+    announce = [
+        f"serving {len(engine.sinks())} sink(s) ({', '.join(engine.sinks())}) from {cfg.origin}",
+        f"media (ICE) on {ice if ice not in ('', '0.0.0.0') else 'every interface'}",
+    ]
     if cfg.token is not None:
-        print("sinkcast: WHEP, /api/status and /metrics need the bearer token (the page: open it as /#token=...)",
-              flush=True)
+        announce.append("WHEP, /api/status and /metrics need the bearer token (the page: open it as /#token=...)")
     try:
-        asyncio.run(_run_until_signalled(app, cfg.host, cfg.port))
+        asyncio.run(_run_until_signalled(app, cfg.host, cfg.port, announce))
     except GracefulExit:  # SIGINT or SIGTERM, raised by aiohttp's handler
         pass
     print("sinkcast: stopped", flush=True)
     return 0
 
 
-async def _run_until_signalled(app: web.Application, host: str, port: int) -> None:
+async def _run_until_signalled(app: web.Application, host: str, port: int, announce: list[str]) -> None:
     # web.run_app() would announce the address before binding it: port 0 would
     # read ":0", and a port in use would be announced and then fail.
     runner = web.AppRunner(app, handle_signals=True, shutdown_timeout=5)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
+        for line in announce:
+            print(f"sinkcast: {line}", flush=True)
         urls = sorted({_http_url(address) for address in runner.addresses})
         print(f"sinkcast: open {urls[0]} in a browser (WHEP endpoints: {urls[0]}whep/<sink>); Ctrl-C stops",
               flush=True)
