@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import sinkcast
+from dlpack_only import DLPackOnly
 
 
 @pytest.fixture
@@ -45,6 +46,9 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     ("float64", lambda e: e.push("mic", np.zeros((4, 2))), TypeError, "got float64"),
     ("uint8", lambda e: e.push("mic", np.zeros((4, 2), np.uint8)), TypeError, "int16, int32 or float32"),
     ("not an array", lambda e: e.push("mic", [0.0, 0.0]), TypeError, "numpy array"),
+    # Named by their element type, and raw bytes told how to become samples (they said "got DLPackOnly", "got bytes").
+    ("DLPack float64", lambda e: e.push("mic", DLPackOnly(np.zeros((4, 2)))), TypeError, "got float64;"),
+    ("raw bytes", lambda e: e.push("mic", bytes(16)), TypeError, "got raw bytes; read them with numpy.frombuffer"),
     ("wrong channels", lambda e: e.push("mic", np.zeros((4, 3), np.int16)), ValueError, "has 2 channel(s), the pushed audio has 3"),
     ("3-D", lambda e: e.push("mic", np.zeros((4, 2, 1), np.int16)), ValueError, "3 dimensions"),
     # 0-D arrays and numpy scalars crashed the interpreter once (a shape read past ndim).

@@ -60,12 +60,27 @@ std::optional<SampleFormat> format_of(const AnyCpuArray& a) {
     return std::nullopt;
 }
 
-std::string dtype_name(nb::handle samples) {
+// The element type, as numpy names it: from numpy's dtype, else from the
+// DLPack import (a torch tensor's dtype has no .name), else the object's type.
+std::string dtype_name(nb::handle samples, const AnyCpuArray& dlpack) {
     try {
         return nb::cast<std::string>(samples.attr("dtype").attr("name"));
     } catch (...) {
-        return nb::cast<std::string>(samples.type().attr("__name__"));
     }
+    if (dlpack.is_valid()) {
+        const auto dtype = dlpack.dtype();
+        const char* kind = dtype.code == static_cast<uint8_t>(nb::dlpack::dtype_code::Int)     ? "int"
+                           : dtype.code == static_cast<uint8_t>(nb::dlpack::dtype_code::UInt)  ? "uint"
+                           : dtype.code == static_cast<uint8_t>(nb::dlpack::dtype_code::Float) ? "float"
+                           : dtype.code == static_cast<uint8_t>(nb::dlpack::dtype_code::Bool)  ? "bool"
+                                                                                               : "dtype code ";
+        return kind + std::to_string(dtype.bits);
+    }
+    return nb::cast<std::string>(samples.type().attr("__name__"));
+}
+
+bool is_raw_bytes(nb::handle samples) {
+    return PyBytes_Check(samples.ptr()) || PyByteArray_Check(samples.ptr()) || PyMemoryView_Check(samples.ptr());
 }
 
 // numpy arrays are read through numpy's C API; anything else that speaks
@@ -94,13 +109,20 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
     if (!view_samples(samples, view, dlpack))
         throw nb::type_error("push() takes a numpy array of int16, int32 or float32 samples");
     if (view.byte_swapped)
-        throw nb::type_error(("push() takes samples in this machine's byte order, got " + dtype_name(samples) +
+        throw nb::type_error(("push() takes samples in this machine's byte order, got " +
+                              dtype_name(samples, dlpack) +
                               " swapped; convert with samples.astype(samples.dtype.newbyteorder('='))")
                                  .c_str());
-    if (!view.format)
-        throw nb::type_error(("push() takes int16, int32 or float32 samples, got " + dtype_name(samples) +
-                              "; convert with samples.astype(numpy.float32)")
+    if (!view.format) {
+        if (is_raw_bytes(samples))  // bytes of PCM: say how to type them
+            throw nb::type_error(("push() takes int16, int32 or float32 samples, got raw " +
+                                  nb::cast<std::string>(samples.type().attr("__name__")) +
+                                  "; read them with numpy.frombuffer(data, numpy.int16) (or int32, float32)")
+                                     .c_str());
+        throw nb::type_error(("push() takes int16, int32 or float32 samples, got " + dtype_name(samples, dlpack) +
+                              "; convert them to float32 first (numpy: samples.astype(numpy.float32))")
                                  .c_str());
+    }
     if (view.ndim != 1 && view.ndim != 2)
         throw nb::value_error(("push() takes samples shaped (frames, channels) or 1-D, got " +
                                std::to_string(view.ndim) + " dimensions")
@@ -365,8 +387,9 @@ void bind_audio_manager(nb::module_& m) {
                 return default_instance;
             },
             nb::rv_policy::reference, "The process-wide default AudioManager (real time, ICE on 127.0.0.1).")
-        .def_prop_ro("realtime", &PyAudioManager::realtime)
-        .def_prop_ro("closed", &PyAudioManager::closed)
+        .def_prop_ro("realtime", &PyAudioManager::realtime,
+                     "True: each sink has its own real-time clock; False: a manual clock driven by render().")
+        .def_prop_ro("closed", &PyAudioManager::closed, "True once shutdown() has begun.")
         .def(
             "add_sink",
             [](PyAudioManager& self, const std::string& sink_id, int64_t channels, int64_t frame_ms, double volume,
@@ -383,9 +406,10 @@ void bind_audio_manager(nb::module_& m) {
             "sink_id"_a, "channels"_a = 2, "frame_ms"_a = 20, "volume"_a = 1.0, "bitrate"_a = nb::none(),
             "complexity"_a = 9, "low_delay"_a = false, nb::call_guard<nb::gil_scoped_release>(),
             "Adds a 48 kHz sink with 1 or 2 channels, Opus frames of 10 or 20 ms, and a volume (0-10).")
-        .def("remove_sink", &PyAudioManager::remove_sink, "sink_id"_a, nb::call_guard<nb::gil_scoped_release>())
+        .def("remove_sink", &PyAudioManager::remove_sink, "sink_id"_a, nb::call_guard<nb::gil_scoped_release>(),
+             "Removes a sink: its routes go, its listeners get a bye, its taps are closed.")
         .def("set_volume", &PyAudioManager::set_sink_volume, "sink_id"_a, "volume"_a,
-             nb::call_guard<nb::gil_scoped_release>())
+             nb::call_guard<nb::gil_scoped_release>(), "Sets a sink's volume (0-10), applied after the mix.")
         .def("sinks", &PyAudioManager::sink_ids, nb::call_guard<nb::gil_scoped_release>(), "The sink ids, sorted.")
         .def(
             "add_source",
@@ -492,9 +516,9 @@ void bind_audio_manager(nb::module_& m) {
         .def("connect", &PyAudioManager::connect, "source_id"_a, "sink_id"_a, "gain"_a = 1.0,
              nb::call_guard<nb::gil_scoped_release>(), "Routes a source into a sink with a gain (0-10).")
         .def("disconnect", &PyAudioManager::disconnect, "source_id"_a, "sink_id"_a,
-             nb::call_guard<nb::gil_scoped_release>())
+             nb::call_guard<nb::gil_scoped_release>(), "Removes the route from a source into a sink.")
         .def("set_gain", &PyAudioManager::set_gain, "source_id"_a, "sink_id"_a, "gain"_a,
-             nb::call_guard<nb::gil_scoped_release>())
+             nb::call_guard<nb::gil_scoped_release>(), "Sets the gain (0-10) of the route from a source into a sink.")
         .def("push", &push_samples, "source_id"_a, "samples"_a,
              "Queues PCM for a source: a numpy array of int16 (x/32768), int32 (x/2^31) or float32, shaped "
              "(frames, channels) or 1-D interleaved. Never blocks; a full queue drops its oldest audio.")
@@ -524,7 +548,9 @@ void bind_audio_manager(nb::module_& m) {
                 return stats_to_dict(stats);
             },
             nb::sig("def stats(self) -> dict[str, typing.Any]"),
-            "Counters of every sink, route and source, as a plain dict.")
+            "The engine's state as a plain dict: each sink (settings, counters, routes, taps, listeners "
+            "with their WebRTC stats), each source (counters, the sinks it feeds), each network input's "
+            "receive counters, and the listener and peer totals. README.md lists the keys.")
         .def("shutdown", &PyAudioManager::shutdown_from_python,
              "Stops every clock and listener and joins the engine's threads. Idempotent.")
         .def("__enter__", [](PyAudioManager& self) -> PyAudioManager& { return self; }, nb::rv_policy::reference)
@@ -542,7 +568,7 @@ void bind_pcm_tap(nb::module_& m) {
              "(frames, channels).")
         .def_prop_ro("available", &PcmTap::available, "Unread frames.")
         .def_prop_ro("dropped_frames", &PcmTap::dropped_frames, "Frames lost because the tap was full.")
-        .def_prop_ro("channels", &PcmTap::channels)
+        .def_prop_ro("channels", &PcmTap::channels, "Channels of each frame read(): the sink's.")
         .def_prop_ro("closed", &PcmTap::closed,
                      "True once no more audio will arrive: after close(), the sink's removal or shutdown(). "
                      "Unread frames stay readable.")
