@@ -117,7 +117,7 @@ def test_ice_connect_timeout_reaches_the_engine(tmp_path: Path) -> None:
         ("[sources.a]\ntype=\"tone\"\n[sinks.b]\n[[routes]]\nsource = \"a\"\nsink = \"b\"\ngain = 99\n",
          "routes[0]: gain must be a finite number from 0 to 10"),
         ("[server]\nport = 70000\n", "server.port: must be 0 to 65535"),
-        ("[sources.n]\ntype = \"noise\"\nseed = -1\n", "sources.n: seed must be 0 or more, got -1"),
+        ("[sources.n]\ntype = \"noise\"\nseed = -1\n", "sources.n: seed must be 0 to 2**64-1, got -1"),
         ("[sinks.k]\ncomplexity = 10000000000\n", "sinks.k: complexity is out of range, got 10000000000"),
         ("[sinks.k]\ncomplexity = 100000000000000000000\n", "sinks.k: a whole number there is out of range"),
         ("[ice]\nport_range = [5, 2]\n", "ice.port_range: must satisfy"),

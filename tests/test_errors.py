@@ -89,7 +89,9 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     ("huge rate", lambda e: e.add_source("x", sample_rate=10**10), ValueError, "sample_rate is out of range"),
     ("huge port", lambda e: e.add_rtp_source("x", port=-10**10), ValueError, "port is out of range"),
     ("scream channels", lambda e: e.add_scream_source("x", channels=2**40), ValueError, "channels is out of range"),
-    ("negative seed", lambda e: e.add_noise_source("x", seed=-1), ValueError, "seed must be 0 or more, got -1"),
+    ("negative seed", lambda e: e.add_noise_source("x", seed=-1), ValueError, "seed must be 0 to 2**64-1, got -1"),
+    ("seed of 2**64", lambda e: e.add_noise_source("x", seed=2**64), ValueError, "seed must be 0 to 2**64-1"),
+    ("typed memoryview", lambda e: e.push("mic", memoryview(np.zeros(4))), TypeError, "got float64; convert"),
     # Ids swapped, or a sink where a source belongs: the message says what the id is.
     ("push to a sink", lambda e: e.push("out", np.zeros(4, np.float32)), sinkcast.UnknownSourceError,
      "unknown source 'out' ('out' is a sink)"),

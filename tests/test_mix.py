@@ -313,6 +313,20 @@ def test_render_is_deterministic() -> None:
     assert np.abs(results[0]).max() > 0.3
 
 
+def test_noise_seeds_take_the_whole_64_bit_range() -> None:
+    # Seeds are uint64 in the engine; a binding once took them as int64 and
+    # refused every seed from 2**63 up.
+    outs = []
+    for seed in (2**63, 2**64 - 1, 2**64 - 1):
+        with sinkcast.AudioManager(realtime=False) as eng:
+            eng.add_sink("out", channels=1)
+            eng.add_noise_source("n", amplitude=0.2, seed=seed)
+            eng.connect("n", "out")
+            outs.append(eng.render("out", 480))
+    np.testing.assert_array_equal(outs[1], outs[2])
+    assert not np.array_equal(outs[0], outs[1])
+
+
 def test_clipping_is_exact_and_counted(manual: sinkcast.AudioManager) -> None:
     manual.add_sink("out", channels=1, volume=2.0)
     manual.add_source("s")

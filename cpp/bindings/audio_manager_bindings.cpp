@@ -67,6 +67,13 @@ std::string dtype_name(nb::handle samples, const AnyCpuArray& dlpack) {
         return nb::cast<std::string>(samples.attr("dtype").attr("name"));
     } catch (...) {
     }
+    if (PyMemoryView_Check(samples.ptr())) {  // its struct format, as numpy reads it ('d' -> float64)
+        try {
+            return nb::cast<std::string>(
+                nb::module_::import_("numpy").attr("dtype")(samples.attr("format")).attr("name"));
+        } catch (...) {
+        }
+    }
     if (dlpack.is_valid()) {
         const auto dtype = dlpack.dtype();
         const char* kind = dtype.code == static_cast<uint8_t>(nb::dlpack::dtype_code::Int)     ? "int"
@@ -79,8 +86,14 @@ std::string dtype_name(nb::handle samples, const AnyCpuArray& dlpack) {
     return nb::cast<std::string>(samples.type().attr("__name__"));
 }
 
+// Bytes with no element type of their own: bytes, bytearray, a memoryview of
+// bytes. A typed memoryview (of float64, say) is named by its type instead.
 bool is_raw_bytes(nb::handle samples) {
-    return PyBytes_Check(samples.ptr()) || PyByteArray_Check(samples.ptr()) || PyMemoryView_Check(samples.ptr());
+    if (PyBytes_Check(samples.ptr()) || PyByteArray_Check(samples.ptr())) return true;
+    if (!PyMemoryView_Check(samples.ptr())) return false;
+    const char* format = PyMemoryView_GET_BUFFER(samples.ptr())->format;
+    return format == nullptr || std::strcmp(format, "B") == 0 || std::strcmp(format, "b") == 0 ||
+           std::strcmp(format, "c") == 0;
 }
 
 // numpy arrays are read through numpy's C API; anything else that speaks
@@ -346,8 +359,7 @@ void bind_audio_manager(nb::module_& m) {
                                "port_range=(first, last), ice_servers (stun:/turn: URLs), ice_udp_mux=True to put "
                                "every listener on one UDP port (the first free one of port_range). A listener session not connected "
                                "connect_timeout seconds after it opened (an offer never answered, a peer gone before "
-                               "ICE connected) is closed with a bye; None: never.",
-                               nb::type_slots(audio_manager_gc_slots))
+                               "ICE connected) is closed with a bye; None: never.")
         .def(
             "__init__",
             [](PyAudioManager* self, bool realtime, std::string bind_address,
@@ -499,12 +511,18 @@ void bind_audio_manager(nb::module_& m) {
              "amplitude"_a = 0.25, nb::call_guard<nb::gil_scoped_release>(), "Adds a mono sine-tone source.")
         .def(
             "add_noise_source",
-            [](PyAudioManager& self, const std::string& source_id, double amplitude, int64_t seed) {
-                if (seed < 0) throw nb::value_error(("seed must be 0 or more, got " + std::to_string(seed)).c_str());
-                self.add_noise_source(source_id, amplitude, static_cast<uint64_t>(seed));
+            [](PyAudioManager& self, const std::string& source_id, double amplitude, nb::int_ seed) {
+                // Any Python int: nanobind's uint64 refuses a negative one with its signature dump.
+                const unsigned long long value = PyLong_AsUnsignedLongLong(seed.ptr());
+                if (value == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    throw nb::value_error(
+                        ("seed must be 0 to 2**64-1, got " + nb::cast<std::string>(nb::str(seed))).c_str());
+                }
+                nb::gil_scoped_release released;
+                self.add_noise_source(source_id, amplitude, static_cast<uint64_t>(value));
             },
-            "source_id"_a, "amplitude"_a = 0.1, "seed"_a = 0, nb::call_guard<nb::gil_scoped_release>(),
-            "Adds a mono white-noise source.")
+            "source_id"_a, "amplitude"_a = 0.1, "seed"_a = 0, "Adds a mono white-noise source.")
         .def("remove_source", &PyAudioManager::remove_source, "source_id"_a,
              nb::call_guard<nb::gil_scoped_release>(), "Removes a source and every route from it.")
         .def("sources", &PyAudioManager::source_ids, nb::call_guard<nb::gil_scoped_release>(),

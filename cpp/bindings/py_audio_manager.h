@@ -29,11 +29,6 @@ private:
 
 void bind_signaling(nanobind::class_<PyAudioManager>& cls);
 
-// tp_traverse and tp_clear of AudioManager: the signaling callback often
-// refers back to its engine (AsyncSignaling does), and without them Python's
-// collector could never free such a pair, nor stop the engine's threads.
-extern PyType_Slot audio_manager_gc_slots[];
-
 void bind_audio_manager(nanobind::module_& m);
 void bind_pcm_tap(nanobind::module_& m);
 

@@ -65,36 +65,11 @@ public:
         }
     }
 
-    PyObject* callback() const { return callback_.ptr(); }
-
 private:
     nb::object callback_;
 };
 
-int audio_manager_traverse(PyObject* self, visitproc visit, void* arg) {
-    Py_VISIT(Py_TYPE(self));  // a heap type's instances hold a reference to it
-    if (!nb::inst_ready(self)) return 0;  // __init__ has not finished
-    int result = 0;
-    nb::inst_ptr<PyAudioManager>(self)->visit_signaling_handler([&](SignalingHandler& handler) {
-        if (auto* python = dynamic_cast<PythonSignalingHandler*>(&handler)) result = visit(python->callback(), arg);
-    });
-    return result;
-}
-
-int audio_manager_clear(PyObject* self) {
-    if (!nb::inst_ready(self)) return 0;
-    // Dropped here, with the GIL held: the callback's reference goes, which breaks the cycle.
-    nb::inst_ptr<PyAudioManager>(self)->take_signaling_handler().reset();
-    return 0;
-}
-
 }  // namespace
-
-PyType_Slot audio_manager_gc_slots[] = {
-    {Py_tp_traverse, reinterpret_cast<void*>(audio_manager_traverse)},
-    {Py_tp_clear, reinterpret_cast<void*>(audio_manager_clear)},
-    {0, nullptr},
-};
 
 void bind_signaling(nb::class_<PyAudioManager>& cls) {
     cls.def(

@@ -144,12 +144,6 @@ public:
     // thread. Once this returns, the previous handler is never called again
     // (unless this is called from inside the handler itself). nullptr clears.
     void set_signaling_handler(std::shared_ptr<SignalingHandler> handler);
-    // For Python's cycle collector (the bindings). visit: calls f on the
-    // handler, if any, under the slot's lock. take: removes it without waiting
-    // for a delivery in flight (that one holds its own reference), since the
-    // collector holds the GIL such a delivery may be waiting for.
-    void visit_signaling_handler(const std::function<void(SignalingHandler&)>& f) const;
-    std::shared_ptr<SignalingHandler> take_signaling_handler();
 
     // Routes one incoming message to its session. Throws UnknownIdError for an
     // unknown sink and SignalingError for anything malformed, unsupported,

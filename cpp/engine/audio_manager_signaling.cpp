@@ -71,17 +71,6 @@ void AudioManager::set_signaling_handler(std::shared_ptr<SignalingHandler> handl
     // `old` is released here, with no engine lock held.
 }
 
-void AudioManager::visit_signaling_handler(const std::function<void(SignalingHandler&)>& f) const {
-    std::lock_guard<std::mutex> lock(handler_slot_->mutex);
-    if (handler_slot_->handler) f(*handler_slot_->handler);
-}
-
-std::shared_ptr<SignalingHandler> AudioManager::take_signaling_handler() {
-    std::lock_guard<std::mutex> lock(handler_slot_->mutex);
-    ++handler_slot_->generation;
-    return std::move(handler_slot_->handler);
-}
-
 void AudioManager::deliver_via(const std::shared_ptr<HandlerSlot>& slot_ref, const SignalingMessage& message) {
     // A closed or replaced session's leftovers. The dispatcher is one thread and
     // first in, first out, so whatever of an old session is delivered at all
