@@ -328,7 +328,7 @@ e.shutdown()
 """
 
 
-@pytest.mark.parametrize("level", [None, "warning"])
+@pytest.mark.parametrize("level", [None, "warning", "Warning", "bogus"])
 async def test_libdatachannel_warnings_show_only_when_asked_for(level: str | None) -> None:
     # libjuice warned on stderr at every send to an unreachable candidate of an
     # ordinary connection; the default level is now error.
@@ -342,7 +342,9 @@ async def test_libdatachannel_warnings_show_only_when_asked_for(level: str | Non
     proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", LOG_SCRIPT], capture_output=True,
                                    text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert ("[libdatachannel warning]" in proc.stderr) == (level == "warning"), proc.stderr
+    assert ("[libdatachannel warning]" in proc.stderr) == (level in ("warning", "Warning")), proc.stderr
+    # A level that is not one is said, not silently taken for the default.
+    assert ("SINKCAST_LIBDATACHANNEL_LOG=bogus is not a level" in proc.stderr) == (level == "bogus"), proc.stderr
 
 
 async def test_a_failed_dtls_handshake_is_reaped_with_a_bye_and_disturbs_no_one(

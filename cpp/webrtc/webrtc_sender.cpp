@@ -45,6 +45,12 @@ rtc::LogLevel level_from_env() {
   if (v == "info") return rtc::LogLevel::Info;
   if (v == "debug") return rtc::LogLevel::Debug;
   if (v == "verbose") return rtc::LogLevel::Verbose;
+  if (v == "warn") return rtc::LogLevel::Warning;
+  // A typo must not pass for a choice: say so once (this runs once per process).
+  std::fprintf(stderr,
+               "sinkcast: SINKCAST_LIBDATACHANNEL_LOG=%s is not a level (none, fatal, error, warning, info, "
+               "debug, verbose); using error\n",
+               env);
   return rtc::LogLevel::Error;
 }
 
