@@ -178,6 +178,10 @@ class AsyncSignaling:
     It installs itself as the engine's signaling callback (one adapter per
     engine). Each session opened through it has its own queue of messages;
     messages for targets nobody awaits go to `on_message`, if given.
+
+    The engine and the adapter then refer to each other through C++, where
+    Python's collector cannot see it: `close()` (or the engine's `shutdown()`)
+    before dropping them, or the engine is never freed.
     """
 
     def __init__(
