@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import sinkcast
+from helpers_subprocess.common import rss_kib, threads_named
 
 
 def test_ten_seconds_of_tone_is_ten_seconds_of_frames(realtime: sinkcast.AudioManager) -> None:
@@ -94,11 +95,6 @@ def test_a_tap_dropped_without_close_is_detached() -> None:
     m.shutdown()
 
 
-def vm_rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
 def test_taps_opened_and_closed_between_renders_are_forgotten_at_once() -> None:
     # On a manual clock the sink forgot closed taps only in render(): a program
     # that opened and closed taps without rendering grew by ~240 bytes a tap
@@ -108,10 +104,10 @@ def test_taps_opened_and_closed_between_renders_are_forgotten_at_once() -> None:
     try:
         for _ in range(20_000):  # warm-up: allocator pools, nanobind's type caches
             m.open_tap("out", seconds=0.01).close()
-        before = vm_rss_kib()
+        before = rss_kib()
         for _ in range(100_000):
             m.open_tap("out", seconds=0.01).close()
-        grown_kib = vm_rss_kib() - before
+        grown_kib = rss_kib() - before
         assert grown_kib < 8_000, f"RSS grew by {grown_kib} KiB over 100 000 closed taps"
     finally:
         m.shutdown()
@@ -140,46 +136,37 @@ def test_render_is_refused_in_real_time(realtime: sinkcast.AudioManager) -> None
         realtime.render("out", 480)
 
 
-def native_threads(name: str) -> int:
-    """How many threads of this process carry `name` (the engine names its own threads)."""
-    count = 0
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                count += f.read().strip() == name
-        except FileNotFoundError:  # the thread ended while we looked
-            pass
-    return count
-
-
 linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads /proc/self/task")
 
 
 def test_remove_sink_stops_its_clock(realtime: sinkcast.AudioManager) -> None:
     before = threading.active_count()
-    clocks = native_threads("sinkcast clock") if os.path.isdir("/proc/self/task") else None
+    clocks = threads_named("sinkcast clock") if os.path.isdir("/proc/self/task") else None
     realtime.add_sink("out")
     realtime.add_sink("other")
     if clocks is not None:
-        assert native_threads("sinkcast clock") == clocks + 2  # one clock thread per sink
+        assert threads_named("sinkcast clock") == clocks + 2  # one clock thread per sink
     realtime.remove_sink("out")
     assert realtime.sinks() == ["other"]
     assert threading.active_count() == before
     if clocks is not None:
-        assert native_threads("sinkcast clock") == clocks + 1  # joined by remove_sink
+        assert threads_named("sinkcast clock") == clocks + 1  # joined by remove_sink
 
 
 @linux_only
 def test_shutdown_joins_the_engine_threads() -> None:
-    clocks, dispatchers = native_threads("sinkcast clock"), native_threads("sinkcast signal")
+    clocks, dispatchers = threads_named("sinkcast clock"), threads_named("sinkcast signal")
+    tasks = threads_named("sinkcast tasks")
     eng = sinkcast.AudioManager()
     eng.add_sink("a")
     eng.add_sink("b")
-    assert native_threads("sinkcast clock") == clocks + 2
-    assert native_threads("sinkcast signal") == dispatchers + 1
+    assert threads_named("sinkcast clock") == clocks + 2
+    assert threads_named("sinkcast signal") == dispatchers + 1
+    assert threads_named("sinkcast tasks") == tasks + 1
     eng.shutdown()
-    assert native_threads("sinkcast clock") == clocks
-    assert native_threads("sinkcast signal") == dispatchers
+    assert threads_named("sinkcast clock") == clocks
+    assert threads_named("sinkcast signal") == dispatchers
+    assert threads_named("sinkcast tasks") == tasks
 
 
 def test_shutdown_is_idempotent_and_closes_everything() -> None:

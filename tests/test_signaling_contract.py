@@ -18,16 +18,14 @@ from typing import Any
 import pytest
 
 import sinkcast
+from sinkcast.aio import AsyncSignaling
+from helpers_subprocess.common import thread_count, threads_named, wait_until
 from webrtc_peer import Listener, aiortc_offer
 
 
 
 
 OFFER = aiortc_offer()
-
-
-def thread_count() -> int:
-    return len(os.listdir("/proc/self/task"))
 
 
 @pytest.fixture
@@ -38,14 +36,6 @@ def eng() -> Iterator[sinkcast.AudioManager]:
     e.connect("t", "s")
     yield e
     e.shutdown()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
 
 
 def without_opus(sdp: str) -> str:
@@ -228,27 +218,13 @@ def test_outgoing_messages_carry_the_target_they_were_opened_with(eng: sinkcast.
         assert types[0] == "answer"  # per target, in order: the answer before its candidates
 
 
-def engine_threads() -> int:
-    """Threads of this process that an engine started (named "sinkcast ...")."""
-    count = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/comm") as f:
-                count += f.read().startswith("sinkcast")
-        except FileNotFoundError:  # ended meanwhile
-            pass
-    return count
-
-
 def test_closing_the_adapter_lets_a_dropped_engine_go() -> None:
     # AsyncSignaling's callback refers back to the engine; the engine holds
     # the callback in C++, where Python's collector cannot see the cycle (a
     # first try at collecting it called callbacks into half-cleared objects).
     # README: close the adapter, or shut the engine down. Closing it clears
     # the callback, and the engine then goes with its last reference.
-    from sinkcast.aio import AsyncSignaling
-
-    before = engine_threads()
+    before = threads_named("sinkcast")
 
     async def use_and_close() -> None:
         eng = sinkcast.AudioManager(bind_address="127.0.0.1")
@@ -258,10 +234,7 @@ def test_closing_the_adapter_lets_a_dropped_engine_go() -> None:
 
     for _ in range(3):
         asyncio.run(use_and_close())
-    deadline = time.monotonic() + 10
-    while engine_threads() > before:
-        assert time.monotonic() < deadline, f"{engine_threads() - before} engine threads left"
-        time.sleep(0.05)
+    wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
 
 
 def test_a_callback_that_raises_goes_to_unraisablehook(eng: sinkcast.AudioManager) -> None:

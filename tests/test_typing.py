@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +41,6 @@ def test_the_readme_api_table_names_the_real_parameters() -> None:
     # Keyword arguments copied from the README must work: the table once
     # wrote add_sink(id, ...) and connect(source, sink, ...) for sink_id and
     # source_id, and set_volume(id, v) for volume.
-    import ast
-    import re
-
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     table = readme.split("## The API", 1)[1].split("### ", 1)[0]
     stub = ast.parse((Path(sinkcast.__file__).parent / "_sinkcast.pyi").read_text())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -332,10 +335,6 @@ e.shutdown()
 async def test_libdatachannel_warnings_show_only_when_asked_for(level: str | None) -> None:
     # libjuice warned on stderr at every send to an unreachable candidate of an
     # ordinary connection; the default level is now error.
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "SINKCAST_LIBDATACHANNEL_LOG"}
     if level:
         env["SINKCAST_LIBDATACHANNEL_LOG"] = level

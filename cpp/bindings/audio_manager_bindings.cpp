@@ -441,18 +441,17 @@ void bind_audio_manager(nb::module_& m) {
             "of audio is queued.")
         .def(
             "add_rtp_source",
-            [](PyAudioManager& self, const std::string& source_id, int64_t port64, std::string bind_address,
-               std::string encoding, std::optional<int64_t> sample_rate64, int64_t channels64,
-               std::optional<int64_t> payload_type64, int64_t jitter_ms64, int64_t buffer_ms64, bool fec,
+            [](PyAudioManager& self, const std::string& source_id, int64_t port, std::string bind_address,
+               std::string encoding, std::optional<int64_t> sample_rate64, int64_t channels,
+               std::optional<int64_t> payload_type64, int64_t jitter_ms, int64_t buffer_ms, bool fec,
                std::string multicast_interface) {
-                const int port = narrow(port64, "port"), channels = narrow(channels64, "channels");
-                const int jitter_ms = narrow(jitter_ms64, "jitter_ms"), buffer_ms = narrow(buffer_ms64, "buffer_ms");
+                // These two decide the default rate below; the rest go straight into the config.
                 const std::optional<int> sample_rate = narrow(sample_rate64, "sample_rate");
                 const std::optional<int> payload_type = narrow(payload_type64, "payload_type");
                 RtpInputConfig c;
                 c.endpoint.bind_address = std::move(bind_address);
                 c.endpoint.multicast_interface = std::move(multicast_interface);
-                c.endpoint.port = port;
+                c.endpoint.port = narrow(port, "port");
                 std::string e;
                 for (char ch : encoding) e.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
                 if (e == "l16")
@@ -467,10 +466,10 @@ void bind_audio_manager(nb::module_& m) {
                                                              (*payload_type == 10 || *payload_type == 11)
                                                          ? 44100
                                                          : 48000);
-                c.channels = channels;
+                c.channels = narrow(channels, "channels");
                 c.payload_type = payload_type.value_or(-1);
-                c.target_delay_ms = jitter_ms;
-                c.buffer_ms = buffer_ms;
+                c.target_delay_ms = narrow(jitter_ms, "jitter_ms");
+                c.buffer_ms = narrow(buffer_ms, "buffer_ms");
                 c.fec = fec;
                 return self.add_rtp_source(source_id, c);
             },

@@ -41,11 +41,10 @@ rtc::LogLevel level_from_env() {
   if (v == "none" || v == "off" || v == "0") return rtc::LogLevel::None;
   if (v == "fatal") return rtc::LogLevel::Fatal;
   if (v == "error") return rtc::LogLevel::Error;
-  if (v == "warning") return rtc::LogLevel::Warning;
+  if (v == "warning" || v == "warn") return rtc::LogLevel::Warning;
   if (v == "info") return rtc::LogLevel::Info;
   if (v == "debug") return rtc::LogLevel::Debug;
   if (v == "verbose") return rtc::LogLevel::Verbose;
-  if (v == "warn") return rtc::LogLevel::Warning;
   // A typo must not pass for a choice: say so once (this runs once per process).
   std::fprintf(stderr,
                "sinkcast: SINKCAST_LIBDATACHANNEL_LOG=%s is not a level (none, fatal, error, warning, info, "

@@ -29,6 +29,19 @@ def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def threads_named(prefix: str) -> int:
+    """Threads of this process whose name starts with `prefix` (the engine names
+    its own: "sinkcast clock", "sinkcast signal", "sinkcast tasks", ...)."""
+    count = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                count += f.read().startswith(prefix)
+        except FileNotFoundError:  # the thread ended while we looked
+            pass
+    return count
+
+
 def rss_kib() -> int:
     with open("/proc/self/status") as f:
         for line in f:
