@@ -143,8 +143,8 @@ def thread_cpu_s() -> dict[str, float]:
 
 
 # Threads that libdatachannel and sinkcast leave running in this process
-# after an engine's shutdown (libdatachannel keeps its pools and usrsctp's
-# timer until the process exits). aiortc's windows, measured in the same
+# after an engine's shutdown (libdatachannel keeps its pools until the
+# process exits). aiortc's windows, measured in the same
 # process after sinkcast's, leave their CPU out.
 SINKCAST_THREADS = ("RTC worker", "SCTP ", "juice", "sinkcast")
 
@@ -175,8 +175,10 @@ def sample_windows(probes: Probes, n: int, leave_out: tuple[str, ...] = ()) -> l
             # libjuice's ICE thread ("juice poll", or "juice mux" with ice_udp_mux=True).
             "clock_ms_per_s": by_name.get("sinkcast clock", 0.0),
             "ice_ms_per_s": sum(v for k, v in by_name.items() if k.startswith("juice")),
-            # usrsctp's timer, which libdatachannel starts in every process (audio-only peers never use SCTP).
-            "sctp_ms_per_s": by_name.get("SCTP timer", 0.0),
+            # SCTP's timers. sinkcast runs them only while a data channel exists ("sinkcast sctp"), so
+            # with these audio-only probes this is 0; "SCTP timer" is usrsctp's own thread, which a system
+            # libdatachannel starts in every process with a peer.
+            "sctp_ms_per_s": by_name.get("SCTP timer", 0.0) + by_name.get("sinkcast sctp", 0.0),
         })
         before = after
     return windows
@@ -512,15 +514,15 @@ def main() -> None:
                     print(row, flush=True)
         print("sinkcast's threads, median window (ms of CPU per second): the sink's clock thread, which mixes,")
         print("encodes and sends to every listener in turn, and libjuice's ICE thread, which polls every")
-        print("listener's socket each time it wakes; and usrsctp's timer thread, which libdatachannel starts in")
-        print("every process and which wakes every 10 ms though no audio-only listener uses SCTP:")
+        print("listener's socket each time it wakes; and SCTP's timers, which sinkcast runs only while a data")
+        print("channel exists (none here; usrsctp's own thread, every 10 ms, with a system libdatachannel):")
         for n, s in threads_by_count:
             print(f"  {n:4d} listeners: clock {s['clock_ms_per_s']:6.1f}, ICE {s['ice_ms_per_s']:6.1f}, "
                   f"SCTP timer {s['sctp_ms_per_s']:5.1f}")
         # How far below aiortc sinkcast could go at all: the costs no listener changes, encode, wake-up and
-        # usrsctp's timer, are a floor; a server that sent for nothing would still pay them.
+        # SCTP's timers (if any), are a floor; a server that sent for nothing would still pay them.
         print(f"sinkcast's floor, whatever the listeners: one encode per frame {floor['encode']:.2f} ms/s and one "
-              f"wake-up {floor['wake']:.2f} ms/s (measured apart, {COMPLEXITY=}), plus usrsctp's timer (above)")
+              f"wake-up {floor['wake']:.2f} ms/s (measured apart, {COMPLEXITY=}), plus SCTP's timers (above)")
         for n, s in threads_by_count:
             if n in aiortc_by_count:
                 least = floor["encode"] + floor["wake"] + s["sctp_ms_per_s"]
@@ -529,7 +531,7 @@ def main() -> None:
                       "even if its sends cost nothing")
         if left_out:
             print(f"aiortc's figures leave out {min(left_out):.1f}-{max(left_out):.1f} ms/s of CPU spent by the threads "
-                  "libdatachannel keeps in this process after sinkcast's runs (its pools, usrsctp's timer)")
+                  "libdatachannel keeps in this process after sinkcast's runs (its pools)")
         print("(each figure is the median over the windows, column by column;")
         print(" ms/s = CPU ms per wall second of the server process = CPU ms per second of streaming;")
         print(" /listener = that / listeners; best = the same in the window with the least CPU per packet;")

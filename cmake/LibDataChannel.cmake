@@ -5,6 +5,8 @@
 #                          `#include <rtc/rtc.hpp>`.  Carries RTC_STATIC,
 #                          RTC_ENABLE_WEBSOCKET=0, RTC_ENABLE_MEDIA=1.
 #   sinkcast::json         nlohmann/json, header-only: `#include <nlohmann/json.hpp>`.
+#   sinkcast::usrsctp_headers  usrsctp.h of the bundled build (Linux/BSD only;
+#                          absent with a system libdatachannel).
 #
 # Source: vendor/libdatachannel of the sdist aiolibdatachannel==2026.10.15
 # (which also carries libjuice, usrsctp, libsrtp, plog and json under deps/).
@@ -136,6 +138,15 @@ function(_sinkcast_provide_libdatachannel)
   target_compile_definitions(sinkcast::datachannel INTERFACE
     RTC_STATIC RTC_ENABLE_WEBSOCKET=0 RTC_ENABLE_MEDIA=1)
   sinkcast_hide_archive_symbols(sinkcast::datachannel)
+
+  # usrsctp's header, for cpp/webrtc/sctp_timer_on_demand.cpp, which replaces
+  # usrsctp's always-on 10 ms timer thread with one that runs only while a data
+  # channel exists. That needs this static usrsctp and a linker with --wrap.
+  if(TARGET LibDataChannel::usrsctp AND CMAKE_SYSTEM_NAME MATCHES "Linux|BSD|GNU" AND NOT APPLE)
+    add_library(sinkcast::usrsctp_headers INTERFACE IMPORTED GLOBAL)
+    set_target_properties(sinkcast::usrsctp_headers PROPERTIES
+      INTERFACE_INCLUDE_DIRECTORIES "${sdist_dir}/vendor/libdatachannel/deps/usrsctp/usrsctplib")
+  endif()
   message(STATUS "sinkcast: libdatachannel: ${status} (${SINKCAST_LDC_VERSION} from ${SINKCAST_LDC_SDIST_NAME}==${SINKCAST_LDC_SDIST_VERSION}, sdist ${sdist_dir_STATUS}) -> ${prefix}")
 
   _sinkcast_json_from_sdist("${sdist_dir}")

@@ -19,6 +19,7 @@ import pytest_asyncio
 
 import sinkcast
 from sinkcast.aio import AsyncSignaling
+from helpers_subprocess.common import threads_named
 from webrtc_peer import Listener, dominant_frequency
 
 pytestmark = pytest.mark.asyncio
@@ -389,6 +390,80 @@ async def test_rtt_is_reported_from_rtcp(engine: sinkcast.AudioManager) -> None:
             rtt = engine.stats()["sinks"]["a440"]["listeners"]["a440/rtt"]["rtt_ms"]
         assert rtt is not None, "no RTT from the listener's RTCP receiver reports within 15 s"
         assert 0 <= rtt < 500  # loopback; includes aiortc's event-loop delay
+    finally:
+        await listener.close()
+        sig.close()
+
+
+AUDIO_ONLY_THREADS_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import sinkcast
+from helpers_subprocess.common import Collector, connect_probe, threads_named
+e = sinkcast.AudioManager(bind_address="127.0.0.1")
+e.add_sink("s")
+e.add_tone_source("t")
+e.connect("t", "s")
+probe = connect_probe(e, Collector(e), "s/l")
+print(threads_named("SCTP timer"), threads_named("sinkcast sctp"), probe.packets > 0)
+probe.close()
+e.shutdown()
+"""
+
+
+async def test_audio_only_peers_leave_sctp_timers_off() -> None:
+    # usrsctp's own timer thread woke every 10 ms in every process with a peer
+    # (15 % of a one-listener server's CPU), for data channels that audio
+    # listeners never open. A fresh interpreter, so no earlier test's data
+    # channel has started sinkcast's own timer thread.
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", AUDIO_ONLY_THREADS_SCRIPT, tests_dir],
+                                   capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "0", "True"], proc.stdout + proc.stderr
+
+
+async def test_a_listener_that_opens_a_data_channel_gets_sctp_timers(engine: sinkcast.AudioManager) -> None:
+    # A browser may offer a data channel beside the audio. Its SCTP association
+    # needs timers (delayed SACKs, retransmissions), which run on "sinkcast sctp"
+    # only once such a peer exists.
+    sig = AsyncSignaling(engine)
+    listener = Listener()
+    channel = listener.pc.createDataChannel("chat")
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    answer = await sig.open_listener("a440/dc", await listener.offer())
+    await listener.accept_answer(answer)
+    try:
+        await asyncio.wait_for(opened.wait(), 15)
+        await listener.wait_seconds(1.0)
+        assert threads_named("sinkcast sctp") == 1
+        assert threads_named("SCTP timer") == 0
+        sctp = listener.pc.sctp
+        assert sctp is not None
+        for i in range(3):
+            channel.send(f"message {i}")
+            chunks: list[Any] = []
+            while not chunks:  # aiortc queues the chunk on its next loop turn
+                await asyncio.sleep(0.001)
+                chunks = list(sctp._sent_queue)
+            deadline = asyncio.get_running_loop().time() + 10
+            while sctp._sent_queue and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.005)
+            assert not sctp._sent_queue, "message never acknowledged"
+            # One message, nothing sent back: only sinkcast's side's delayed-SACK
+            # timer acknowledges it. Without timers, aiortc has to retransmit it
+            # (after its 1 s minimum RTO) to draw a SACK.
+            assert [c._sent_count for c in chunks] == [1] * len(chunks), "acknowledged only after a retransmission"
+        assert dominant_frequency(listener.audio()[-24000:, 0], 48000) == pytest.approx(440.0, abs=1.0)
+        # Once no data channel is left, the timers stop again (a few seconds
+        # later, while the closed association is freed).
+        await sig.close_listener("a440/dc")
+        await listener.close()
+        deadline = asyncio.get_running_loop().time() + 30
+        while threads_named("sinkcast sctp") and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        assert threads_named("sinkcast sctp") == 0
     finally:
         await listener.close()
         sig.close()
