@@ -419,11 +419,13 @@ async def test_status_and_metrics(server: tuple[TestServer, ClientSession]) -> N
     assert 'sinkcast_source_underruns_total{source="hiss"}' in samples
     assert "# TYPE sinkcast_sink_listeners gauge" in text
     assert samples['sinkcast_sink_clock_errors_total{sink="music"}'] == 0
+    assert samples["sinkcast_signaling_backlog"] == 0  # the adapter's callback only schedules
     # Counters in full, not rounded to six digits (a rate() over them needs every unit).
     from sinkcast.server import prometheus_text
 
     big = {"sinks": {"k": {"frames_mixed": 4147200123, "late_periods": 0, "clock_errors": 0, "clipped_samples": 0,
-                           "frames_encoded": 0, "peak": 0.123456789, "listeners": {}}}, "live_peers": 0}
+                           "frames_encoded": 0, "peak": 0.123456789, "listeners": {}}}, "live_peers": 0,
+           "signaling_backlog": 0}
     assert 'sinkcast_sink_frames_mixed_total{sink="k"} 4147200123\n' in prometheus_text(big)
     assert 'sinkcast_sink_peak{sink="k"} 0.123456789\n' in prometheus_text(big)
 

@@ -303,6 +303,26 @@ def test_replaced_callback_never_runs_after_replace_returns(eng: sinkcast.AudioM
     assert len(first) == n
 
 
+def test_messages_behind_a_slow_callback_are_kept_and_counted(eng: sinkcast.AudioManager) -> None:
+    release = threading.Event()
+    delivered: list[tuple[str, str]] = []
+
+    def held(target: str, type: str, message: str) -> None:
+        release.wait(30)
+        delivered.append((target, type))
+
+    assert eng.stats()["signaling_backlog"] == 0
+    eng.set_python_webrtc_signaling_callback(held)
+    for i in range(5):
+        eng.handle_incoming_webrtc_signaling_message(f"s/b{i}", "offer", OFFER)
+    # The first answer is in the callback; the other four (and the candidates) wait.
+    wait_until(lambda: eng.stats()["signaling_backlog"] >= 4)
+    assert delivered == []
+    release.set()
+    wait_until(lambda: eng.stats()["signaling_backlog"] == 0 and
+               sorted(t for t, ty in delivered if ty == "answer") == [f"s/b{i}" for i in range(5)])
+
+
 def test_callback_may_call_back_into_the_engine(eng: sinkcast.AudioManager) -> None:
     done = threading.Event()
     errors: list[BaseException] = []

@@ -120,6 +120,7 @@ nb::dict stats_to_dict(const EngineStats& stats) {
     d["inputs"] = inputs;
     d["listeners"] = stats.listeners;
     d["live_peers"] = stats.live_senders;
+    d["signaling_backlog"] = stats.signaling_backlog;
     return d;
 }
 

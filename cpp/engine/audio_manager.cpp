@@ -427,6 +427,7 @@ EngineStats AudioManager::stats() const {
         s.listeners = sessions_.size();
     }
     s.live_senders = live_sender_count();
+    s.signaling_backlog = dispatcher_->backlog();
     lock.lock();
     for (const auto& [id, source] : sources_) {
         SourceStats src;

@@ -86,6 +86,7 @@ struct EngineStats {
     std::vector<SourceStats> sources;
     size_t listeners = 0;        // sessions open in this engine
     uint64_t live_senders = 0;   // WebRTC peers alive in the process (all engines)
+    size_t signaling_backlog = 0;  // messages waiting for the signaling callback
 };
 
 class AudioManager {

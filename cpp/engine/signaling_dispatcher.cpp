@@ -28,6 +28,11 @@ void SignalingDispatcher::post(SignalingMessage message) {
     state_->wake.notify_one();
 }
 
+size_t SignalingDispatcher::backlog() const {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->queue.size();
+}
+
 void SignalingDispatcher::stop() {
     {
         std::lock_guard<std::mutex> lock(state_->mutex);

@@ -100,6 +100,10 @@ public:
 
     bool on_dispatcher_thread() const { return std::this_thread::get_id() == thread_id_; }
 
+    // Messages posted and not yet handed to `deliver` (the one being delivered
+    // is not counted): what a slow callback has let pile up.
+    size_t backlog() const;
+
 private:
     // The thread owns a reference to this state, so the dispatcher may even be
     // destroyed from its own thread (a callback dropped the last reference to

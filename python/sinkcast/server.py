@@ -343,6 +343,9 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     lines.append("# HELP sinkcast_peers Live WebRTC peers in the process.")
     lines.append("# TYPE sinkcast_peers gauge")
     lines.append(f"sinkcast_peers {stats['live_peers']}")
+    lines.append("# HELP sinkcast_signaling_backlog Engine messages waiting for the signaling callback.")
+    lines.append("# TYPE sinkcast_signaling_backlog gauge")
+    lines.append(f"sinkcast_signaling_backlog {stats['signaling_backlog']}")
     return "\n".join(lines) + "\n"
 
 
