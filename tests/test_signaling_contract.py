@@ -249,6 +249,8 @@ def test_a_callback_that_raises_goes_to_unraisablehook(eng: sinkcast.AudioManage
         eng.handle_incoming_webrtc_signaling_message("s/x", "offer", OFFER)
         wait_until(lambda: len(seen) >= 2)
     finally:
+        # Cleared first: its later messages would raise into pytest's own hook.
+        eng.set_python_webrtc_signaling_callback(None)
         sys.unraisablehook = old_hook
     assert isinstance(seen[0].exc_value, RuntimeError)
     assert "signaling callback" in str(seen[0].object)
