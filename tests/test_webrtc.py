@@ -444,7 +444,9 @@ async def test_a_listener_that_opens_a_data_channel_gets_sctp_timers(engine: sin
         for i in range(3):
             channel.send(f"message {i}")
             chunks: list[Any] = []
+            queued_by = asyncio.get_running_loop().time() + 5
             while not chunks:  # aiortc queues the chunk on its next loop turn
+                assert asyncio.get_running_loop().time() < queued_by, "the message never showed in aiortc's queue"
                 await asyncio.sleep(0.001)
                 chunks = list(sctp._sent_queue)
             deadline = asyncio.get_running_loop().time() + 10
@@ -467,6 +469,53 @@ async def test_a_listener_that_opens_a_data_channel_gets_sctp_timers(engine: sin
     finally:
         await listener.close()
         sig.close()
+
+
+DATA_CHANNEL_FLOOD_SCRIPT = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+import sinkcast
+from sinkcast.aio import AsyncSignaling
+from webrtc_peer import Listener
+
+async def main():
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s", channels=2)
+    eng.add_tone_source("t")
+    eng.connect("t", "s")
+    sig = AsyncSignaling(eng)
+    listener = Listener()
+    channel = listener.pc.createDataChannel("status")
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    await listener.accept_answer(await sig.open_listener("s/l", await listener.offer()))
+    await asyncio.wait_for(opened.wait(), 15)
+    for i in range(1500):
+        channel.send(f"status {i}")
+    while channel.bufferedAmount or listener.pc.sctp._sent_queue or listener.pc.sctp._outbound_queue:
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(eng.handle_incoming_webrtc_signaling_message, "s/l", "bye", "")
+    await listener.close()
+    sig.close()
+    await asyncio.to_thread(eng.shutdown)
+    print("done")
+
+asyncio.run(main())
+"""
+
+
+async def test_a_listener_sending_on_a_data_channel_nobody_reads_blocks_nothing() -> None:
+    # libdatachannel queues at most 1024 unread messages per channel, then
+    # blocks one of its worker threads on the next for good: the bye and
+    # shutdown() then hung. The engine now reads and drops them.
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    try:
+        proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", DATA_CHANNEL_FLOOD_SCRIPT, tests_dir],
+                                       capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"hung after a data channel flood: {e.stdout!r} {e.stderr!r}") from None
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["done"], proc.stdout + proc.stderr
 
 
 async def test_shutdown_with_streaming_listeners() -> None:

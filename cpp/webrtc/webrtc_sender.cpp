@@ -91,6 +91,8 @@ struct SenderShared {
   std::mutex data_mutex;
   std::string mid;      // guarded by data_mutex
   int mline_index = 0;  // guarded by data_mutex
+  // Data channels the listener opened; see onDataChannel. Guarded by data_mutex.
+  std::vector<std::shared_ptr<rtc::DataChannel>> peer_channels;
 
   std::pair<std::string, int> media() {
     std::lock_guard<std::mutex> lock(data_mutex);
@@ -382,6 +384,16 @@ WebRTCSender::WebRTCSender(const IceConfig& ice, int channels, SenderCallbacks c
       if (s->callbacks.on_closed) s->callbacks.on_closed(state_name(state));
     });
   });
+  // A data channel the listener opens is kept open and its messages are
+  // dropped: sinkcast has nothing to say on one. Unread, libdatachannel would
+  // queue 1024 messages and then block one of its worker threads for good
+  // (the 1025th); dropping the channel object instead would close it.
+  rtc_->pc->onDataChannel([shared](std::shared_ptr<rtc::DataChannel> channel) {
+    channel->onMessage([](rtc::message_variant) {});
+    auto s = shared;
+    std::lock_guard<std::mutex> lock(s->data_mutex);
+    s->peer_channels.push_back(std::move(channel));
+  });
   // Media sections of a remote offer other than the one we answer (video,
   // a second audio) are rejected (port 0) rather than silently accepted.
   rtc_->pc->onTrack([](std::shared_ptr<rtc::Track> track) {
@@ -451,7 +463,12 @@ void WebRTCSender::teardown() {
     rtc_->pc->close();  // idempotent in libdatachannel
   } catch (...) {
   }
-  // `released` (the user's functors) is destroyed here, on the caller's thread.
+  std::vector<std::shared_ptr<rtc::DataChannel>> channels;
+  {
+    std::lock_guard<std::mutex> lock(shared_->data_mutex);
+    channels.swap(shared_->peer_channels);
+  }
+  // `released` (the user's functors) and the channels are destroyed here, on the caller's thread.
 }
 
 void WebRTCSender::accept_offer(const std::string& sdp) {
