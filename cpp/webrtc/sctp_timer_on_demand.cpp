@@ -4,8 +4,8 @@
 // usrsctp then starts a thread ("SCTP timer") that wakes every 10 ms for as long
 // as any peer exists, to run SCTP's retransmission and SACK timers. SCTP only
 // carries data channels. sinkcast streams audio, so most of its peers never
-// open an SCTP association, and that thread was 15 % of a server's CPU at one
-// listener (2.5 ms/s of 14.5).
+// open an SCTP association, and that thread was 2.5 of the 14.5 ms/s a
+// one-listener server spent (benchmarks/README.md, fourteenth session).
 //
 // How: the link wraps four usrsctp calls (see cpp/CMakeLists.txt):
 //   - usrsctp_init starts usrsctp without its threads (usrsctp_init_nothreads;
@@ -19,11 +19,17 @@
 //   - usrsctp_finish, which libdatachannel retries every 100 ms at its global
 //     cleanup until the last association is freed, keeps the thread running
 //     while it fails, and no tick runs during or after a successful one.
+//     (That cleanup only runs at rtc::Cleanup(), which sinkcast never calls:
+//     libdatachannel keeps its global token until then. Handled all the same.)
+// If the thread cannot be started, the socket is refused: an association
+// without timers would stall, while a refused one fails that peer's data
+// channel only.
 // A process whose peers never negotiate a data channel never ticks at all.
 // This file is only built when the bundled static libdatachannel is linked.
 
 #include <usrsctp.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -60,15 +66,17 @@ public:
         usrsctp_alive_ = true;
     }
 
-    void on_socket_opened() {
+    // False, with nothing counted, when the timer thread cannot be started.
+    bool on_socket_opened() {
         std::lock_guard<std::mutex> lock(mutex_);
+        if (!run_locked()) return false;
         ++open_sockets_;
-        run_locked();
+        return true;
     }
 
     void on_socket_closed() {
         std::lock_guard<std::mutex> lock(mutex_);
-        --open_sockets_;
+        if (open_sockets_ > 0) --open_sockets_;  // a socket usrsctp made itself (accept) was never counted
         keep_until_ = Clock::now() + kLinger;
     }
 
@@ -83,7 +91,7 @@ public:
             // Associations are still being freed, by timers: keep ticking.
             std::lock_guard<std::mutex> lock(mutex_);
             keep_until_ = Clock::now() + kLinger;
-            run_locked();
+            run_locked();  // if no thread can start now, libdatachannel's next retry tries again
         }
         return result;
     }
@@ -92,12 +100,17 @@ private:
     static constexpr auto kTick = std::chrono::milliseconds(10);  // usrsctp's own thread's interval
     static constexpr auto kLinger = std::chrono::seconds(5);
 
-    void run_locked() {
-        if (running_) return;
-        if (thread_.joinable()) thread_.join();  // it has ended: it cleared running_ on its way out
-        running_ = true;
-        thread_ = std::thread([this] { run(); });
+    bool run_locked() noexcept {
+        if (running_) return true;
+        try {
+            if (thread_.joinable()) thread_.join();  // it has ended: it cleared running_ on its way out
+            thread_ = std::thread([this] { run(); });
+        } catch (...) {  // std::system_error (EAGAIN): no thread, and running_ stays false
+            return false;
+        }
+        running_ = true;  // before the new thread reads it: it starts by taking mutex_, held here
         name_thread(thread_, "sinkcast sctp");
+        return true;
     }
 
     void run() {
@@ -150,7 +163,13 @@ struct socket* __wrap_usrsctp_socket(int domain, int type, int protocol,
                                      int (*send_cb)(struct socket* sock, uint32_t sb_free, void* ulp_info),
                                      uint32_t sb_threshold, void* ulp_info) {
     struct socket* sock = __real_usrsctp_socket(domain, type, protocol, receive_cb, send_cb, sb_threshold, ulp_info);
-    if (sock != nullptr) sinkcast::SctpTimerThread::instance().on_socket_opened();
+    if (sock != nullptr && !sinkcast::SctpTimerThread::instance().on_socket_opened()) {
+        // An association without timers would stall later; fail this one now
+        // (libdatachannel reports "Could not create SCTP socket").
+        __real_usrsctp_close(sock);
+        errno = EAGAIN;
+        return nullptr;
+    }
     return sock;
 }
 
