@@ -554,7 +554,7 @@ def main() -> None:
               f"{mux['ice_ms_per_s']:.1f} ms/s")
         print(f"offer->answer (handle_incoming_webrtc_signaling_message to the answer callback): "
               f"median of medians {statistics.median(offer_answer):.2f} ms")
-        for listeners in sorted({1, min(100, n)}):
+        for listeners in sorted({1, min(100, n), n}):
             lat, missed = measure_latency(probes, listeners)
             if lat:
                 # A missed burst counts as infinitely late: it can only raise the percentiles.
