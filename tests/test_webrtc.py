@@ -37,11 +37,17 @@ async def engine() -> AsyncIterator[sinkcast.AudioManager]:
         await asyncio.to_thread(eng.shutdown)
 
 
-async def connect_listener(sig: AsyncSignaling, target: str) -> Listener:
-    listener = Listener()
+async def connect_listener(sig: AsyncSignaling, target: str, data_channel: str | None = None) -> Listener:
+    listener = Listener(data_channel)
     answer = await sig.open_listener(target, await listener.offer())
     await listener.accept_answer(answer)
     return listener
+
+
+async def run_python(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter (this one's environment unless `env`), its output captured; 60 s at most."""
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script, *args], capture_output=True,
+                                   text=True, env=env, timeout=60)
 
 
 async def next_bye(sig: AsyncSignaling, target: str, timeout: float) -> str:
@@ -339,8 +345,7 @@ async def test_libdatachannel_warnings_show_only_when_asked_for(level: str | Non
     env = {k: v for k, v in os.environ.items() if k != "SINKCAST_LIBDATACHANNEL_LOG"}
     if level:
         env["SINKCAST_LIBDATACHANNEL_LOG"] = level
-    proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", LOG_SCRIPT], capture_output=True,
-                                   text=True, env=env, timeout=60)
+    proc = await run_python(LOG_SCRIPT, env=env)
     assert proc.returncode == 0, proc.stderr
     assert ("[libdatachannel warning]" in proc.stderr) == (level in ("warning", "Warning")), proc.stderr
     # A level that is not one is said, not silently taken for the default.
@@ -413,12 +418,10 @@ e.shutdown()
 
 async def test_audio_only_peers_leave_sctp_timers_off() -> None:
     # usrsctp's own timer thread woke every 10 ms in every process with a peer
-    # (15 % of a one-listener server's CPU), for data channels that audio
-    # listeners never open. A fresh interpreter, so no earlier test's data
+    # (2.4-2.6 ms/s of CPU), for data channels that audio listeners never open. A fresh interpreter, so no earlier test's data
     # channel has started sinkcast's own timer thread.
     tests_dir = os.path.dirname(os.path.abspath(__file__))
-    proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", AUDIO_ONLY_THREADS_SCRIPT, tests_dir],
-                                   capture_output=True, text=True, timeout=60)
+    proc = await run_python(AUDIO_ONLY_THREADS_SCRIPT, tests_dir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "0", "True"], proc.stdout + proc.stderr
 
@@ -428,14 +431,11 @@ async def test_a_listener_that_opens_a_data_channel_gets_sctp_timers(engine: sin
     # needs timers (delayed SACKs, retransmissions), which run on "sinkcast sctp"
     # only once such a peer exists.
     sig = AsyncSignaling(engine)
-    listener = Listener()
-    channel = listener.pc.createDataChannel("chat")
-    opened = asyncio.Event()
-    channel.on("open", opened.set)
-    answer = await sig.open_listener("a440/dc", await listener.offer())
-    await listener.accept_answer(answer)
+    listener = await connect_listener(sig, "a440/dc", data_channel="chat")
+    channel = listener.channel
+    assert channel is not None
     try:
-        await asyncio.wait_for(opened.wait(), 15)
+        await asyncio.wait_for(listener.channel_open.wait(), 15)
         await listener.wait_seconds(1.0)
         assert threads_named("sinkcast sctp") == 1
         assert threads_named("SCTP timer") == 0
@@ -443,16 +443,11 @@ async def test_a_listener_that_opens_a_data_channel_gets_sctp_timers(engine: sin
         assert sctp is not None
         for i in range(3):
             channel.send(f"message {i}")
-            chunks: list[Any] = []
-            queued_by = asyncio.get_running_loop().time() + 5
-            while not chunks:  # aiortc queues the chunk on its next loop turn
-                assert asyncio.get_running_loop().time() < queued_by, "the message never showed in aiortc's queue"
-                await asyncio.sleep(0.001)
-                chunks = list(sctp._sent_queue)
-            deadline = asyncio.get_running_loop().time() + 10
-            while sctp._sent_queue and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.005)
-            assert not sctp._sent_queue, "message never acknowledged"
+            # aiortc queues the chunk on its next loop turn; it stays there until acknowledged (~20 ms).
+            await wait_for(lambda: bool(sctp._sent_queue), 5, interval=0.001,
+                           what="the message never showed in aiortc's queue")
+            chunks = list(sctp._sent_queue)
+            await wait_for(lambda: not sctp._sent_queue, 10, what="message never acknowledged")
             # One message, nothing sent back: only sinkcast's side's delayed-SACK
             # timer acknowledges it. Without timers, aiortc has to retransmit it
             # (after its 1 s minimum RTO) to draw a SACK.
@@ -462,10 +457,7 @@ async def test_a_listener_that_opens_a_data_channel_gets_sctp_timers(engine: sin
         # later, while the closed association is freed).
         await sig.close_listener("a440/dc")
         await listener.close()
-        deadline = asyncio.get_running_loop().time() + 30
-        while threads_named("sinkcast sctp") and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.1)
-        assert threads_named("sinkcast sctp") == 0
+        await wait_for(lambda: threads_named("sinkcast sctp") == 0, 30, what="SCTP's timer thread never ended")
     finally:
         await listener.close()
         sig.close()
@@ -484,15 +476,12 @@ async def main():
     eng.add_tone_source("t")
     eng.connect("t", "s")
     sig = AsyncSignaling(eng)
-    listener = Listener()
-    channel = listener.pc.createDataChannel("status")
-    opened = asyncio.Event()
-    channel.on("open", opened.set)
+    listener = Listener(data_channel="status")
     await listener.accept_answer(await sig.open_listener("s/l", await listener.offer()))
-    await asyncio.wait_for(opened.wait(), 15)
+    await asyncio.wait_for(listener.channel_open.wait(), 15)
     for i in range(1500):
-        channel.send(f"status {i}")
-    while channel.bufferedAmount or listener.pc.sctp._sent_queue or listener.pc.sctp._outbound_queue:
+        listener.channel.send(f"status {i}")
+    while listener.channel.bufferedAmount or listener.pc.sctp._sent_queue or listener.pc.sctp._outbound_queue:
         await asyncio.sleep(0.05)
     await asyncio.to_thread(eng.handle_incoming_webrtc_signaling_message, "s/l", "bye", "")
     await listener.close()
@@ -510,8 +499,7 @@ async def test_a_listener_sending_on_a_data_channel_nobody_reads_blocks_nothing(
     # shutdown() then hung. The engine now reads and drops them.
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     try:
-        proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", DATA_CHANNEL_FLOOD_SCRIPT, tests_dir],
-                                       capture_output=True, text=True, timeout=60)
+        proc = await run_python(DATA_CHANNEL_FLOOD_SCRIPT, tests_dir)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"hung after a data channel flood: {e.stdout!r} {e.stderr!r}") from None
     assert proc.returncode == 0, proc.stderr
@@ -581,12 +569,12 @@ async def open_by_offer(engine: sinkcast.AudioManager, cb: GatedCallback, target
     return listener
 
 
-async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
+async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05, what: str = "timed out") -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
+        assert loop.time() < deadline, what
+        await asyncio.sleep(interval)
 
 
 async def strand_a_vanished_listener(engine: sinkcast.AudioManager, cb: GatedCallback, target: str,

@@ -16,10 +16,16 @@ aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
 class Listener:
-    """One aiortc peer receiving one audio track."""
+    """One aiortc peer receiving one audio track; with `data_channel`, it also
+    offers a data channel of that label (`channel`, `channel_open`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_channel: str | None = None) -> None:
         self.pc = RTCPeerConnection()
+        self.channel_open = asyncio.Event()
+        self.channel = None
+        if data_channel is not None:
+            self.channel = self.pc.createDataChannel(data_channel)
+            self.channel.on("open", self.channel_open.set)
         self.chunks: list[np.ndarray] = []
         self.channels = 0
         self.sample_rate = 0
