@@ -108,31 +108,27 @@ private:
         } catch (...) {  // std::system_error (EAGAIN): no thread, and running_ stays false
             return false;
         }
-        running_ = true;  // before the new thread reads it: it starts by taking mutex_, held here
+        running_ = true;  // the new thread reads it only under mutex_, held here
         name_thread(thread_, "sinkcast sctp");
         return true;
     }
 
     void run() {
         auto last = Clock::now();
-        std::unique_lock<std::mutex> lock(mutex_);
         for (;;) {
-            lock.unlock();
             std::this_thread::sleep_until(last + kTick);
-            lock.lock();
-            if (open_sockets_ == 0 && Clock::now() >= keep_until_) {
-                running_ = false;
-                return;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (open_sockets_ == 0 && Clock::now() >= keep_until_) {
+                    running_ = false;
+                    return;
+                }
             }
-            lock.unlock();
             // Whole milliseconds since the last tick; the remainder carries over.
             const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last);
             last += elapsed;
-            {
-                std::lock_guard<std::mutex> tick(tick_mutex_);
-                if (usrsctp_alive_) usrsctp_handle_timers(static_cast<std::uint32_t>(elapsed.count()));
-            }
-            lock.lock();
+            std::lock_guard<std::mutex> tick(tick_mutex_);
+            if (usrsctp_alive_) usrsctp_handle_timers(static_cast<std::uint32_t>(elapsed.count()));
         }
     }
 
