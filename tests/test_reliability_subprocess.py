@@ -221,3 +221,45 @@ def test_the_default_engine_is_shut_down_at_exit_without_a_python_object() -> No
     # Still listing its sink would mean the exit hook left it running.
     assert "AFTER-HOOK sinks=[]" in child.stdout, child.stdout + child.stderr
     assert not forbidden_in(child.stderr), child.stderr
+
+
+# ---------------------------------------------------------------------------- fork()
+
+
+def run_fork_child(mode: str) -> tuple[dict[str, object], dict[str, object], str]:
+    proc = start("fork_child.py", mode)
+    out, err, timed_out = finish(proc, 90.0)
+    child = Child(["fork", mode], proc.returncode, out, err, None, time.monotonic(), timed_out)
+    assert not timed_out and proc.returncode == 0, describe(child)
+    results = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
+               for line in out.splitlines() if line.startswith(("CHILD ", "PARENT "))}
+    assert set(results) == {"CHILD", "PARENT"}, describe(child)
+    assert not forbidden_in(err), describe(child)
+    return results["CHILD"], results["PARENT"], describe(child)
+
+
+def test_a_forked_child_exits_cleanly_and_refuses_the_engine_it_inherited() -> None:
+    """fork() while an engine streams: the child's copy has none of the engine's
+    threads. Each call on it says why it cannot run, shutdown() returns, a new
+    engine mixes but cannot open a listener (libdatachannel's threads are the
+    parent's), and the child's normal exit neither crashes nor hangs (it used to
+    crash in the exit hook, joining threads the child does not have). The
+    parent's listener streams on."""
+    child, parent, report = run_fork_child("streaming")
+    assert parent["child_exit_code"] == 0, report
+    assert child["closed"] is True
+    refusals = child["refusals"]
+    assert isinstance(refusals, dict) and len(refusals) == 6
+    for call, message in refusals.items():
+        assert "before it forked this one" in message and "'spawn'" in message, (call, message)
+    assert child["shut_down"] is True
+    assert child["rendered_peak"] == pytest.approx(0.5, abs=0.01)
+    assert "this process was forked from it" in str(child["new_engine_listener"]), child
+    assert child["new_engine_listeners"] == []
+    assert parent["probe_connected"] is True and parent["listeners"] == ["s/p"], parent
+
+
+def test_a_forked_child_may_start_webrtc_if_its_parent_never_did() -> None:
+    child, parent, report = run_fork_child("mixing")
+    assert parent["child_exit_code"] == 0, report
+    assert child["offer_has_audio"] is True

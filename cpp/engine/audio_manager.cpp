@@ -104,7 +104,36 @@ std::vector<AudioManager*> AudioManager::live_managers() {
 }
 
 void AudioManager::ensure_open() const {
+    if (made_before_fork()) throw_made_before_fork();
     if (closed()) throw EngineClosedError();
+}
+
+void AudioManager::throw_made_before_fork() const {
+    throw EngineClosedError("this AudioManager was made in process " + std::to_string(creator_pid_) +
+                            " before it forked this one (" + std::to_string(getpid()) +
+                            "); its threads run only there, so it cannot be used here. Make the engine in the "
+                            "process that uses it (with multiprocessing, the 'spawn' or 'forkserver' start method)");
+}
+
+// In a child of fork(), for an engine made before it: shutdown() and the
+// destructor must neither join the engine's threads (the child does not have
+// them) nor take its locks (one may have been held at the fork) nor close its
+// peer connections (they wait on libdatachannel's threads). Whatever owns a
+// thread or a peer is kept allocated for the life of the child instead: it is
+// the child's copy of the parent's memory, and nothing in the child runs it.
+// The signaling callback alone is let go: it is Python's, and often refers
+// back to the engine's Python object, which would then never be freed. It is
+// taken without the slot's lock, which only the parent's dispatcher takes.
+void AudioManager::abandon_after_fork() {
+    if (abandoned_.exchange(true)) return;
+    closed_.store(true, std::memory_order_release);
+    new decltype(sinks_)(std::move(sinks_));
+    new decltype(sources_)(std::move(sources_));
+    new decltype(sessions_)(std::move(sessions_));
+    (void)dispatcher_.release();
+    (void)tasks_.release();
+    std::shared_ptr<SignalingHandler> callback = std::move(handler_slot_->handler);
+    shutdown_finished_.store(true, std::memory_order_release);
 }
 
 std::shared_ptr<Sink> AudioManager::find_sink_locked(const std::string& id) const {
@@ -444,6 +473,7 @@ EngineStats AudioManager::stats() const {
 }
 
 void AudioManager::shutdown() {
+    if (made_before_fork()) return abandon_after_fork();
     // Declared before the lock, so released after it: dropping the Python
     // callback takes the GIL, and a thread holding the GIL may be waiting for
     // shutdown_mutex_ (a deallocation runs shutdown() with the GIL held).

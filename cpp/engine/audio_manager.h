@@ -17,10 +17,13 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "audio/pcm_tap.h"
 #include "audio/sample_format.h"
 #include "audio/source.h"
 #include "engine/errors.h"
+#include "engine/fork_guard.h"
 #include "engine/signaling_dispatcher.h"
 #include "engine/sink.h"
 #include "engine/task_thread.h"
@@ -159,8 +162,9 @@ public:
     // EngineClosedError. From inside a callback it returns at once when another
     // thread is shutting down: that shutdown ends once the callback returns.
     void shutdown();
-    // True from the moment shutdown() begins.
-    bool closed() const { return closed_.load(std::memory_order_acquire); }
+    // True from the moment shutdown() begins, and in a child of fork() when the
+    // engine was made before it (engine/fork_guard.h): it is never usable there.
+    bool closed() const { return closed_.load(std::memory_order_acquire) || made_before_fork(); }
     // True once a shutdown() has run to its end.
     bool shutdown_finished() const { return shutdown_finished_.load(std::memory_order_acquire); }
 
@@ -171,6 +175,10 @@ protected:
     void ensure_open() const;
 
 private:
+    bool made_before_fork() const { return fork_generation_ != fork_generation(); }
+    [[noreturn]] void throw_made_before_fork() const;
+    void abandon_after_fork();
+
     std::shared_ptr<Sink> find_sink_locked(const std::string& id) const;
     std::shared_ptr<Source> find_source_locked(const std::string& id) const;
     std::shared_ptr<Source> find_source(const std::string& id) const;
@@ -179,6 +187,9 @@ private:
     void add_source_object(const std::string& id, std::shared_ptr<Source> source);
 
     ManagerConfig config_;
+    const uint64_t fork_generation_ = fork_generation();
+    const pid_t creator_pid_ = getpid();
+    std::atomic<bool> abandoned_{false};  // in a child of fork(): see abandon_after_fork()
     std::atomic<bool> closed_{false};
     std::atomic<bool> shutdown_finished_{false};
     mutable std::shared_mutex registry_mutex_;

@@ -141,6 +141,7 @@ void AudioManager::start_session_locked(const std::string& target, const std::sh
 
 std::shared_ptr<WebRTCSender> AudioManager::new_sender(const std::string& target, const std::shared_ptr<Sink>& sink,
                                                        const std::shared_ptr<SessionLife>& life) {
+    claim_webrtc_for_this_process();
     SenderCallbacks callbacks;
     SignalingDispatcher* dispatcher = dispatcher_.get();
     callbacks.on_signal = [dispatcher, target, life](const std::string& type, const std::string& message) {

@@ -35,10 +35,12 @@ public:
     using std::invalid_argument::invalid_argument;
 };
 
-// Any call after shutdown() (Python: EngineClosedError, a RuntimeError).
+// Any call after shutdown(), or in a child of fork() on an engine made before
+// it (Python: EngineClosedError, a RuntimeError).
 class EngineClosedError : public std::runtime_error {
 public:
     EngineClosedError() : std::runtime_error("the AudioManager has been shut down") {}
+    explicit EngineClosedError(const std::string& message) : std::runtime_error(message) {}
 };
 
 // A call that the engine's clock mode does not allow, e.g. render() in real time

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 
+#include "engine/fork_guard.h"
 #include "webrtc/signaling_message.h"
 #include "webrtc/webrtc_sender.h"
 
@@ -42,7 +43,8 @@ struct ReceiveProbe::State {
     std::shared_ptr<rtc::Track> track;
 };
 
-ReceiveProbe::ReceiveProbe(const std::string& bind_address) : state_(std::make_shared<State>()) {
+ReceiveProbe::ReceiveProbe(const std::string& bind_address)
+    : state_(std::make_shared<State>()), fork_generation_(fork_generation()) {
     configure_libdatachannel_once();
     rtc::Configuration config;
     if (!bind_address.empty()) config.bindAddress = bind_address;
@@ -135,6 +137,12 @@ std::vector<ProbePacket> ReceiveProbe::take_packets() {
 }
 
 void ReceiveProbe::close() {
+    if (fork_generation_ != fork_generation()) {
+        // In a child of fork(): closing would wait for libdatachannel's threads,
+        // which run only in the parent. The state is kept, never destroyed.
+        new std::shared_ptr<State>(state_);
+        return;
+    }
     std::shared_ptr<rtc::PeerConnection> pc;
     std::shared_ptr<rtc::Track> track;
     {

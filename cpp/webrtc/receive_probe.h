@@ -44,6 +44,7 @@ private:
 
     struct State;
     std::shared_ptr<State> state_;
+    uint64_t fork_generation_;  // engine/fork_guard.h: a copy in a forked child is left alone
 };
 
 }  // namespace sinkcast
