@@ -516,11 +516,32 @@ def test_ice_udp_mux_engines_with_different_addresses_need_separate_port_ranges(
         sinkcast.AudioManager(bind_address="0.0.0.0", port_range=(20165, 20175)).shutdown()
 
 
-def test_bad_ice_server_is_refused() -> None:
-    with pytest.raises(ValueError, match="ice"):
-        eng = sinkcast.AudioManager(ice_servers=["not a url at all"])
-        eng.add_sink("s")
-        eng.handle_incoming_webrtc_signaling_message("s", "offer", OFFER)
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("not a url at all", "white space"),
+        ("stun.example.org:3478", "does not start with stun:"),
+        ("stun:stun.example.org:abc", "port in URL: abc"),
+        ("stun:host:99999", "port '99999'"),  # libdatachannel would wrap it to 34463
+        ("stun:h:0", "port '0'"),
+        ("stun::", "not a usable URL"),
+        ("turn:u:p@", "not a usable URL"),
+        ("turn:host", "without user:password@"),
+        ("turn:u@host:3478", "without user:password@"),
+    ],
+)
+def test_a_bad_ice_server_is_refused_by_the_constructor(url: str, why: str) -> None:
+    """At construction, naming the URL: each of these used to pass it, and then
+    failed every listener's offer with a plain ValueError (a 500 in the server)."""
+    with pytest.raises(ValueError, match="ice_servers") as refused:
+        sinkcast.AudioManager(ice_servers=[url])
+    assert repr(url)[1:-1] in str(refused.value) and why in str(refused.value)
+
+
+def test_good_ice_servers_are_accepted() -> None:
+    urls = ["stun:127.0.0.1:3478", "STUN:localhost", "stun:h:65535", "turn:u:p@127.0.0.1:3478?transport=tcp",
+            "turns:user:pa%40ss@example.org"]
+    sinkcast.AudioManager(ice_servers=urls).shutdown()
 
 
 @pytest.mark.parametrize(

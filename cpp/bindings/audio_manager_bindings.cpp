@@ -357,7 +357,8 @@ void bind_audio_manager(nb::module_& m) {
                                "The sinkcast engine: sources mixed into named sinks, each streamed to its "
                                "listeners. realtime=False gives a manual clock driven by render(). ICE: bind_address (an IP address; \"\" for all interfaces), "
                                "port_range=(first, last), ice_servers (stun:/turn: URLs), ice_udp_mux=True to put "
-                               "every listener on one UDP port (the first free one of port_range). A listener "
+                               "every listener on one UDP port (one libjuice picks within port_range; a one-port range "
+                               "makes it known). A listener "
                                "session not connected connect_timeout seconds after it opened (an offer never answered, a peer gone before "
                                "ICE connected) is closed with a bye; None: never.")
         .def(

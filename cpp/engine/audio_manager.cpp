@@ -64,14 +64,8 @@ AudioManager::AudioManager(ManagerConfig config) : config_(std::move(config)) {
     if (!config_.bind_address.empty() && !is_ip_literal(config_.bind_address))
         throw std::invalid_argument("bind_address must be a numeric IPv4 or IPv6 address such as 127.0.0.1, "
                                     "0.0.0.0 or ::1 (\"\" for all interfaces), got '" + config_.bind_address + "'");
-    for (const auto& url : config_.ice_servers) {
-        auto colon = url.find(':');
-        std::string scheme = url.substr(0, colon == std::string::npos ? 0 : colon);
-        bool spaced = url.find(' ') != std::string::npos;
-        if ((scheme != "stun" && scheme != "turn" && scheme != "turns") || colon + 1 >= url.size() || spaced)
-            throw std::invalid_argument("ice_servers: '" + url +
-                                        "' is not a stun:host[:port], turn:user:pass@host[:port] or turns: URL");
-    }
+    // Checked here, not when the first listener's peer connection refuses it.
+    for (const auto& url : config_.ice_servers) validate_ice_server_url(url);
     std::lock_guard<std::mutex> lock(live_mutex());
     if (config_.ice_udp_mux) {
         for (const AudioManager* other : live_set()) {

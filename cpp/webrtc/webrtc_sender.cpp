@@ -69,6 +69,41 @@ void configure_libdatachannel_once() {
   });
 }
 
+void validate_ice_server_url(const std::string& url) {
+  const std::string expected =
+      " (expected stun:host[:port], turn:user:password@host[:port][?transport=udp|tcp] or turns:...)";
+  auto refuse = [&](const std::string& why) {
+    throw std::invalid_argument("ice_servers: '" + url + "' " + why + expected);
+  };
+  if (url.find_first_of(" \t\r\n") != std::string::npos) refuse("contains white space");
+  std::string scheme = url.substr(0, url.find(':'));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (url.find(':') == std::string::npos || (scheme != "stun" && scheme != "turn" && scheme != "turns"))
+    refuse("does not start with stun:, turn: or turns:");
+  rtc::IceServer server("", uint16_t(0));
+  try {
+    server = rtc::IceServer(url);
+  } catch (const std::exception& e) {
+    refuse(std::string("is not a usable URL: ") + e.what());
+  }
+  if (server.hostname.empty()) refuse("names no host");
+  // The port as written: after the host (past any user:password@ and any
+  // [IPv6] literal), before any ?query.
+  std::string rest = url.substr(url.find(':') + 1);
+  rest = rest.substr(0, rest.find('?'));
+  if (auto at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
+  if (auto bracket = rest.rfind(']'); bracket != std::string::npos) rest = rest.substr(bracket + 1);
+  if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+    const std::string port = rest.substr(colon + 1);
+    const bool digits = !port.empty() && port.size() <= 5 &&
+                        port.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || std::stoul(port) < 1 || std::stoul(port) > 65535)
+      refuse("has port '" + port + "', not a number from 1 to 65535");
+  }
+  if (server.type == rtc::IceServer::Type::Turn && (server.username.empty() || server.password.empty()))
+    refuse("is a TURN server without user:password@");
+}
+
 // ---- shared state ------------------------------------------------------------
 
 namespace detail {

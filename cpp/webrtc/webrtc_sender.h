@@ -153,4 +153,10 @@ class WebRTCSender {
 // issues 1611/1616). Idempotent, thread-safe; WebRTCSender calls it too.
 void configure_libdatachannel_once();
 
+// Throws std::invalid_argument, naming the URL and what is wrong with it,
+// unless `url` is a STUN or TURN server libdatachannel can use: its own parse,
+// plus what it lets through (a port outside 1-65535 wraps around; a TURN
+// server without user and password fails only when a listener connects).
+void validate_ice_server_url(const std::string& url);
+
 }  // namespace sinkcast
