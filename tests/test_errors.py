@@ -28,6 +28,10 @@ def snapshot(e: sinkcast.AudioManager) -> Any:
     return s, e.sinks(), e.sources()
 
 
+async def _async_callback(target: str, type: str, message: str) -> None:
+    """An async def the engine could only turn into coroutines nobody awaits."""
+
+
 CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     ("unknown sink", lambda e: e.connect("mic", "nope"), sinkcast.UnknownSinkError, "unknown sink 'nope'"),
     ("unknown sink render", lambda e: e.render("nope", 10), sinkcast.UnknownSinkError, "nope"),
@@ -97,6 +101,17 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
      "unknown source 'out' ('out' is a sink)"),
     ("swapped route", lambda e: e.connect("out", "mic"), sinkcast.UnknownSourceError, "'out' is a sink"),
     ("render a source", lambda e: e.render("mic", 10), sinkcast.UnknownSinkError, "'mic' is a source"),
+    # The value as given: six decimals read "got 1.000000" for a value refused for being above 1.
+    ("amplitude just above 1", lambda e: e.add_tone_source("x", amplitude=1.0000001), ValueError, "got 1.0000001"),
+    ("tiny negative amplitude", lambda e: e.add_noise_source("x", amplitude=-1e-9), ValueError, "got -1e-09"),
+    ("tap just too short", lambda e: e.open_tap("out", seconds=0.0099999), ValueError, "got 0.0099999"),
+    ("gain just above 10", lambda e: e.set_gain("mic", "out", 10.0000004), ValueError, "got 10.0000004"),
+    # The limit is in bytes: 40 characters of 4 bytes each are too long, and the message says why.
+    ("long id in UTF-8", lambda e: e.add_sink("\U0001F3B5" * 40), ValueError, "longer than 128 bytes (160 in UTF-8)"),
+    # -1 was taken as "the default" (the engine's internal marker for None).
+    ("payload_type -1", lambda e: e.add_rtp_source("x", payload_type=-1), ValueError, "payload_type must be 10, 11"),
+    ("async callback", lambda e: e.set_python_webrtc_signaling_callback(_async_callback), TypeError,
+     "use sinkcast.aio.AsyncSignaling"),
 ]
 
 

@@ -449,6 +449,10 @@ void bind_audio_manager(nb::module_& m) {
                 // These two decide the default rate below; the rest go straight into the config.
                 const std::optional<int> sample_rate = narrow(sample_rate64, "sample_rate");
                 const std::optional<int> payload_type = narrow(payload_type64, "payload_type");
+                // -1 is the engine's "default" internally; from Python only None means that.
+                if (payload_type && *payload_type < 0)
+                    throw nb::value_error(("payload_type must be 10, 11 or a dynamic type 96-127 (None: the "
+                                           "default), got " + std::to_string(*payload_type)).c_str());
                 RtpInputConfig c;
                 c.endpoint.bind_address = std::move(bind_address);
                 c.endpoint.multicast_interface = std::move(multicast_interface);

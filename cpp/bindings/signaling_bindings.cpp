@@ -79,6 +79,13 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
                if (!callback.is_none()) {
                    if (!PyCallable_Check(callback.ptr()))
                        throw nb::type_error("the signaling callback must be callable(target, type, message) or None");
+                   // An async def would only make a coroutine that nothing awaits: the
+                   // messages would be lost, with a RuntimeWarning at exit at best.
+                   if (nb::cast<bool>(nb::module_::import_("inspect").attr("iscoroutinefunction")(callback)))
+                       throw nb::type_error(
+                           "the signaling callback is an async function, which the engine cannot await (it "
+                           "calls it on its own thread); use sinkcast.aio.AsyncSignaling to receive messages "
+                           "in an asyncio loop, or a plain function");
                    handler = std::make_shared<PythonSignalingHandler>(std::move(callback));
                } else if (self.closed()) {
                    // Nothing to clear, but a shutdown under way on another thread may

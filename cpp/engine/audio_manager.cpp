@@ -26,7 +26,7 @@ std::set<AudioManager*>& live_set() {
 void check_gain(const char* what, double value) {
     if (!std::isfinite(value) || value < 0.0 || value > kMaxGain)
         throw std::invalid_argument(std::string(what) + " must be a finite number from 0 to 10, got " +
-                                    std::to_string(value));
+                                    number_text(value));
 }
 
 size_t ms_to_frames(int ms) { return static_cast<size_t>(ms) * kEngineRate / 1000; }
@@ -35,7 +35,8 @@ size_t ms_to_frames(int ms) { return static_cast<size_t>(ms) * kEngineRate / 100
 
 void validate_id(const std::string& kind, const std::string& id) {
     if (id.empty()) throw std::invalid_argument(kind + " id must not be empty");
-    if (id.size() > 128) throw std::invalid_argument(kind + " id is longer than 128 characters");
+    if (id.size() > 128)
+        throw std::invalid_argument(kind + " id is longer than 128 bytes (" + std::to_string(id.size()) + " in UTF-8)");
     if (id.find('/') != std::string::npos)
         throw std::invalid_argument(kind + " id '" + id + "' must not contain '/' (it separates listener ids)");
     for (unsigned char c : id)
@@ -239,9 +240,9 @@ void AudioManager::add_tone_source(const std::string& id, double frequency_hz, d
     validate_id("source", id);
     if (!std::isfinite(frequency_hz) || frequency_hz <= 0.0 || frequency_hz >= kEngineRate / 2.0)
         throw std::invalid_argument("frequency_hz must be above 0 and below 24000, got " +
-                                    std::to_string(frequency_hz));
+                                    number_text(frequency_hz));
     if (!std::isfinite(amplitude) || amplitude < 0.0 || amplitude > 1.0)
-        throw std::invalid_argument("amplitude must be from 0 to 1, got " + std::to_string(amplitude));
+        throw std::invalid_argument("amplitude must be from 0 to 1, got " + number_text(amplitude));
     add_source_object(id, std::make_shared<ToneSource>(frequency_hz, amplitude));
 }
 
@@ -249,7 +250,7 @@ void AudioManager::add_noise_source(const std::string& id, double amplitude, uin
     ensure_open();
     validate_id("source", id);
     if (!std::isfinite(amplitude) || amplitude < 0.0 || amplitude > 1.0)
-        throw std::invalid_argument("amplitude must be from 0 to 1, got " + std::to_string(amplitude));
+        throw std::invalid_argument("amplitude must be from 0 to 1, got " + number_text(amplitude));
     add_source_object(id, std::make_shared<NoiseSource>(amplitude, seed));
 }
 
@@ -412,7 +413,7 @@ std::shared_ptr<Sink> AudioManager::manual_sink(const std::string& sink_id, bool
 std::shared_ptr<PcmTap> AudioManager::open_tap(const std::string& sink_id, double seconds) {
     ensure_open();
     if (!std::isfinite(seconds) || seconds < 0.01 || seconds > 600.0)
-        throw std::invalid_argument("tap seconds must be from 0.01 to 600, got " + std::to_string(seconds));
+        throw std::invalid_argument("tap seconds must be from 0.01 to 600, got " + number_text(seconds));
     std::shared_lock<std::shared_mutex> lock(registry_mutex_);
     return find_sink_locked(sink_id)->open_tap(static_cast<size_t>(seconds * kEngineRate));
 }

@@ -3,10 +3,20 @@
 // becomes ValueError.
 #pragma once
 
+#include <charconv>
 #include <stdexcept>
 #include <string>
 
 namespace sinkcast {
+
+// A number as an error message quotes it: the shortest text that reads back
+// as the same double (1.0000001, 1e-09, nan), where std::to_string would show
+// six decimals ("1.000000" for a value refused for being above 1).
+inline std::string number_text(double value) {
+    char text[32];
+    auto result = std::to_chars(text, text + sizeof text, value);
+    return std::string(text, result.ptr);
+}
 
 // An id that names no sink / source (Python: UnknownSinkError / UnknownSourceError, both KeyError).
 class UnknownIdError : public std::out_of_range {
