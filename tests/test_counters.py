@@ -37,6 +37,26 @@ def test_underrun_is_silence_and_counted(manual: sinkcast.AudioManager) -> None:
     np.testing.assert_allclose(out[100:], tone_only[100:], atol=1e-7)
 
 
+def test_underruns_count_periods_however_the_output_is_rendered() -> None:
+    """100 ms of an empty source are 10 underruns, whatever the render() block
+    size (they counted mix calls: 4800 for blocks of one frame). A source on
+    two sinks adds up its routes."""
+    for block in (4800, 480, 240, 48, 1):
+        with sinkcast.AudioManager(realtime=False) as eng:
+            eng.add_source("s")
+            for sink in ("a", "b"):
+                eng.add_sink(sink, channels=1)
+                eng.connect("s", sink)
+            for _ in range(4800 // block):
+                eng.render("a", block)
+            eng.render("b", 4800)
+            stats = eng.stats()
+            assert stats["sinks"]["a"]["periods"] == 10
+            assert stats["sinks"]["a"]["routes"]["s"]["underruns"] == 10, block
+            assert stats["sinks"]["b"]["routes"]["s"]["underruns"] == 10
+            assert stats["sources"]["s"]["underruns"] == 20
+
+
 def test_full_ring_drops_oldest_and_counts(manual: sinkcast.AudioManager) -> None:
     manual.add_sink("out", channels=1)
     manual.add_source("s", buffer_ms=20, jitter_ms=0)  # 960 frames

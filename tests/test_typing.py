@@ -61,3 +61,28 @@ def test_the_readme_api_table_names_the_real_parameters() -> None:
                 assert arg in params[name], f"README: {name}({arg}=...), but {name} takes {sorted(params[name])}"
                 checked += 1
     assert checked > 30
+
+
+def test_the_readme_documents_every_stats_key() -> None:
+    """stats()'s docstring says the README lists its keys: every key of a sink,
+    route, listener, source and network input, and the top level."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    with sinkcast.AudioManager(bind_address="127.0.0.1") as eng:
+        eng.add_sink("out")
+        eng.add_source("mic")
+        eng.add_rtp_source("line", port=0)
+        eng.connect("mic", "out")
+        eng.connect("line", "out")
+        eng.handle_incoming_webrtc_signaling_message("out/l", "request_offer", "")
+        stats = eng.stats()
+    sink = stats["sinks"]["out"]
+    layers = {
+        "top level": stats,
+        "sink": sink,
+        "route": sink["routes"]["mic"],
+        "listener": sink["listeners"]["out/l"],
+        "source": stats["sources"]["line"],
+        "network input": stats["inputs"]["line"],
+    }
+    missing = [f"{layer}: {key}" for layer, d in layers.items() for key in d if f"`{key}`" not in readme]
+    assert not missing, f"stats() keys the README does not name: {missing}"

@@ -65,6 +65,7 @@ private:
         std::atomic<double> gain{1.0};
         bool lends = false;  // the source lends its frames in place and the map is identity
         uint64_t underruns = 0;
+        uint64_t last_underrun_period = UINT64_MAX;  // see count_underrun()
     };
 
     // One period being mixed.
@@ -91,7 +92,7 @@ private:
     void mix_group(BlockMix& block, Route* const* members, SourceLoan* loans, int count, bool last);
     // Frames [begin, end) of `group` into the output (last) or the accumulator.
     void mix_piece(BlockMix& block, const SourceGroup& group, size_t begin, size_t end, bool last, GroupSum how);
-    void count_underrun(Route& route);  // the route's and its source's counters
+    void count_underrun(Route& route);  // the route's and its source's counters, once per period
     void record_block(size_t frames, double peak, uint64_t clipped);
 
     int channels_;

@@ -26,7 +26,7 @@ struct RouteCursor {
 
 struct SourceCounters {
     uint64_t frames_in = 0;       // frames received (at the source's own rate)
-    uint64_t underruns = 0;       // mix calls in which a route got less than it asked for
+    uint64_t underruns = 0;       // 10 ms periods in which a route got less than it needed, summed over routes
     uint64_t overruns = 0;        // times a full ring overwrote unread audio
     uint64_t dropped_frames = 0;  // frames lost that way (48 kHz frames)
 };
