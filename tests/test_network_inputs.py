@@ -671,14 +671,51 @@ def test_pipe_from_a_fifo_written_by_ffmpeg(eng: sinkcast.AudioManager, ffmpeg: 
                              "sine=frequency=800:sample_rate=44100", "-t", "2.5", "-ac", "2", "-f", "s16le", "-y",
                              str(fifo)], stderr=subprocess.PIPE, text=True)
     finish(proc)
-    assert pipe.wait(5.0)
+    # A FIFO opened by name outlives its writer: the reader plays out what it
+    # had and waits for the next writer, instead of ending.
+    assert wait_for_pipe(pipe, lambda st: st["writers_ended"] == 1)
     time.sleep(0.2)
     a = analyse(tap.read())
     st = pipe.stats()
-    assert st["eof"] and st["error"] is None
+    assert not st["eof"] and st["error"] is None and pipe.running
     assert st["frames"] == pytest.approx(2.5 * 44100, rel=0.01)
     assert a["freq"] == pytest.approx(800.0, abs=2.0)
     assert a["seconds"] == pytest.approx(2.5, abs=0.15)
+
+
+def wait_for_pipe(pipe: PipeInput, condition: Any, timeout: float = 10.0) -> bool:
+    """Polls the reader's stats until `condition(stats)` holds; False after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition(pipe.stats()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_fifo_waits_for_its_next_writer(manual: sinkcast.AudioManager, tmp_path: Path) -> None:
+    # It used to end with its first writer: a second one (a player that reopens
+    # the FIFO for its next track) could not even open it, and nothing said so.
+    fifo = tmp_path / "line.fifo"
+    os.mkfifo(fifo)
+    pipe = add_pipe_source(manual, "line", str(fifo), sample_rate=48000, channels=1, buffer_ms=1000)
+    try:
+        fd = os.open(fifo, os.O_WRONLY)
+        os.write(fd, bytes(2 * 4800) + b"\x01")  # 100 ms, then half a frame
+        os.close(fd)
+        assert wait_for_pipe(pipe, lambda st: st["writers_ended"] == 1), pipe.stats()
+        st = pipe.stats()
+        assert st["frames"] == 4800 and st["dropped_bytes"] == 1  # the next writer starts on a frame
+        assert not st["eof"] and st["error"] is None and pipe.running
+        # A non-blocking writer is refused (ENXIO) by a FIFO without a reader.
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, bytes(2 * 480))
+        os.close(fd)
+        assert wait_for_pipe(pipe, lambda st: st["writers_ended"] == 2), pipe.stats()
+        assert pipe.stats()["frames"] == 5280
+    finally:
+        pipe.stop()
+    assert pipe.wait(2.0) and not pipe.stats()["eof"]  # a stopped reader has not reached an end
 
 
 def test_pipe_from_a_file_is_paced_and_stdin_works(eng: sinkcast.AudioManager, tmp_path: Path) -> None:
@@ -899,6 +936,7 @@ def test_an_f32le_pipe_plays_nan_and_infinities_as_silence_and_goes_on(manual: s
         (True, TypeError, "got bool"),
         (io.StringIO("text"), TypeError, "not a text stream"),
         ("DIRECTORY", IsADirectoryError, "not a directory"),
+        (-1, ValueError, "path: a file descriptor is 0 or more, got -1"),  # the reader died with EBADF
     ],
 )
 def test_add_pipe_source_refuses_what_it_cannot_read(tmp_path: Path, path: Any, error: type, message: str) -> None:
@@ -909,6 +947,27 @@ def test_add_pipe_source_refuses_what_it_cannot_read(tmp_path: Path, path: Any, 
         with pytest.raises(error, match=message):
             add_pipe_source(e, "p", str(tmp_path) if path == "DIRECTORY" else path)
         assert e.sources() == []  # nothing half made
+    finally:
+        e.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("block_ms", "error", "message"),
+    [
+        (1.5, TypeError, "block_ms must be a whole number of milliseconds, got float 1.5"),
+        ("10", TypeError, "block_ms must be a whole number of milliseconds, got str '10'"),
+        (True, TypeError, "block_ms must be a whole number of milliseconds, got bool"),
+        (0, ValueError, "block_ms must be 1 to 1000, got 0"),
+    ],
+)
+def test_add_pipe_source_refuses_a_block_size_it_cannot_use(block_ms: Any, error: type, message: str) -> None:
+    # 1.5 was accepted and the reader thread died at once (only stats() said so);
+    # "10" failed on a bare comparison.
+    e = sinkcast.AudioManager(realtime=False)
+    try:
+        with pytest.raises(error, match=message):
+            add_pipe_source(e, "p", io.BytesIO(bytes(960)), block_ms=block_ms)
+        assert e.sources() == []
     finally:
         e.shutdown()
 

@@ -588,6 +588,15 @@ async def test_status_and_metrics_include_pipe_inputs(tmp_path: Path) -> None:
             text = await (await http.get("/metrics")).text()
             match = re.search(r'^sinkcast_pipe_input_frames_total\{source="line"\} (\S+)$', text, re.M)
             assert match and float(match.group(1)) > 0, text
+            # An input that has ended (or failed) feeds nothing more: /metrics says so, to alert on.
+            assert re.search(r'^sinkcast_pipe_input_eof\{source="line"\} 0$', text, re.M), text
+            while not status["pipe_inputs"]["line"]["eof"]:  # the file plays for 1 s
+                assert time.monotonic() < deadline, status["pipe_inputs"]
+                await asyncio.sleep(0.1)
+                status = await (await http.get("/api/status")).json()
+            text = await (await http.get("/metrics")).text()
+            assert re.search(r'^sinkcast_pipe_input_eof\{source="line"\} 1$', text, re.M), text
+            assert re.search(r'^sinkcast_pipe_input_error\{source="line"\} 0$', text, re.M), text
     finally:
         await srv.close()
 
@@ -608,5 +617,37 @@ async def test_a_pipe_reader_added_after_the_app_is_made_is_reported(tmp_path: P
         async with ClientSession(base_url=str(srv.make_url("/"))) as http:
             status = await (await http.get("/api/status")).json()
             assert "line" in status["pipe_inputs"], status["pipe_inputs"]
+    finally:
+        await srv.close()
+
+
+@pytest.mark.asyncio
+async def test_a_fifo_pipe_input_takes_writer_after_writer(tmp_path: Path) -> None:
+    # It went silent for good once its first writer closed it, and /metrics showed nothing.
+    fifo = tmp_path / "line.fifo"
+    os.mkfifo(fifo)
+    cfg = parse_config({
+        "sinks": {"out": {"channels": 1}},
+        "sources": {"line": {"type": "pipe", "path": str(fifo), "sample_rate": 48000, "channels": 1}},
+        "routes": [{"source": "line", "sink": "out"}],
+    }, "fifo.toml")
+    pipes: dict[str, PipeInput] = {}
+    srv = TestServer(make_app(build_engine(cfg, pipe_inputs=pipes), pipe_inputs=pipes), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        async with ClientSession(base_url=str(srv.make_url("/"))) as http:
+            for writer in (1, 2):
+                # Non-blocking: a FIFO nobody reads refuses it (ENXIO) instead of hanging the test.
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                os.write(fd, bytes(2 * 480))
+                os.close(fd)
+                deadline = time.monotonic() + 10
+                while pipes["line"].stats()["writers_ended"] < writer:
+                    assert time.monotonic() < deadline, pipes["line"].stats()
+                    await asyncio.sleep(0.05)
+            text = await (await http.get("/metrics")).text()
+            assert re.search(r'^sinkcast_pipe_input_frames_total\{source="line"\} 960$', text, re.M), text
+            assert re.search(r'^sinkcast_pipe_input_writers_ended_total\{source="line"\} 2$', text, re.M), text
+            assert re.search(r'^sinkcast_pipe_input_eof\{source="line"\} 0$', text, re.M), text
     finally:
         await srv.close()

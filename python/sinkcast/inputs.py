@@ -11,7 +11,8 @@ read here by one Python thread that pushes blocks into an ordinary push source::
 Pipes are read as their writer writes: one faster than real time (no ``-re``)
 needs ``pace=True``, or the source's ring overflows and audio is dropped.
 The thread stops at end of input, on ``stop()``, when the source is removed or
-when the engine shuts down.
+when the engine shuts down. A FIFO opened by its name is a live input: when its
+writer closes it, the reader waits for the next one instead of ending.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ PIPE_FORMATS: dict[str, tuple[np.dtype[Any], np.dtype[Any]]] = {
 }
 
 
+def _check_reader_args(path: Any, sample_format: str, block_ms: Any) -> None:
+    """The checks both add_pipe_source and PipeInput make before anything is created:
+    a value the reader thread could not use would otherwise only show in its stats()."""
+    if sample_format not in PIPE_FORMATS:
+        raise ValueError(f"sample_format must be one of {', '.join(PIPE_FORMATS)}, got {sample_format!r}")
+    if isinstance(block_ms, bool) or not isinstance(block_ms, int):
+        raise TypeError(f"block_ms must be a whole number of milliseconds, got {type(block_ms).__name__} {block_ms!r}")
+    if not 1 <= block_ms <= 1000:
+        raise ValueError(f"block_ms must be 1 to 1000, got {block_ms}")
+    if isinstance(path, io.TextIOBase):
+        raise TypeError("path must be a binary file object, not a text stream (sys.stdin.buffer, "
+                        "open(name, 'rb'), io.BytesIO)")
+    if isinstance(path, bool) or not (
+        isinstance(path, (str, int, os.PathLike)) or callable(getattr(path, "read", None))
+    ):
+        raise TypeError(f"path must be a file name, '-' (stdin), a file descriptor or a binary file object, "
+                        f"got {type(path).__name__}")
+    if isinstance(path, int) and path < 0:
+        raise ValueError(f"path: a file descriptor is 0 or more, got {path}")
+    if isinstance(path, str) and not path:
+        raise ValueError("path must not be empty ('-' is stdin)")
+
+
 class PipeInput:
     """Reads raw interleaved PCM from a file descriptor in blocks and pushes it to a source.
 
@@ -59,6 +83,11 @@ class PipeInput:
     such as ``io.BytesIO``) reads at real-time speed, so a file
     plays rather than flooding the source's buffer; pipes and FIFOs are paced by
     their writer (one faster than real time needs ``pace=True``, or audio is dropped).
+
+    A FIFO given by its name never ends: when its writer closes it, the reader
+    plays out what it had (as at the end of a file), counts ``writers_ended``
+    and waits for the next writer (a player that reopens the FIFO per track).
+    stdin, descriptors, file objects and regular files end at end of input.
     """
 
     def __init__(
@@ -74,18 +103,7 @@ class PipeInput:
         pace: bool | None = None,
         start: bool = True,
     ) -> None:
-        if sample_format not in PIPE_FORMATS:
-            raise ValueError(f"sample_format must be one of {', '.join(PIPE_FORMATS)}, got {sample_format!r}")
-        if not 1 <= block_ms <= 1000:
-            raise ValueError(f"block_ms must be 1 to 1000, got {block_ms}")
-        if isinstance(path, io.TextIOBase):
-            raise TypeError("path must be a binary file object, not a text stream (sys.stdin.buffer, "
-                            "open(name, 'rb'), io.BytesIO)")
-        if isinstance(path, bool) or not (
-            isinstance(path, (str, int, os.PathLike)) or callable(getattr(path, "read", None))
-        ):
-            raise TypeError(f"path must be a file name, '-' (stdin), a file descriptor or a binary file object, "
-                            f"got {type(path).__name__}")
+        _check_reader_args(path, sample_format, block_ms)
         self.engine = engine
         self.source_id = source_id
         self.sample_rate = sample_rate
@@ -101,13 +119,15 @@ class PipeInput:
         # may hold read-ahead the descriptor underneath has already given away), else None.
         self._file: IO[bytes] | None = None
         self._fd = -1
+        self._path: str | None = None  # a file opened by name (a FIFO is reopened when its writer leaves)
         if path == "-":
             self._fd = sys.stdin.buffer.fileno()
         elif isinstance(path, int):
             self._fd = path
         elif isinstance(path, (str, os.PathLike)):
             # Non-blocking open: a FIFO without a writer yet must not hang us (or stop()).
-            self._fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NONBLOCK)
+            self._path = os.fspath(path)
+            self._fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
             self._owns_fd = True
             if stat.S_ISDIR(os.fstat(self._fd).st_mode):
                 self._close()
@@ -126,6 +146,9 @@ class PipeInput:
             self._fd = fd if fd is not None else -1
         mode = os.fstat(self._fd).st_mode if self._fd >= 0 else None
         self._is_fifo = mode is not None and stat.S_ISFIFO(mode)
+        # Only a FIFO we opened by name outlives its writer: stdin or a pipe
+        # handed over as a descriptor ends with its writer, as a shell pipeline does.
+        self._live_fifo = self._is_fifo and self._path is not None
         if pace is None:  # files play at their pace; pipes come at their writer's
             pace = stat.S_ISREG(mode) if mode is not None else True  # no descriptor: BytesIO and the like
         self.pace = pace
@@ -133,7 +156,7 @@ class PipeInput:
         self._lock = threading.Lock()
         self._stats: dict[str, Any] = {
             "frames": 0, "bytes": 0, "blocks": 0, "dropped_bytes": 0, "nonfinite_samples": 0,
-            "eof": False, "error": None,
+            "eof": False, "error": None, "writers_ended": 0,
         }
         self._thread = threading.Thread(target=self._run, name=f"sinkcast-pipe-{source_id}", daemon=True)
         if start:
@@ -143,8 +166,10 @@ class PipeInput:
 
     def stats(self) -> dict[str, Any]:
         """frames and bytes pushed, blocks, nonfinite_samples (f32le NaN or infinite
-        samples, pushed as silence), eof (input ended), error (why the reader
-        stopped, or None)."""
+        samples, pushed as silence), eof (input ended; never for a FIFO opened by
+        name), error (why the reader stopped, or None), writers_ended (writers
+        of such a FIFO that came and went), dropped_bytes (partial frames left
+        at an end of input)."""
         with self._lock:
             return dict(self._stats)
 
@@ -209,10 +234,9 @@ class PipeInput:
             # descriptor (which poll() found readable), so it does not wait.
             read = getattr(self._file, "read1", None) or self._file.read
         else:
-            fd = self._fd
 
             def read(n: int) -> bytes:
-                return os.read(fd, n)
+                return os.read(self._fd, n)  # (a live FIFO's descriptor changes with each writer)
 
         if self._fd >= 0:
             # poll(), not select(): a server holding many sockets hands out
@@ -262,20 +286,30 @@ class PipeInput:
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    if self._is_fifo and not seen_data:
+                    if self._is_fifo and not seen_data and not self._live_fifo:
                         time.sleep(0.05)  # no writer has opened the FIFO yet
                         continue
-                    # The end: the whole frames still pending are audio too, and
-                    # flush() plays out the resampler's tail and whatever is
-                    # still short of the source's jitter_ms.
+                    # The end (of the input, or of a live FIFO's writer): the whole
+                    # frames still pending are audio too, and flush() plays out the
+                    # resampler's tail and whatever is still short of the source's jitter_ms.
                     usable = len(pending) - len(pending) % self._frame_bytes
-                    if not self._source_is_gone():
-                        if usable:
-                            push(pending[:usable])
-                            pending = pending[usable:]
-                        if seen_data:
-                            self.engine.flush(self.source_id)
-                    break
+                    if self._source_is_gone():
+                        break
+                    if usable:
+                        push(pending[:usable])
+                        pending = pending[usable:]
+                    if seen_data:
+                        self.engine.flush(self.source_id)
+                    if not self._live_fifo:
+                        break
+                    # A partial frame is not carried over: the next writer starts on a frame.
+                    with self._lock:
+                        self._stats["dropped_bytes"] += len(pending)
+                        self._stats["writers_ended"] += 1
+                    pending, seen_data = b"", False
+                    start, pushed_frames = time.monotonic(), 0  # pace=True paces each writer from its start
+                    self._reopen_fifo(poller)
+                    continue
                 seen_data = True
                 pending += chunk
                 usable = len(pending) - len(pending) % self._frame_bytes
@@ -305,6 +339,23 @@ class PipeInput:
                 self._stats["error"] = f"{type(e).__name__}: {e}"
         finally:
             self._close()
+
+    def _reopen_fifo(self, poller: select.poll) -> None:
+        """Waits for a live FIFO's next writer on a new descriptor.
+
+        Once its writer has gone, the old descriptor reports a hang-up (and end
+        of input) for good, and a FIFO with no reader refuses a non-blocking
+        writer: the new descriptor is opened before the old one is closed, so the
+        FIFO always has a reader, and whatever a next writer has already written stays in it."""
+        assert self._path is not None
+        fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RuntimeError(f"{self._path} is no longer a FIFO")
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        poller.unregister(self._fd)
+        os.close(self._fd)
+        self._fd = fd
 
     def _close(self) -> None:
         if self._owns_fd:
@@ -342,8 +393,7 @@ def add_pipe_source(
     ``sample_format`` is s16le, s32le or f32le, interleaved. Returns the reader.
     A route plays only what is pushed after it is made: with ``start=False``,
     connect the source first, then call the reader's ``start()``."""
-    if sample_format not in PIPE_FORMATS:
-        raise ValueError(f"sample_format must be one of {', '.join(PIPE_FORMATS)}, got {sample_format!r}")
+    _check_reader_args(path, sample_format, block_ms)  # before the source is made
     engine.add_source(source_id, sample_rate=sample_rate, channels=channels, buffer_ms=buffer_ms, jitter_ms=jitter_ms)
     try:
         return PipeInput(engine, source_id, path, sample_rate=sample_rate, channels=channels,

@@ -309,6 +309,12 @@ def prometheus_text(stats: dict[str, Any]) -> str:
     clock_errors = family("sinkcast_sink_clock_errors_total", "counter", "Ticks a sink's clock failed to mix or send.")
     pipe_frames = family("sinkcast_pipe_input_frames_total", "counter", "Frames read per pipe input.")
     pipe_bytes = family("sinkcast_pipe_input_bytes_total", "counter", "Bytes read per pipe input.")
+    pipe_writers = family("sinkcast_pipe_input_writers_ended_total", "counter",
+                          "Writers of a FIFO pipe input that closed it (the input waits for the next).")
+    # Gauges to alert on: a pipe input that has ended or failed feeds nothing any more.
+    pipe_eof = family("sinkcast_pipe_input_eof", "gauge", "1 once a pipe input has reached its end of input.")
+    pipe_error = family("sinkcast_pipe_input_error", "gauge",
+                        "1 once a pipe input's reader has stopped on an error (/api/status says which).")
     for sink_id, s in stats["sinks"].items():
         label = {"sink": sink_id}
         frames.append((label, s["frames_mixed"]))
@@ -333,6 +339,10 @@ def prometheus_text(stats: dict[str, Any]) -> str:
         for source_id, s in stats.get(key, {}).items():
             for samples, field in fields:
                 samples.append(({"source": source_id}, s[field]))
+    for source_id, s in stats.get("pipe_inputs", {}).items():
+        pipe_writers.append(({"source": source_id}, s.get("writers_ended", 0)))
+        pipe_eof.append(({"source": source_id}, int(bool(s["eof"]))))
+        pipe_error.append(({"source": source_id}, int(s["error"] is not None)))
     lines: list[str] = []
     for name, kind, help, samples in metrics:
         lines.append(f"# HELP {name} {help}")
