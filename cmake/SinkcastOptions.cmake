@@ -76,10 +76,16 @@ if(NOT TARGET sinkcast_warnings_and_sanitizers)
       target_link_options(sinkcast_warnings_and_sanitizers INTERFACE "-fsanitize=${_san}")
     endif()
     # For tools that import the extension during the build (stub
-    # generation) or tests: the ASan runtime a Python process must preload.
+    # generation) or tests: the ASan (or TSan) runtime a Python process must
+    # preload; without it, loading a TSan module fails ("cannot allocate
+    # memory in static TLS block").
     set(SINKCAST_SANITIZER_PRELOAD "")
     if(_san MATCHES "address" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
       execute_process(COMMAND "${CMAKE_CXX_COMPILER}" -print-file-name=libasan.so
+                      OUTPUT_VARIABLE SINKCAST_SANITIZER_PRELOAD
+                      OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+    elseif(_san MATCHES "thread" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      execute_process(COMMAND "${CMAKE_CXX_COMPILER}" -print-file-name=libtsan.so
                       OUTPUT_VARIABLE SINKCAST_SANITIZER_PRELOAD
                       OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
     elseif(_san MATCHES "address" AND CMAKE_CXX_COMPILER_ID MATCHES "Clang")
