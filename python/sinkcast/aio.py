@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import collections
 import json
+import math
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -34,13 +36,48 @@ def _is_end_of_candidates(message: str) -> bool:
     return value is None or (isinstance(value, dict) and not value.get("candidate"))
 
 
+def _seconds(name: str, value: Any, *, zero_ok: bool = False, none_ok: bool = False) -> float | None:
+    """`value` as a timeout in seconds: a finite number above 0 (or 0, or None, where allowed).
+    NaN would otherwise wait forever, and a string fail later on arithmetic."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        allowed = " or None" if none_ok else ""
+        raise TypeError(f"{name} must be a number of seconds{allowed}, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        bound = "0 or more" if zero_ok else "above 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(value)
+
+
+def _candidate(raw: Any, where: str) -> dict[str, Any] | None:
+    """One candidate message (JSON of an RTCIceCandidate, or null), checked."""
+    if not isinstance(raw, str):
+        raise TypeError(f"{where} must be a candidate message (a JSON string), got {type(raw).__name__}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise SignalingError(f"{where} is not JSON: {raw[:80]!r}") from None
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("candidate", ""), str):
+        raise SignalingError(f"{where} is not a candidate message "
+                             f'({{"candidate": "candidate:...", "sdpMid": "0"}}): {raw[:80]!r}')
+    return value
+
+
 def merge_candidates(sdp: str, candidates: list[str], end_of_candidates: bool = True) -> str:
     """Returns `sdp` with the given candidate JSON messages added as a=candidate
-    lines to the media section of their mid (for peers that do not trickle, e.g. WHEP)."""
+    lines to the media section of their mid (for peers that do not trickle, e.g. WHEP).
+    A message that is not a candidate's JSON raises SignalingError (a ValueError)."""
+    if not isinstance(sdp, str):
+        raise TypeError(f"sdp must be a string, got {type(sdp).__name__}")
+    if isinstance(candidates, str):  # a lone message would be taken character by character
+        raise TypeError("candidates must be a list of candidate messages, got a single string")
     lines = sdp.replace("\r\n", "\n").rstrip("\n").split("\n")
     by_mid: dict[str, list[str]] = {}
-    for raw in candidates:
-        value = json.loads(raw)
+    for i, raw in enumerate(candidates):
+        value = _candidate(raw, f"candidates[{i}]")
         if not value or not value.get("candidate"):
             continue
         by_mid.setdefault(str(value.get("sdpMid", "0")), []).append("a=" + value["candidate"])
@@ -76,6 +113,11 @@ _END: Message = ("", "")
 # How long send() of an offer or request_offer keeps the target's turn while
 # the engine's description is on its way (see send()).
 _DESCRIPTION_WAIT_S = 10.0
+
+# The adapter open on each engine, by id(engine): an engine has one signaling
+# callback, and a second adapter would take it over silently (the first one's
+# opens would then only time out). A closed or collected adapter frees its slot.
+_adapters: dict[int, weakref.ref[AsyncSignaling]] = {}
 
 
 class _SessionQueue:
@@ -175,14 +217,19 @@ async def _wait_out(call: asyncio.Future[None]) -> tuple[BaseException | None, b
 class AsyncSignaling:
     """Bridges an AudioManager's signaling into an asyncio event loop.
 
-    It installs itself as the engine's signaling callback (one adapter per
-    engine). Each session opened through it has its own queue of messages;
-    messages for targets nobody awaits go to `on_message`, if given.
+    It installs itself as the engine's signaling callback: one adapter per
+    engine, so a second one on an engine whose adapter is still open raises
+    RuntimeError (close() the first). Each session opened through it has its
+    own queue of messages; messages for targets nobody awaits go to
+    `on_message`, if given.
 
     The engine and the adapter then refer to each other through C++, where
     Python's collector cannot see it: `close()` (or the engine's `shutdown()`)
     before dropping them, or the engine is never freed.
     """
+
+    engine: AudioManager
+    _closed: bool
 
     def __init__(
         self,
@@ -190,6 +237,17 @@ class AsyncSignaling:
         loop: asyncio.AbstractEventLoop | None = None,
         on_message: Callable[[str, str, str], Any] | None = None,
     ) -> None:
+        if not all(callable(getattr(engine, name, None)) for name in (
+                "set_python_webrtc_signaling_callback", "handle_incoming_webrtc_signaling_message")):
+            raise TypeError(f"engine must be a sinkcast.AudioManager, got {type(engine).__name__}")
+        if on_message is not None and not callable(on_message):
+            raise TypeError(f"on_message must be callable or None, got {type(on_message).__name__}")
+        holder = _adapters.get(id(engine))
+        other = holder() if holder is not None else None
+        # (The id of an engine that was freed may be another engine's now: only its own adapter counts.)
+        if other is not None and other.engine is engine and not other._closed and not getattr(engine, "closed", False):
+            raise RuntimeError("this engine already has an open AsyncSignaling (an engine has one signaling "
+                               "callback): close() that one first, or share it")
         self.engine = engine
         self.loop = loop or asyncio.get_running_loop()
         self.on_message = on_message
@@ -201,6 +259,9 @@ class AsyncSignaling:
         self._tasks: set[asyncio.Task[Any]] = set()  # on_message coroutines, kept until they finish
         self._closed = False
         engine.set_python_webrtc_signaling_callback(self._from_engine_thread)
+        key = id(engine)
+        self._slot = weakref.ref(self, lambda ref: _adapters.pop(key) if _adapters.get(key) is ref else None)
+        _adapters[key] = self._slot
 
     # -- delivery ---------------------------------------------------------------
 
@@ -318,28 +379,41 @@ class AsyncSignaling:
                 news.cancel()
 
     async def open_listener(
-        self, target: str, offer: str, *, timeout: float = 10.0, gather: bool = True
+        self, target: str, offer: str, *, timeout: float = 10.0, gather: bool = True, gather_timeout: float = 2.0
     ) -> str:
         """Opens a session from a listener's offer and returns the engine's answer.
 
         With gather=True (for peers that do not trickle, like WHEP players) it
         waits for the engine's end of candidates and returns the answer with
         every candidate in it; otherwise the candidates follow as messages.
-        If no answer comes (timeout, cancellation), the session is closed.
+        The wait for candidates ends `gather_timeout` seconds after the answer
+        came: then the answer carries the candidates gathered so far, without
+        a=end-of-candidates (a STUN server that never replies holds the end of
+        candidates back for some 20 s), and the later ones follow as messages.
+        If no answer comes within `timeout` (or on cancellation), the session is closed.
         The session's later messages wait in its queue until read (next_message(),
         messages()) or until forget() hands them to on_message."""
-        return await self._open(target, "offer", offer, "answer", timeout, gather)
+        return await self._open(target, "offer", offer, "answer", timeout, gather, gather_timeout)
 
-    async def request_offer(self, target: str, *, timeout: float = 10.0, gather: bool = True) -> str:
-        """Opens a session where the engine offers; returns its offer. Answer with send(target, "answer", sdp)."""
-        return await self._open(target, "request_offer", "", "offer", timeout, gather)
+    async def request_offer(
+        self, target: str, *, timeout: float = 10.0, gather: bool = True, gather_timeout: float = 2.0
+    ) -> str:
+        """Opens a session where the engine offers; returns its offer (with its
+        candidates as open_listener() gathers them). Answer with send(target, "answer", sdp)."""
+        return await self._open(target, "request_offer", "", "offer", timeout, gather, gather_timeout)
 
-    async def _open(self, target: str, type: str, message: str, wanted: str, timeout: float, gather: bool) -> str:
+    async def _open(
+        self, target: str, type: str, message: str, wanted: str, timeout: Any, gather: bool, gather_timeout: Any
+    ) -> str:
+        # (0 is allowed: an open that gives up at once still closes what it opened.)
+        timeout_s = _seconds("timeout", timeout, zero_ok=True)
+        gather_s = _seconds("gather_timeout", gather_timeout, zero_ok=True)
+        assert timeout_s is not None and gather_s is not None
         self._check_open()
         async with self._one_open_at_a_time(target):
             queue = await self._start(target, type, message)
             try:
-                return await self._collect_description(target, queue, wanted, timeout, gather)
+                return await self._collect_description(target, queue, wanted, timeout_s, gather, gather_s)
             except BaseException:
                 await self._abandon(target, queue)
                 raise
@@ -435,21 +509,30 @@ class AsyncSignaling:
             return False
 
     async def _collect_description(
-        self, target: str, queue: _SessionQueue, wanted: str, timeout: float, gather: bool
+        self, target: str, queue: _SessionQueue, wanted: str, timeout: float, gather: bool, gather_timeout: float
     ) -> str:
         candidates: list[str] = []
         description: str | None = None
         ended = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        gather_deadline = math.inf  # set once the description is in
         await self._wait_for_description(target, queue, timeout)
         while True:
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if description is not None:
+                # Gathering: the description is in hand, so waiting ends at the
+                # gather deadline (or the overall one) with what has come so far.
+                remaining = min(remaining, gather_deadline - loop.time())
+                if remaining <= 0:
+                    return merge_candidates(description, candidates, end_of_candidates=False)
+            elif remaining <= 0:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s")
             try:
                 item = await queue.take(remaining)
             except TimeoutError:
+                if description is not None:
+                    return merge_candidates(description, candidates, end_of_candidates=False)
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s") from None
             if item is None:
                 raise SignalingError(f"session '{target}' was closed or replaced before its {wanted}")
@@ -461,6 +544,7 @@ class AsyncSignaling:
                 description = message
                 if not gather:
                     return description
+                gather_deadline = loop.time() + gather_timeout
             elif type == "candidate" and description is not None:
                 # (A session sends its description before its candidates: any
                 # candidate before it is an earlier session's.)
@@ -480,7 +564,9 @@ class AsyncSignaling:
 
         Raises SignalingError if no session of the target is open here, or once
         the session is closed here, replaced or forgotten, or another reader
-        took its bye; TimeoutError after `timeout` seconds without a message."""
+        took its bye; TimeoutError after `timeout` seconds without a message
+        (None: no limit; 0: only a message already there)."""
+        timeout = _seconds("timeout", timeout, zero_ok=True, none_ok=True)
         queue = self._session_queue(target)
         try:
             item = await queue.take(timeout)
@@ -533,6 +619,8 @@ class AsyncSignaling:
         """Detaches from the engine: clears its signaling callback; every reader,
         and every open still in progress, stops. Later calls raise SignalingError."""
         self._closed = True
+        if _adapters.get(id(self.engine)) is self._slot:
+            del _adapters[id(self.engine)]  # the engine may take another adapter now
         # (An engine shut down, maybe by another thread just now, has no callback left.)
         with contextlib.suppress(EngineClosedError):
             self.engine.set_python_webrtc_signaling_callback(None)
