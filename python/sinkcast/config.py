@@ -12,11 +12,13 @@ Example::
     token = "s3cret"            # optional: WHEP, /api/status and /metrics need "Authorization: Bearer s3cret"
 
     [ice]
-    bind_address = "127.0.0.1"  # the address ICE gathers on (and offers); default: the server's host
+    bind_address = "127.0.0.1"  # the address ICE gathers on (and offers); default: the server's host.
+                                # It must be an address of this host (checked at startup).
     port_range = [40000, 40100]
-    udp_mux = true              # every listener on one UDP port (the first free one of port_range)
+    udp_mux = true              # every listener on one UDP port, one libjuice picks at random in
+                                # port_range; only a one-port range ([40000, 40000]) makes it known
     servers = ["stun:stun.example.org:3478"]
-    connect_timeout = 30        # seconds a listener has to connect before it is dropped; 0: never
+    connect_timeout = 30        # seconds (1 to 86400) a listener has to connect before it is dropped; 0: never
 
     [sinks.kitchen]
     channels = 2                # 1 or 2
@@ -34,7 +36,8 @@ Example::
     [sources.studio]            # RTP in (see README, "Network inputs")
     type = "rtp"
     port = 5004                 # 0: any free port
-    bind_address = "127.0.0.1"
+    bind_address = "127.0.0.1"  # the default: this machine only, whatever [server] host says;
+                                # "0.0.0.0" to receive from the network
     encoding = "L16"            # L16 | L24 | opus
     sample_rate = 48000
     channels = 2
@@ -49,7 +52,7 @@ Example::
 
     [sources.line]              # raw PCM from a FIFO, a file or "-" (stdin)
     type = "pipe"
-    path = "/tmp/line.fifo"
+    path = "/tmp/line.fifo"     # a FIFO takes writer after writer; a file or stdin ends
     sample_rate = 48000
     channels = 2
     format = "s16le"            # s16le | s32le | f32le
@@ -64,6 +67,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +128,9 @@ class ServerConfig:
     routes: list[RouteSpec] = field(default_factory=list)
     origin: str = "<built-in demo>"
 
+
+# The least [ice] connect_timeout that leaves a listener time to connect.
+MIN_CONNECT_TIMEOUT_S = 1.0
 
 # Per source type: option -> (python type, required)
 _SOURCE_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
@@ -250,8 +257,11 @@ def parse_config(data: dict[str, Any], origin: str) -> ServerConfig:
         cfg.udp_mux = c.typed(ice["udp_mux"], "ice.udp_mux", bool)
     if "connect_timeout" in ice:
         timeout = c.typed(ice["connect_timeout"], "ice.connect_timeout", (int, float))
-        if not 0 <= timeout <= 86400:
-            raise c.fail("ice.connect_timeout", f"must be seconds from 0 (never) to 86400, got {timeout!r}")
+        # Below a second no listener can connect (ICE and DTLS take round trips):
+        # every one would get its answer and then be dropped.
+        if not (timeout == 0 or MIN_CONNECT_TIMEOUT_S <= timeout <= 86400):
+            raise c.fail("ice.connect_timeout",
+                         f"must be 0 (never) or seconds from {MIN_CONNECT_TIMEOUT_S:g} to 86400, got {timeout!r}")
         cfg.connect_timeout = float(timeout) if timeout else None
     if "servers" in ice:
         servers = c.typed(ice["servers"], "ice.servers", list)
@@ -417,6 +427,7 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
     re-raised as ConfigError naming the key. The readers of pipe sources stop with
     the engine; pass a dict as `pipe_inputs` to get them by source id (for their
     stats)."""
+    _check_bind_address(cfg)
     try:
         eng = AudioManager(
             bind_address=ice_bind_address(cfg), port_range=cfg.port_range, ice_servers=cfg.ice_servers,
@@ -466,6 +477,28 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
         eng.shutdown()
         raise
     return eng
+
+
+def _check_bind_address(cfg: ServerConfig) -> None:
+    """Fails unless `[ice] bind_address` is an address of this host.
+
+    The engine opens a listener's socket only when a listener comes: on an
+    address of another host every WHEP POST would get 503 "try again later"
+    for what is a permanent mistake in the file."""
+    address = cfg.bind_address
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return  # "" (every interface), or not an address: the engine says what is wrong
+    if ip.is_unspecified:
+        return
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(ip), 0))
+    except OSError as e:
+        raise ConfigError(f"{cfg.origin}: ice.bind_address: {address} is not an address of this host "
+                          f"(cannot bind a UDP socket there: {e.strerror or e})") from None
 
 
 def _with_key(cfg: ServerConfig, key: str, call: Any, network: bool = False) -> None:
