@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
 import os
 import re
 import resource
@@ -27,7 +29,8 @@ from aiohttp.test_utils import TestServer
 from sinkcast.config import build_engine, demo_config, parse_config
 from sinkcast.inputs import PipeInput
 import sinkcast
-from sinkcast.server import SERVER_KEY, make_app
+import sinkcast.server
+from sinkcast.server import SERVER_KEY, AcceptErrorReporter, candidate_problem, describe_inputs, make_app, make_runner
 from webrtc_peer import Listener, dominant_frequency
 
 
@@ -167,6 +170,30 @@ async def test_whep_post_says_503_when_the_server_cannot_take_a_listener() -> No
         await srv.close()
 
 
+@pytest.mark.asyncio
+async def test_whep_post_is_answered_when_a_stun_server_never_replies() -> None:
+    # The engine's end of candidates then comes some 20 s after its answer, and
+    # every POST got 503 after 10 s: the answer now goes out with the candidates
+    # gathered within open_listener's gather_timeout.
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.bind(("127.0.0.1", 0))
+    cfg = {"ice": {"servers": [f"stun:127.0.0.1:{hole.getsockname()[1]}"]}, "sinks": {"s": {}}}
+    srv = TestServer(make_app(build_engine(parse_config(cfg, "<test>"))), host="127.0.0.1")
+    await srv.start_server()
+    listener, offer = await whep_offer()
+    try:
+        async with ClientSession(base_url=str(srv.make_url("/"))) as http:
+            async with http.post("/whep/s", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 201, await r.text()
+                answer = await r.text()
+            assert "a=candidate:" in answer and "127.0.0.1" in answer
+            await listener.accept_answer(answer)
+            await listener.wait_seconds(0.5)
+    finally:
+        await listener.close()
+        hole.close()
+        await srv.close()
+
 
 @pytest.mark.asyncio
 async def test_a_session_whose_bye_follows_its_answer_is_not_kept(server: tuple[TestServer, ClientSession]) -> None:
@@ -254,7 +281,8 @@ async def test_whep_reads_whole_bodies_that_arrive_in_pieces(server: tuple[TestS
     # read only what had arrived: "400 bad offer", and a PATCH lost candidates.
     srv, http = server
     _, offer = await whep_offer()
-    async with http.post("/whep/tone", data=arriving_in_pieces(offer), headers={"Content-Type": "application/sdp"}) as r:
+    async with http.post("/whep/tone", data=arriving_in_pieces(offer),
+                         headers={"Content-Type": "application/sdp"}) as r:
         assert r.status == 201, await r.text()
         location = r.headers["Location"]
     target = location.removeprefix("/whep/")
@@ -362,7 +390,8 @@ async def test_a_session_the_engine_ended_gets_404_on_patch(server: tuple[TestSe
         engine = srv.app[SERVER_KEY].engine
         srv.app[SERVER_KEY].signaling.on_message = lambda *_: None  # the bye never reaches the server
         engine.handle_incoming_webrtc_signaling_message(target, "bye", "")
-        async with http.patch(location, data=ONE_CANDIDATE, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+        async with http.patch(location, data=ONE_CANDIDATE,
+                              headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
             assert r.status == 404, await r.text()
         assert target not in srv.app[SERVER_KEY].sessions
     finally:
@@ -651,3 +680,181 @@ async def test_a_fifo_pipe_input_takes_writer_after_writer(tmp_path: Path) -> No
             assert re.search(r'^sinkcast_pipe_input_eof\{source="line"\} 0$', text, re.M), text
     finally:
         await srv.close()
+
+
+TRICKLE = {"Content-Type": "application/trickle-ice-sdpfrag"}
+
+
+def candidates(first: int, count: int) -> str:
+    return "".join(f"a=candidate:{i} 1 udp 2130706431 127.0.0.1 {20000 + i} typ host\r\n"
+                   for i in range(first, first + count))
+
+
+@pytest.mark.asyncio
+async def test_a_patch_is_checked_whole_before_any_of_it_is_applied(server: tuple[TestServer, ClientSession]) -> None:
+    # A fragment of 4 good candidates and a bad one got 400, but the 4 were applied.
+    _, http = server
+    listener, offer = await whep_offer()
+    try:
+        async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+            assert r.status == 201
+            location = r.headers["Location"]
+        in_offer = offer.count("a=candidate:")
+        async with http.patch(location, data="a=mid:0\r\n" + candidates(0, 4) + "a=candidate:garbage\r\n",
+                              headers=TRICKLE) as r:
+            assert r.status == 400
+            assert "bad candidate: malformed candidate 'candidate:garbage'" in await r.text()
+        # None of the 4 was taken: the session still has room for all 64 (the engine's cap)...
+        async with http.patch(location, data="a=mid:0\r\n" + candidates(10, 64 - in_offer), headers=TRICKLE) as r:
+            assert r.status == 204, await r.text()
+        # ...and not one more; refused whole, not after part of it was applied.
+        async with http.patch(location, data="a=mid:0\r\n" + candidates(100, 1), headers=TRICKLE) as r:
+            assert r.status == 400
+            assert "too many remote candidates for one session (at most 64" in await r.text()
+    finally:
+        await listener.close()
+
+
+@pytest.mark.parametrize(
+    ("candidate", "problem"),
+    [
+        ("candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", None),
+        ("candidate:1 1 UDP 2130706431 0c1e3f2a-4d5b-4c6d-8e7f-9a0b1c2d3e4f.local 50000 typ host generation 0", None),
+        ("candidate:1 1 udp 2130706431 ::1 9 typ host", None),
+        ("candidate:1 1 udp 2130706431 127.0.0.1 9 host", "malformed candidate"),
+        ("candidate:1 1 udp 2130706431 127.0.0.1", "malformed candidate"),
+        ("candidate:1 x udp 2130706431 127.0.0.1 9 typ host", "component 'x' is not a component number"),
+        ("candidate:1 1 udp 99999999999 127.0.0.1 9 typ host", "priority '99999999999' is not a 32-bit number"),
+        ("candidate:1 1 udp 2130706431 127.0.0.1 70000 typ host", "port '70000' is not a port number"),
+        ("candidate:1 1 udp 2130706431 example.org 9 typ host", "address 'example.org' is not an IP address"),
+    ],
+)
+def test_candidate_problem_says_what_the_engine_would_refuse(candidate: str, problem: str | None) -> None:
+    found = candidate_problem(candidate)
+    assert found is None if problem is None else (found is not None and problem in found), found
+    # The engine agrees: it takes what passes, and refuses what does not.
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    try:
+        eng.add_sink("s", channels=1)
+        eng.set_python_webrtc_signaling_callback(lambda *args: None)
+        eng.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
+        message = json.dumps({"candidate": candidate, "sdpMid": "0"})
+        if problem is None:
+            eng.handle_incoming_webrtc_signaling_message("s/l", "candidate", message)
+        else:
+            with pytest.raises(sinkcast.SignalingError):
+                eng.handle_incoming_webrtc_signaling_message("s/l", "candidate", message)
+    finally:
+        eng.shutdown()
+
+
+async def start_runner(engine: sinkcast.AudioManager) -> tuple[web.AppRunner, int]:
+    runner = make_runner(make_app(engine))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, runner.addresses[0][1]
+
+
+async def read_to_eof(reader: asyncio.StreamReader, timeout: float = 10.0) -> bytes:
+    """What the server sends until it closes the connection (TimeoutError if it does not)."""
+    return await asyncio.wait_for(reader.read(), timeout)
+
+
+@pytest.mark.asyncio
+async def test_idle_and_half_sent_requests_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # aiohttp's default keep-alive (an hour) and no deadline on a request's body
+    # let a client hold connections, and the server's descriptors, for good.
+    monkeypatch.setattr(sinkcast.server, "KEEPALIVE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(sinkcast.server, "BODY_TIMEOUT_S", 0.5)
+    runner, port = await start_runner(build_engine(demo_config()))
+    try:
+        idle = await asyncio.open_connection("127.0.0.1", port)
+        half_head = await asyncio.open_connection("127.0.0.1", port)
+        half_head[1].write(b"GET /api/sinks HTTP/1.1\r\nHost: x\r\n")
+        half_body = await asyncio.open_connection("127.0.0.1", port)
+        half_body[1].write(b"POST /whep/music HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n"
+                           b"Content-Length: 100\r\n\r\nv=0")
+        kept = await asyncio.open_connection("127.0.0.1", port)
+        kept[1].write(b"GET /api/sinks HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await kept[0].readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        assert await read_to_eof(idle[0]) == b""
+        assert await read_to_eof(half_head[0]) == b""
+        assert (await read_to_eof(half_body[0])).startswith(b"HTTP/1.1 408")
+        await read_to_eof(kept[0])  # the rest of the response, then the close
+        for _, writer in (idle, half_head, half_body, kept):
+            writer.close()
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.asyncio
+async def test_client_errors_are_logged_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    # A client resetting mid-body and an over-long request line were logged with tracebacks.
+    runner, port = await start_runner(build_engine(demo_config()))
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+            assert (await read_to_eof(reader)).startswith(b"HTTP/1.0 400")
+            writer.close()
+            for _ in range(3):
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.sendall(b"POST /whep/music HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n"
+                             b"Content-Length: 5000\r\n\r\nv=0\r\n")
+                await asyncio.sleep(0.1)
+                sock.close()  # a reset, mid-body
+            await asyncio.sleep(0.5)
+        records = [r for r in caplog.records if r.name == "aiohttp.server"]
+        assert records, "the over-long request line is still said"
+        for record in records:
+            assert record.exc_info is None and "\n" not in record.getMessage(), record.getMessage()
+        assert any("LineTooLong" in r.getMessage() for r in records)
+        assert not any("ConnectionResetError" in r.getMessage() for r in records)  # a reset is no news
+    finally:
+        await runner.cleanup()
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.defaulted: list[dict[str, Any]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.defaulted.append(context)
+
+
+def test_running_out_of_descriptors_is_said_once_in_a_while(capsys: pytest.CaptureFixture[str]) -> None:
+    # asyncio logs each failed accept() with a traceback, many times a second: megabytes of stderr.
+    report = AcceptErrorReporter(interval=10.0)
+    loop = FakeLoop()
+    context = {"message": "socket.accept() out of system resource",
+               "exception": OSError(errno.EMFILE, "Too many open files")}
+    for _ in range(500):
+        report(loop, context)  # type: ignore[arg-type]
+    loop.now = 11.0
+    report(loop, context)  # type: ignore[arg-type]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "sinkcast: cannot accept HTTP connections: Too many open files; idle connections close after 15 s",
+        "sinkcast: cannot accept HTTP connections: Too many open files (499 more times since the last report); "
+        "idle connections close after 15 s",
+    ]
+    other = {"message": "something else", "exception": RuntimeError("real")}
+    report(loop, other)  # type: ignore[arg-type]
+    assert loop.defaulted == [other]  # every other error is reported as before
+
+
+def test_startup_says_where_each_network_input_listens() -> None:
+    # With --host 0.0.0.0 an input without bind_address stays on 127.0.0.1, and nothing said so.
+    eng = sinkcast.AudioManager(realtime=False)
+    try:
+        port = eng.add_rtp_source("studio", port=0)
+        assert describe_inputs(eng) == [
+            f"input 'studio': rtp on UDP 127.0.0.1:{port} (this machine only: set its bind_address to receive "
+            "from the network)"]
+    finally:
+        eng.shutdown()

@@ -13,8 +13,11 @@ Routes (their names are fixed by the project's design):
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import logging
 import secrets
+import sys
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_runner import GracefulExit
 
 from sinkcast._errors import LocalResourceError, SignalingError, UnknownSinkError
@@ -32,6 +36,14 @@ from sinkcast.inputs import PipeInput
 
 WEB_DIR = Path(__file__).with_name("web")
 MAX_SDP_BYTES = 64 * 1024
+# The engine's cap on one session's remote candidates, its offer's included.
+MAX_REMOTE_CANDIDATES = 64
+# Seconds an HTTP connection may sit idle (before its first request, between
+# requests, or with a request's head still incomplete) before it is closed;
+# aiohttp's default, an hour, let idle clients hold the server's descriptors.
+KEEPALIVE_TIMEOUT_S = 15.0
+# Seconds a client has to send a request's body (an SDP offer is a few KiB).
+BODY_TIMEOUT_S = 10.0
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
@@ -48,6 +60,7 @@ class WhepSession:
     sink_id: str
     session_id: str
     ice_ufrag: str | None = None  # the player's, from its offer: a PATCH with another one is an ICE restart
+    remote_candidates: int = 0  # the player's candidates the engine took, its offer's included
 
     @property
     def target(self) -> str:
@@ -71,20 +84,60 @@ def ice_ufrag(sdp: str) -> str | None:
     return None
 
 
+def candidate_problem(candidate: str) -> str | None:
+    """Why the engine would refuse a remote candidate ("candidate:..."), or None.
+
+    The checks the engine (and libdatachannel's parser) make, so that a PATCH
+    is checked whole before any of its lines is applied. Stricter where unsure."""
+    fields = candidate[len("candidate:"):].split() if candidate.startswith("candidate:") else []
+    if len(fields) < 8 or fields[6] != "typ":
+        return f"malformed candidate {candidate[:80]!r}: expected \"candidate:<foundation> <component> " \
+               "<transport> <priority> <address> <port> typ <type> ...\""
+    component, priority, address, port = fields[1], fields[3], fields[4], fields[5]
+    if not component.isdigit() or int(component) > 256:
+        return f"candidate component {component[:16]!r} is not a component number"
+    if not priority.isdigit() or int(priority) >= 2**32:
+        return f"candidate priority {priority[:16]!r} is not a 32-bit number"
+    if not port.isdigit() or len(port) > 5 or int(port) > 65535:
+        return f"candidate port {port[:16]!r} is not a port number"
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        if not (len(address) > 6 and address.endswith(".local")):
+            return (f"candidate address {address[:64]!r} is not an IP address or an mDNS .local name "
+                    "(host names are not resolved for remote peers)")
+    return None
+
+
 async def read_body(request: web.Request) -> bytes:
-    """The whole request body, however its bytes arrive; 413 past MAX_SDP_BYTES.
+    """The whole request body, however its bytes arrive; 413 past MAX_SDP_BYTES,
+    408 when it does not arrive within BODY_TIMEOUT_S (a client trickling a body
+    would hold its connection, and a descriptor, for good).
 
     (`request.content.read(n)` returns only what has arrived so far: an offer
     split over TCP segments would be cut short.)
     """
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
         raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, request.content_length, headers=CORS_HEADERS)
-    body = bytearray()
-    while chunk := await request.content.read(MAX_SDP_BYTES + 1 - len(body)):
-        body += chunk
-        if len(body) > MAX_SDP_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), headers=CORS_HEADERS)
-    return bytes(body)
+
+    async def read() -> bytes:
+        body = bytearray()
+        while chunk := await request.content.read(MAX_SDP_BYTES + 1 - len(body)):
+            body += chunk
+            if len(body) > MAX_SDP_BYTES:
+                raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), headers=CORS_HEADERS)
+        return bytes(body)
+
+    try:
+        return await asyncio.wait_for(read(), BODY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise web.HTTPRequestTimeout(text=f"the request body did not arrive within {BODY_TIMEOUT_S:g} s\n",
+                                     headers={"Connection": "close", **CORS_HEADERS}) from None
+    except ConnectionError:
+        # The client reset (or half-closed) the connection mid-body: its mistake,
+        # not the server's, so no traceback in the log. (The reply rarely reaches it.)
+        raise web.HTTPBadRequest(text="the request body was cut short\n",
+                                 headers={"Connection": "close", **CORS_HEADERS}) from None
 
 
 class SinkcastServer:
@@ -146,7 +199,8 @@ class SinkcastServer:
             offer = body.decode("utf-8")
         except UnicodeDecodeError:
             raise web.HTTPBadRequest(text="the offer is not UTF-8 text\n", headers=CORS_HEADERS) from None
-        session = WhepSession(sink_id, secrets.token_hex(8), ice_ufrag(offer))
+        session = WhepSession(sink_id, secrets.token_hex(8), ice_ufrag(offer),
+                              remote_candidates=offer.count("\na=candidate:"))
         try:
             answer = await self.signaling.open_listener(session.target, offer, timeout=self.answer_timeout)
         except UnknownSinkError:
@@ -194,19 +248,30 @@ class SinkcastServer:
                 text="ICE restarts are not supported: POST a new offer to reconnect\n", headers=CORS_HEADERS
             )
         mid = "0"
-        candidates: list[str] = []
+        candidates: list[tuple[str, str]] = []  # (mid, "candidate:...")
         ended = False
         for line in body.replace("\r\n", "\n").split("\n"):
             if line.startswith("a=mid:"):
                 mid = line[len("a=mid:") :].strip()
             elif line.startswith("a=candidate:"):
-                candidates.append(line[2:].strip())
+                candidates.append((mid, line[2:].strip()))
             elif line.strip() == "a=end-of-candidates":
                 ended = True
+        # The engine takes candidates one at a time: the whole fragment is checked
+        # first, so that a 400 means that none of it was applied.
+        for _, candidate in candidates:
+            if problem := candidate_problem(candidate):
+                raise web.HTTPBadRequest(text=f"bad candidate: {problem}\n", headers=CORS_HEADERS)
+        if session.remote_candidates + len(candidates) > MAX_REMOTE_CANDIDATES:
+            raise web.HTTPBadRequest(
+                text=f"too many remote candidates for one session (at most {MAX_REMOTE_CANDIDATES}, the offer's "
+                     f"included; {session.remote_candidates} taken so far, {len(candidates)} more sent)\n",
+                headers=CORS_HEADERS)
         try:
-            for candidate in candidates:
-                message = json.dumps({"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": 0})
+            for candidate_mid, candidate in candidates:
+                message = json.dumps({"candidate": candidate, "sdpMid": candidate_mid, "sdpMLineIndex": 0})
                 await self.signaling.send(session.target, "candidate", message)
+                session.remote_candidates += 1
             if ended:
                 await self.signaling.send(session.target, "candidate", json.dumps({"candidate": "", "sdpMid": mid}))
         except SignalingError as e:
@@ -412,6 +477,68 @@ def make_app(engine: AudioManager, token: str | None = None,
     return app
 
 
+class _ClientErrorsInOneLine(logging.Filter):
+    """aiohttp logs a client's malformed request (an over-long request line, bad
+    headers) and a connection the client reset as "Error handling request" with
+    a traceback, which a client can repeat at will. These are the client's
+    mistakes, not the server's: one line each, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (HttpProcessingError, ConnectionError)):
+            detail = str(getattr(error, "message", "") or error).strip().splitlines()
+            record.args = (record.getMessage(), type(error).__name__, detail[0][:120] if detail else "")
+            record.msg = "%s: %s: %s"
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+class AcceptErrorReporter:
+    """The event loop's exception handler: says once per `interval` seconds that
+    the listening socket cannot accept connections (out of file descriptors).
+
+    asyncio reports each failed accept() with a traceback, and on Linux retries
+    many times a second while the descriptors are gone: megabytes of stderr.
+    Every other error goes to the loop's default handler, as before."""
+
+    MESSAGE = "socket.accept() out of system resource"
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: float | None = None
+        self._unreported = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != self.MESSAGE:
+            loop.default_exception_handler(context)
+            return
+        now = loop.time()
+        if self._last is not None and now - self._last < self.interval:
+            self._unreported += 1
+            return
+        error = context.get("exception")
+        reason = getattr(error, "strerror", None) or error
+        more = f" ({self._unreported} more times since the last report)" if self._unreported else ""
+        print(f"sinkcast: cannot accept HTTP connections: {reason}{more}; idle connections close after "
+              f"{KEEPALIVE_TIMEOUT_S:g} s", file=sys.stderr, flush=True)
+        self._last, self._unreported = now, 0
+
+
+def make_runner(app: web.Application, handle_signals: bool = False) -> web.AppRunner:
+    """The runner `serve` uses: idle connections and client errors handled as a
+    server on a network needs (short keep-alive, one log line per client error)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientErrorsInOneLine) for f in server_log.filters):
+        server_log.addFilter(_ClientErrorsInOneLine())
+    # keepalive_timeout also closes a connection that has not sent a whole
+    # request head by then (aiohttp starts it when the connection is made).
+    # lingering_time: how long the rest of an unread body (after a 408 or 413)
+    # is read and dropped before the close; aiohttp's 10 s is a slow client's gift.
+    return web.AppRunner(app, handle_signals=handle_signals, shutdown_timeout=5,
+                         keepalive_timeout=KEEPALIVE_TIMEOUT_S, lingering_time=2.0)
+
+
 def raise_file_descriptor_limit() -> tuple[int, int] | None:
     """Raises this process's soft RLIMIT_NOFILE to its hard limit; returns (old, new), or None if unchanged.
 
@@ -433,6 +560,23 @@ def raise_file_descriptor_limit() -> tuple[int, int] | None:
     return soft, target
 
 
+def describe_inputs(engine: AudioManager) -> list[str]:
+    """One line per network input: where it receives. An input without a
+    bind_address is on 127.0.0.1 whatever --host says, which a LAN server's
+    operator would otherwise find out only from the silence."""
+    lines = []
+    for source_id, stats in engine.stats().get("inputs", {}).items():
+        address, port = stats["bind_address"], stats["port"]
+        where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        try:
+            loopback = ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            loopback = False
+        note = " (this machine only: set its bind_address to receive from the network)" if loopback else ""
+        lines.append(f"input '{source_id}': {stats['protocol']} on UDP {where}{note}")
+    return lines
+
+
 def serve(cfg: ServerConfig) -> int:
     """Runs the server until Ctrl-C (SIGINT) or SIGTERM; returns the exit code.
 
@@ -451,6 +595,7 @@ def serve(cfg: ServerConfig) -> int:
     announce = [
         f"serving {len(engine.sinks())} sink(s) ({', '.join(engine.sinks())}) from {cfg.origin}",
         f"media (ICE) on {ice if ice not in ('', '0.0.0.0') else 'every interface'}",
+        *describe_inputs(engine),
     ]
     if cfg.token is not None:
         announce.append("WHEP, /api/status and /metrics need the bearer token (the page: open it as /#token=...)")
@@ -465,7 +610,8 @@ def serve(cfg: ServerConfig) -> int:
 async def _run_until_signalled(app: web.Application, host: str, port: int, announce: list[str]) -> None:
     # web.run_app() would announce the address before binding it: port 0 would
     # read ":0", and a port in use would be announced and then fail.
-    runner = web.AppRunner(app, handle_signals=True, shutdown_timeout=5)
+    asyncio.get_running_loop().set_exception_handler(AcceptErrorReporter())
+    runner = make_runner(app, handle_signals=True)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
