@@ -112,7 +112,8 @@ def rtp_packet(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 96, *, ma
     return head + payload + tail
 
 
-def sine_int(freq: float, rate: int, frames: int, start: int, channels: int, bits: int, amp: float = 0.25) -> np.ndarray:
+def sine_int(freq: float, rate: int, frames: int, start: int, channels: int, bits: int,
+             amp: float = 0.25) -> np.ndarray:
     t = (np.arange(frames) + start) / rate
     x = amp * np.sin(2 * np.pi * freq * t)
     scale = 2 ** (bits - 1) - 1

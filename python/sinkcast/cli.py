@@ -77,7 +77,8 @@ def positive_seconds(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sinkcast", description="Mix live audio and stream it to browsers.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve sinks to browsers and WHEP players (a built-in demo without --config)")
+    serve = commands.add_parser(
+        "serve", help="serve sinks to browsers and WHEP players (a built-in demo without --config)")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or the config's)")
     serve.add_argument("--port", type=tcp_port, default=None, help="port to listen on (default 8080, or the config's)")
     serve.add_argument("--config", default=None, help="a TOML file of sources, sinks and routes")

@@ -453,7 +453,8 @@ def build_engine(cfg: ServerConfig, pipe_inputs: dict[str, PipeInput] | None = N
             o = src.options
             if src.type == "tone":
                 _with_key(cfg, f"sources.{src.id}", lambda: eng.add_tone_source(
-                    src.id, frequency_hz=float(o.get("frequency_hz", 440.0)), amplitude=float(o.get("amplitude", 0.25))))
+                    src.id, frequency_hz=float(o.get("frequency_hz", 440.0)),
+                    amplitude=float(o.get("amplitude", 0.25))))
             elif src.type == "noise":
                 _with_key(cfg, f"sources.{src.id}", lambda: eng.add_noise_source(
                     src.id, amplitude=float(o.get("amplitude", 0.1)), seed=int(o.get("seed", 0))))
@@ -509,7 +510,8 @@ def _with_key(cfg: ServerConfig, key: str, call: Any, network: bool = False) -> 
     except TypeError as e:
         # nanobind's word for an integer outside the C type's range (seed = -1,
         # complexity = 10000000000): the types were checked when parsing.
-        raise ConfigError(f"{cfg.origin}: {key}: a whole number there is out of range (negative, or too large)") from None
+        raise ConfigError(
+            f"{cfg.origin}: {key}: a whole number there is out of range (negative, or too large)") from None
     except (OSError, RuntimeError) as e:
         if not network:  # a socket that cannot bind, a path that cannot open
             raise
