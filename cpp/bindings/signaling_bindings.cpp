@@ -6,9 +6,11 @@
 
 #include <cstring>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/vector.h>
 
 #include "bindings/py_audio_manager.h"
+#include "webrtc/signaling_message.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -110,7 +112,17 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
              "request_offer. Raises UnknownSinkError or SignalingError; then nothing has changed, except that "
              "an answer refused once partly applied closes its session (with a bye).")
         .def("listeners", &PyAudioManager::listener_targets, nb::call_guard<nb::gil_scoped_release>(),
-             "The targets of the open WebRTC sessions, sorted.");
+             "The targets of the open WebRTC sessions, sorted.")
+        .def(
+            "candidate_problem",
+            [](const PyAudioManager& self, const std::string& message) -> std::optional<std::string> {
+                std::string problem = candidate_problem(message, self.config().allow_mdns_candidates);
+                if (problem.empty()) return std::nullopt;
+                return problem;
+            },
+            "message"_a,
+            "Why a session of this engine would refuse this candidate message (the SignalingError's text), or "
+            "None; nothing is applied. For a server that checks a whole trickle fragment before sending any of it.");
 }
 
 }  // namespace sinkcast::bindings

@@ -433,4 +433,22 @@ void check_candidate_address(const rtc::Candidate& candidate, bool allow_mdns) {
                          " (host names are not resolved for remote peers)");
 }
 
+rtc::Candidate make_remote_candidate(const ParsedCandidate& parsed) {
+  try {
+    return rtc::Candidate(parsed.candidate, parsed.mid);
+  } catch (const std::exception& e) {
+    throw SignalingError(std::string("malformed candidate: ") + e.what());
+  }
+}
+
+std::string candidate_problem(const std::string& message, bool allow_mdns) {
+  try {
+    const ParsedCandidate parsed = parse_candidate_message(message);
+    if (!parsed.end_of_candidates) check_candidate_address(make_remote_candidate(parsed), allow_mdns);
+  } catch (const SignalingError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace sinkcast

@@ -100,4 +100,14 @@ OfferAudioInfo inspect_remote_answer(const std::string& sdp, const std::string& 
 // Throws SignalingError naming the address.
 void check_candidate_address(const rtc::Candidate& candidate, bool allow_mdns);
 
+// libdatachannel's parse of a trickled candidate (not end of candidates);
+// throws SignalingError("malformed candidate: ...").
+rtc::Candidate make_remote_candidate(const ParsedCandidate& parsed);
+
+// Why a session would refuse this candidate message, found without a session
+// ("" if it would take it): parse_candidate_message, make_remote_candidate and
+// check_candidate_address, as a trickled candidate goes through them. For a
+// caller that must check several candidates before it applies any.
+std::string candidate_problem(const std::string& message, bool allow_mdns);
+
 }  // namespace sinkcast

@@ -603,13 +603,7 @@ void WebRTCSender::add_remote_candidate(const std::string& message) {
   // not connect over it (the audio would go to a transport nobody reads).
   if (rtc_->offered_transport && !rtc_->offered_transport->shares(parsed.mid, parsed.mline_index)) return;
 
-  rtc::Candidate candidate = [&] {
-    try {
-      return rtc::Candidate(parsed.candidate, parsed.mid);
-    } catch (const std::exception& e) {
-      throw SignalingError(std::string("malformed candidate: ") + e.what());
-    }
-  }();
+  rtc::Candidate candidate = make_remote_candidate(parsed);
   admit_remote_candidates_locked({candidate});
   if (phase_ == Phase::OfferSent) {
     rtc_->pending_candidates.push_back(std::move(candidate));

@@ -84,31 +84,6 @@ def ice_ufrag(sdp: str) -> str | None:
     return None
 
 
-def candidate_problem(candidate: str) -> str | None:
-    """Why the engine would refuse a remote candidate ("candidate:..."), or None.
-
-    The checks the engine (and libdatachannel's parser) make, so that a PATCH
-    is checked whole before any of its lines is applied. Stricter where unsure."""
-    fields = candidate[len("candidate:"):].split() if candidate.startswith("candidate:") else []
-    if len(fields) < 8 or fields[6] != "typ":
-        return f"malformed candidate {candidate[:80]!r}: expected \"candidate:<foundation> <component> " \
-               "<transport> <priority> <address> <port> typ <type> ...\""
-    component, priority, address, port = fields[1], fields[3], fields[4], fields[5]
-    if not component.isdigit() or int(component) > 256:
-        return f"candidate component {component[:16]!r} is not a component number"
-    if not priority.isdigit() or int(priority) >= 2**32:
-        return f"candidate priority {priority[:16]!r} is not a 32-bit number"
-    if not port.isdigit() or len(port) > 5 or int(port) > 65535:
-        return f"candidate port {port[:16]!r} is not a port number"
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        if not (len(address) > 6 and address.endswith(".local")):
-            return (f"candidate address {address[:64]!r} is not an IP address or an mDNS .local name "
-                    "(host names are not resolved for remote peers)")
-    return None
-
-
 async def read_body(request: web.Request) -> bytes:
     """The whole request body, however its bytes arrive; 413 past MAX_SDP_BYTES,
     408 when it does not arrive within BODY_TIMEOUT_S (a client trickling a body
@@ -258,9 +233,11 @@ class SinkcastServer:
             elif line.strip() == "a=end-of-candidates":
                 ended = True
         # The engine takes candidates one at a time: the whole fragment is checked
-        # first, so that a 400 means that none of it was applied.
-        for _, candidate in candidates:
-            if problem := candidate_problem(candidate):
+        # first (by the engine's own parse), so that a 400 means that none of it was applied.
+        messages = [json.dumps({"candidate": candidate, "sdpMid": candidate_mid, "sdpMLineIndex": 0})
+                    for candidate_mid, candidate in candidates]
+        for message in messages:
+            if problem := self.engine.candidate_problem(message):
                 raise web.HTTPBadRequest(text=f"bad candidate: {problem}\n", headers=CORS_HEADERS)
         if session.remote_candidates + len(candidates) > MAX_REMOTE_CANDIDATES:
             raise web.HTTPBadRequest(
@@ -268,8 +245,7 @@ class SinkcastServer:
                      f"included; {session.remote_candidates} taken so far, {len(candidates)} more sent)\n",
                 headers=CORS_HEADERS)
         try:
-            for candidate_mid, candidate in candidates:
-                message = json.dumps({"candidate": candidate, "sdpMid": candidate_mid, "sdpMLineIndex": 0})
+            for message in messages:
                 await self.signaling.send(session.target, "candidate", message)
                 session.remote_candidates += 1
             if ended:
