@@ -61,5 +61,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         sinkcast::inspect_remote_answer(message, "0");
     } catch (const sinkcast::SignalingError&) {
     }
+    // The server's check of a candidate before it sends it: it reports, never throws.
+    try {
+        (void)sinkcast::candidate_problem(message, false);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "unexpected exception from candidate_problem: %s\n", e.what());
+        std::abort();
+    }
     return 0;
 }
