@@ -226,10 +226,10 @@ def test_the_default_engine_is_shut_down_at_exit_without_a_python_object() -> No
 # ---------------------------------------------------------------------------- fork()
 
 
-def run_fork_child(mode: str) -> tuple[dict[str, object], dict[str, object], str]:
-    proc = start("fork_child.py", mode)
+def run_fork_child(*args: str) -> tuple[dict[str, object], dict[str, object], str]:
+    proc = start("fork_child.py", *args)
     out, err, timed_out = finish(proc, 90.0)
-    child = Child(["fork", mode], proc.returncode, out, err, None, time.monotonic(), timed_out)
+    child = Child(["fork", *args], proc.returncode, out, err, None, time.monotonic(), timed_out)
     assert not timed_out and proc.returncode == 0, describe(child)
     results = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
                for line in out.splitlines() if line.startswith(("CHILD ", "PARENT "))}
@@ -248,6 +248,8 @@ def test_a_forked_child_exits_cleanly_and_refuses_the_engine_it_inherited() -> N
     child, parent, report = run_fork_child("streaming")
     assert parent["child_exit_code"] == 0, report
     assert child["closed"] is True
+    # A tap the parent's clock may have been writing at the fork: its lock may be held for good.
+    assert child["tap_closed"] is True and "opened before the process forked" in str(child["tap_read"]), child
     refusals = child["refusals"]
     assert isinstance(refusals, dict) and len(refusals) == 6
     for call, message in refusals.items():
@@ -263,3 +265,14 @@ def test_a_forked_child_may_start_webrtc_if_its_parent_never_did() -> None:
     child, parent, report = run_fork_child("mixing")
     assert parent["child_exit_code"] == 0, report
     assert child["offer_has_audio"] is True
+
+
+@pytest.mark.parametrize("status", [0, 3])
+def test_a_child_forked_inside_the_signaling_callback_ends_when_the_callback_does(status: int) -> None:
+    """Its one thread is the engine's dispatcher thread: returning from the
+    callback (or raising SystemExit) ends it like a finished program. It used
+    to abort (Fatal Python error: init_threadstate) at the next delivery."""
+    child, parent, report = run_fork_child("callback", str(status))
+    assert child["closed"] is True
+    assert parent["child_exit_code"] == status, report
+    assert parent["listeners"] == ["s/x"]

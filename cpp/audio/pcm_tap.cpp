@@ -8,7 +8,9 @@ PcmTap::PcmTap(int channels, size_t capacity_frames) : ring_(capacity_frames, ch
     ring_.attach(&cursor_);
 }
 
-PcmTap::~PcmTap() { ring_.detach(&cursor_); }
+PcmTap::~PcmTap() {
+    if (!made_before_fork()) ring_.detach(&cursor_);
+}
 
 void PcmTap::write(const float* frames, size_t count) {
     const size_t ch = static_cast<size_t>(ring_.channels());

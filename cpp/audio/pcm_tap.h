@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "audio/frame_ring.h"
+#include "engine/fork_guard.h"
 
 namespace sinkcast {
 
@@ -24,12 +25,19 @@ public:
     uint64_t dropped_frames() const { return ring_.total_dropped_frames(); }
 
     void close() { closed_.store(true, std::memory_order_release); }
-    bool closed() const { return closed_.load(std::memory_order_acquire); }
+    bool closed() const { return closed_.load(std::memory_order_acquire) || made_before_fork(); }
+
+    // In a child of fork() (engine/fork_guard.h): the ring's lock may have been
+    // held by the parent's mixer at the fork, and stays locked here for good, so
+    // a tap made before it must not be read (the bindings refuse) nor detach
+    // from its ring (the destructor leaves it).
+    bool made_before_fork() const { return fork_generation_ != fork_generation(); }
 
 private:
     FrameRing ring_;
     ReadCursor cursor_;
     std::atomic<bool> closed_{false};
+    const uint64_t fork_generation_ = fork_generation();
 };
 
 }  // namespace sinkcast

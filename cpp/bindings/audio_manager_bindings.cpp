@@ -258,7 +258,16 @@ nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int
     return result;
 }
 
+// A tap made before a fork() cannot be read in the child (PcmTap::made_before_fork).
+const PcmTap& usable(const PcmTap& tap) {
+    if (tap.made_before_fork())
+        throw EngineClosedError("this PcmTap was opened before the process forked: its audio stays in the parent "
+                                "process, so it cannot be read here. Open taps in the process that reads them");
+    return tap;
+}
+
 FloatFrames read_tap(PcmTap& tap, std::optional<int64_t> max_frames) {
+    usable(tap);
     size_t limit;
     size_t channels = static_cast<size_t>(tap.channels());
     if (max_frames) {
@@ -588,8 +597,9 @@ void bind_pcm_tap(nb::module_& m) {
         .def("read", &read_tap, "max_frames"_a = nb::none(),
              "Returns up to max_frames (default: all available) of the oldest unread frames as float32 "
              "(frames, channels).")
-        .def_prop_ro("available", &PcmTap::available, "Unread frames.")
-        .def_prop_ro("dropped_frames", &PcmTap::dropped_frames, "Frames lost because the tap was full.")
+        .def_prop_ro("available", [](const PcmTap& tap) { return usable(tap).available(); }, "Unread frames.")
+        .def_prop_ro("dropped_frames", [](const PcmTap& tap) { return usable(tap).dropped_frames(); },
+                     "Frames lost because the tap was full.")
         .def_prop_ro("channels", &PcmTap::channels, "Channels of each frame read(): the sink's.")
         .def_prop_ro("closed", &PcmTap::closed,
                      "True once no more audio will arrive: after close(), the sink's removal or shutdown(). "

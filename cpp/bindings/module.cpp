@@ -4,6 +4,8 @@
 
 #include <nanobind/stl/string.h>
 
+#include <pthread.h>
+
 #include "audio/mixer_benchmark.h"
 #include "codec/opus_benchmark.h"
 #include "webrtc/receive_probe.h"
@@ -24,6 +26,12 @@ NB_MODULE(_sinkcast, m) {
     // ever calls into a dying interpreter.
     nb::module_::import_("atexit").attr("register")(
         nb::cpp_function([] { sinkcast::bindings::shutdown_all_managers(); }, nb::name("_shutdown_all_managers")));
+    // In a child of fork(), what the parent's other threads held (an engine a
+    // reader thread was using, their frames) is never released: those threads
+    // are not there to let go. The engine keeps what it inherited on purpose
+    // (engine/fork_guard.h), so nanobind's report of leaked objects at the
+    // child's exit would be noise.
+    pthread_atfork(nullptr, nullptr, [] { nb::set_leak_warnings(false); });
     m.def(
         "_benchmark_mixer",
         [](int sources, int channels, int periods, int repeats) {

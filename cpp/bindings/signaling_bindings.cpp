@@ -10,6 +10,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "bindings/py_audio_manager.h"
+#include "engine/fork_guard.h"
 #include "webrtc/signaling_message.h"
 
 namespace nb = nanobind;
@@ -53,9 +54,11 @@ public:
             m.session->wait_until_settled();
         }
         if (m.stale()) return;
+        const uint64_t generation = fork_generation();
         try {
             callback_(m.target, m.type, m.message);
         } catch (nb::python_error& e) {
+            if (fork_generation() != generation) end_forked_child(&e);
             // The context object names where it happened; err_msg stays Python's default.
             e.discard_as_unraisable("sinkcast WebRTC signaling callback");
         } catch (const std::exception& e) {
@@ -65,9 +68,23 @@ public:
             Py_XDECREF(text);
             PyErr_WriteUnraisable(callback_.ptr());
         }
+        if (fork_generation() != generation) end_forked_child(nullptr);
     }
 
 private:
+    // The callback forked, and this is the child: its one thread is this
+    // dispatcher thread, whose engine exists only in the parent. Nothing here
+    // can go on delivering (the next GIL acquisition aborts Python, as its
+    // thread state was made the child's main one), so the child ends as a
+    // program ends once its main code is done: with the SystemExit the
+    // callback raised, an uncaught exception's traceback and status 1, or 0.
+    [[noreturn]] static void end_forked_child(nb::python_error* raised) {
+        if (raised == nullptr) Py_Exit(0);
+        raised->restore();
+        PyErr_Print();  // exits for a SystemExit, with its code; prints any other error
+        Py_Exit(1);
+    }
+
     nb::object callback_;
 };
 

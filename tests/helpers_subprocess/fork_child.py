@@ -2,6 +2,8 @@
 
     python fork_child.py streaming   an engine streams to a probe when the process forks
     python fork_child.py mixing      an engine mixes, but no listener was ever opened
+    python fork_child.py callback N  the signaling callback forks; the child returns from it
+                                     (N = 0) or raises SystemExit(N)
 
 fork() copies only the calling thread, so an engine made before it has no
 threads in the child. The forked child checks what it may and may not do,
@@ -16,6 +18,7 @@ import faulthandler
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 
@@ -39,8 +42,8 @@ def refusal(call: object) -> str:
     return "no error"
 
 
-def in_child_after_streaming(eng: sinkcast.AudioManager) -> dict[str, object]:
-    res: dict[str, object] = {"closed": eng.closed}
+def in_child_after_streaming(eng: sinkcast.AudioManager, tap: sinkcast.PcmTap) -> dict[str, object]:
+    res: dict[str, object] = {"closed": eng.closed, "tap_closed": tap.closed, "tap_read": refusal(tap.read)}
     res["refusals"] = {
         "add_sink": refusal(lambda: eng.add_sink("x")),
         "push": refusal(lambda: eng.push("mic", np.zeros(480, np.float32))),
@@ -86,8 +89,38 @@ def in_child_after_mixing() -> dict[str, object]:
     return res
 
 
+def fork_in_callback(status: int) -> int:
+    """The callback forks at its first message. The child's one thread is then
+    the engine's dispatcher thread: when the callback returns (or raises
+    SystemExit), the child ends, as a program whose main code is done."""
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+    eng.add_sink("s")
+    forked: list[int] = []
+
+    def callback(target: str, type: str, message: str) -> None:
+        if forked:
+            return
+        pid = os.fork()
+        forked.append(pid)
+        if pid == 0:
+            print("CHILD " + json.dumps({"closed": eng.closed}), flush=True)
+            if status:
+                sys.exit(status)
+
+    eng.set_python_webrtc_signaling_callback(callback)
+    eng.handle_incoming_webrtc_signaling_message("s/x", "request_offer", "")
+    wait_until(lambda: bool(forked), timeout=10)
+    _, status_seen = os.waitpid(forked[0], 0)
+    res = {"child_exit_code": os.waitstatus_to_exitcode(status_seen), "listeners": eng.listeners()}
+    eng.shutdown()
+    print("PARENT " + json.dumps(res), flush=True)
+    return 0
+
+
 def main() -> int:
     mode = sys.argv[1]
+    if mode == "callback":
+        return fork_in_callback(int(sys.argv[2]))
     eng = sinkcast.AudioManager(bind_address="127.0.0.1")
     eng.add_sink("s", channels=2, frame_ms=10)
     eng.add_tone_source("a440", frequency_hz=440.0, amplitude=0.3)
@@ -95,16 +128,24 @@ def main() -> int:
     eng.connect("a440", "s")
     sig = Collector(eng)
     probe = connect_probe(eng, sig, "s/p") if mode == "streaming" else None
+    tap = eng.open_tap("s")
+    # A thread of the parent using the engine when the process forks: in the
+    # child its frame (and the engine it holds) is never released.
+    stop = threading.Event()
+    poller = threading.Thread(target=lambda: [eng.stats() for _ in iter(lambda: stop.wait(0.001), True)], daemon=True)
+    poller.start()
 
     pid = os.fork()
     if pid == 0:
         faulthandler.dump_traceback_later(30, exit=True)  # a hang shows its stacks, and ends
-        res = in_child_after_streaming(eng) if mode == "streaming" else in_child_after_mixing()
+        res = in_child_after_streaming(eng, tap) if mode == "streaming" else in_child_after_mixing()
         print("CHILD " + json.dumps(res), flush=True)
         faulthandler.cancel_dump_traceback_later()
         sys.exit(0)
 
     _, status = os.waitpid(pid, 0)
+    stop.set()
+    poller.join()
     res: dict[str, object] = {"child_exit_code": os.waitstatus_to_exitcode(status)}
     if probe is not None:
         # The parent's listener still streams, and nothing in the child closed its session.
