@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import sinkcast
-from sinkcast.aio import AsyncSignaling, merge_candidates
+from sinkcast.aio import AsyncSignaling, _SessionQueue, merge_candidates
 from webrtc_peer import Listener
 
 @pytest.fixture
@@ -200,4 +200,27 @@ async def test_open_listener_still_waits_for_the_end_of_candidates_that_comes(en
         assert "a=candidate:" in answer and answer.rstrip().endswith("a=end-of-candidates")
     finally:
         await listener.close()
+        sig.close()
+
+
+@pytest.mark.asyncio
+async def test_a_zero_gather_timeout_still_takes_the_candidates_already_queued(engine: sinkcast.AudioManager) -> None:
+    # It returned the answer bare while its candidates and their end already
+    # waited in the queue: an answer a WHEP player could not use. The queue is
+    # filled first, so that nothing depends on when the engine's messages come.
+    sig = AsyncSignaling(engine)
+    try:
+        queue = _SessionQueue("answer")
+        queue.put(("answer", "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"))
+        host = '{"candidate": "candidate:1 1 UDP 2122317823 127.0.0.1 50000 typ host", "sdpMid": "0"}'
+        queue.put(("candidate", host))
+        queue.put(("candidate", '{"candidate": "", "sdpMid": "0"}'))
+        answer = await sig._collect_description("s/l1", queue, "answer", 1.0, True, 0.0)
+        assert "a=candidate:1 1 UDP 2122317823 127.0.0.1 50000 typ host" in answer
+        assert answer.rstrip().endswith("a=end-of-candidates")
+        # With nothing queued after the answer, it returns at once, without the end.
+        queue.put(("answer", "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"))
+        bare = await sig._collect_description("s/l1", queue, "answer", 1.0, True, 0.0)
+        assert "a=candidate" not in bare and "end-of-candidates" not in bare
+    finally:
         sig.close()

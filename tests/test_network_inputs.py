@@ -8,6 +8,7 @@ output is measured through the sink's PCM tap.
 
 from __future__ import annotations
 
+import errno
 import gc
 import io
 import os
@@ -717,6 +718,34 @@ def test_a_fifo_waits_for_its_next_writer(manual: sinkcast.AudioManager, tmp_pat
     finally:
         pipe.stop()
     assert pipe.wait(2.0) and not pipe.stats()["eof"]  # a stopped reader has not reached an end
+
+
+def test_a_fifo_named_relative_to_the_directory_is_found_again_after_a_chdir(
+    manual: sinkcast.AudioManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A live FIFO is opened again for each writer: by a relative name, that
+    # failed (FileNotFoundError) once the process had changed directory.
+    os.mkfifo(tmp_path / "line.fifo")
+    monkeypatch.chdir(tmp_path)
+    pipe = add_pipe_source(manual, "line", "line.fifo", sample_rate=48000, channels=1)
+    try:
+        monkeypatch.chdir("/")
+        for writers in (1, 2):
+            # Non-blocking: with no reader left, the open fails (ENXIO) instead of waiting for good.
+            deadline = time.monotonic() + 5.0
+            while True:
+                try:
+                    fd = os.open(tmp_path / "line.fifo", os.O_WRONLY | os.O_NONBLOCK)
+                    break
+                except OSError as e:
+                    assert e.errno == errno.ENXIO and time.monotonic() < deadline, f"no reader: {pipe.stats()}"
+                    time.sleep(0.01)
+            os.write(fd, bytes(2 * 480))
+            os.close(fd)
+            assert wait_for_pipe(pipe, lambda st: st["writers_ended"] == writers), pipe.stats()
+        assert pipe.stats()["error"] is None and pipe.stats()["frames"] == 960
+    finally:
+        pipe.stop()
 
 
 def test_pipe_from_a_file_is_paced_and_stdin_works(eng: sinkcast.AudioManager, tmp_path: Path) -> None:

@@ -522,10 +522,10 @@ class AsyncSignaling:
             remaining = deadline - loop.time()
             if description is not None:
                 # Gathering: the description is in hand, so waiting ends at the
-                # gather deadline (or the overall one) with what has come so far.
+                # gather deadline (or the overall one) with what has come so far,
+                # queued candidates included (take() hands out what is queued
+                # even past its deadline, and only then times out).
                 remaining = min(remaining, gather_deadline - loop.time())
-                if remaining <= 0:
-                    return merge_candidates(description, candidates, end_of_candidates=False)
             elif remaining <= 0:
                 raise TimeoutError(f"no {wanted} for '{target}' within {timeout} s")
             try:

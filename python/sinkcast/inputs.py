@@ -126,7 +126,8 @@ class PipeInput:
             self._fd = path
         elif isinstance(path, (str, os.PathLike)):
             # Non-blocking open: a FIFO without a writer yet must not hang us (or stop()).
-            self._path = os.fspath(path)
+            # Absolute: a live FIFO is opened again for each writer, maybe after a chdir().
+            self._path = os.path.abspath(os.fspath(path))
             self._fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
             self._owns_fd = True
             if stat.S_ISDIR(os.fstat(self._fd).st_mode):
