@@ -150,6 +150,15 @@ def test_interpreter_exit_with_listeners_and_callbacks_in_flight_50_runs() -> No
     assert not problems, f"{len(problems)} of {EXIT_RUNS} runs failed; the first:\n{problems[0]}"
 
 
+def test_the_program_may_end_while_a_daemon_thread_renders() -> None:
+    """A daemon thread inside render() (GIL released) when the program ends: the
+    exit hook waits for it to have the GIL back. It used to abort the process."""
+    for run in range(5):
+        child = run_until_marker("exit_while_rendering.py", [], "EXITING", 30.0, EXIT_BUDGET_S)
+        assert child.returncode == 0 and not child.timed_out, describe(child)
+        assert not forbidden_in(child.stderr), describe(child)
+
+
 def test_the_leak_check_can_see_a_leak() -> None:
     """Positive control: a child that leaks an AudioManager on purpose trips the stderr check."""
     child = run_until_marker("leak_control.py", [], "EXITING", setup_timeout=30.0, exit_budget=EXIT_BUDGET_S)

@@ -23,6 +23,7 @@
 
 #include "bindings/numpy_array.h"
 #include "bindings/py_audio_manager.h"
+#include "bindings/release_gil.h"
 #include "engine/sink.h"
 #include "bindings/stats_dict.h"
 
@@ -157,7 +158,7 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
         if (!view_numpy_samples(keep, view) || view.format != format || view.ndim != ndim || !view.c_contiguous)
             throw nb::type_error("could not make the samples contiguous");
     }
-    nb::gil_scoped_release released;
+    release_gil released;
     if (view.ndim == 1) {
         // 1-D is interleaved, frame-major; the engine splits it by the source's channel count.
         engine.push_interleaved(source_id, view.data, *view.format, view.shape[0]);
@@ -170,7 +171,7 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
 // (add or remove a sink): only then is the GIL released for it, as for any lock wait.
 std::shared_ptr<Sink> sink_to_render(PyAudioManager& engine, const std::string& sink_id) {
     if (auto sink = engine.manual_sink(sink_id, false)) return sink;
-    nb::gil_scoped_release released;
+    release_gil released;
     return engine.manual_sink(sink_id);
 }
 
@@ -251,7 +252,7 @@ nb::object render_frames(PyAudioManager& engine, const std::string& sink_id, int
         std::tie(result, samples) = new_float32_array(static_cast<size_t>(frames), channels);
     }
     {
-        nb::gil_scoped_release released;
+        release_gil released;
         sink->render(samples, static_cast<size_t>(frames));
         sink.reset();  // the last reference may be ours: free the sink without the GIL
     }
@@ -280,7 +281,7 @@ FloatFrames read_tap(PcmTap& tap, std::optional<int64_t> max_frames) {
     std::unique_ptr<float[]> buffer(new float[limit * channels + 1]);
     size_t got;
     {
-        nb::gil_scoped_release released;
+        release_gil released;
         got = tap.read(buffer.get(), limit);
     }
     float* data = buffer.release();
@@ -426,13 +427,13 @@ void bind_audio_manager(nb::module_& m) {
                 self.add_sink(sink_id, c);
             },
             "sink_id"_a, "channels"_a = 2, "frame_ms"_a = 20, "volume"_a = 1.0, "bitrate"_a = nb::none(),
-            "complexity"_a = 9, "low_delay"_a = false, nb::call_guard<nb::gil_scoped_release>(),
+            "complexity"_a = 9, "low_delay"_a = false, nb::call_guard<release_gil>(),
             "Adds a 48 kHz sink with 1 or 2 channels, Opus frames of 10 or 20 ms, and a volume (0-10).")
-        .def("remove_sink", &PyAudioManager::remove_sink, "sink_id"_a, nb::call_guard<nb::gil_scoped_release>(),
+        .def("remove_sink", &PyAudioManager::remove_sink, "sink_id"_a, nb::call_guard<release_gil>(),
              "Removes a sink: its routes go, its listeners get a bye, its taps are closed.")
         .def("set_volume", &PyAudioManager::set_sink_volume, "sink_id"_a, "volume"_a,
-             nb::call_guard<nb::gil_scoped_release>(), "Sets a sink's volume (0-10), applied after the mix.")
-        .def("sinks", &PyAudioManager::sink_ids, nb::call_guard<nb::gil_scoped_release>(), "The sink ids, sorted.")
+             nb::call_guard<release_gil>(), "Sets a sink's volume (0-10), applied after the mix.")
+        .def("sinks", &PyAudioManager::sink_ids, nb::call_guard<release_gil>(), "The sink ids, sorted.")
         .def(
             "add_source",
             [](PyAudioManager& self, const std::string& source_id, int64_t sample_rate, int64_t channels,
@@ -445,7 +446,7 @@ void bind_audio_manager(nb::module_& m) {
                 self.add_source(source_id, c);
             },
             "source_id"_a, "sample_rate"_a = 48000, "channels"_a = 1, "buffer_ms"_a = 500, "jitter_ms"_a = 20,
-            nb::call_guard<nb::gil_scoped_release>(),
+            nb::call_guard<release_gil>(),
             "Adds a source fed by push(): 8-192 kHz, 1-8 channels, resampled to 48 kHz. buffer_ms bounds the "
             "queue (older audio is dropped and counted); in real time a route starts playing once jitter_ms "
             "of audio is queued.")
@@ -490,7 +491,7 @@ void bind_audio_manager(nb::module_& m) {
             "source_id"_a, nb::kw_only(), "port"_a = 5004, "bind_address"_a = "127.0.0.1", "encoding"_a = "L16",
             "sample_rate"_a = nb::none(), "channels"_a = 2, "payload_type"_a = nb::none(), "jitter_ms"_a = 60,
             "buffer_ms"_a = 500, "fec"_a = false, "multicast_interface"_a = "",
-            nb::call_guard<nb::gil_scoped_release>(),
+            nb::call_guard<release_gil>(),
             "Adds a source receiving RTP on UDP bind_address:port (0: any free port) and returns the bound port. "
             "encoding 'L16' / 'L24' (big-endian PCM at sample_rate, default 48000; 44100 for payload types 10/11) "
             "or 'opus' (48 kHz clock, 1-2 channels, decoded with libopus, PLC on loss, in-band FEC if fec=True). "
@@ -513,7 +514,7 @@ void bind_audio_manager(nb::module_& m) {
             },
             "source_id"_a, nb::kw_only(), "port"_a = 4010, "bind_address"_a = "127.0.0.1", "channels"_a = 2,
             "jitter_ms"_a = 60, "buffer_ms"_a = 500, "multicast_interface"_a = "",
-            nb::call_guard<nb::gil_scoped_release>(),
+            nb::call_guard<release_gil>(),
             "Adds a source receiving the Scream UDP stream (5-byte header, then little-endian PCM; any rate, "
             "16/24/32 bit, 1-8 channels, resampled to 48 kHz; wire channel c feeds channel c of `channels`, "
             "extra wire channels dropped, missing ones repeated) on bind_address:port "
@@ -521,7 +522,7 @@ void bind_audio_manager(nb::module_& m) {
             "with the IPv4 address multicast_interface, by default the one the routing table picks). Returns the "
             "port.")
         .def("add_tone_source", &PyAudioManager::add_tone_source, "source_id"_a, "frequency_hz"_a = 440.0,
-             "amplitude"_a = 0.25, nb::call_guard<nb::gil_scoped_release>(), "Adds a mono sine-tone source.")
+             "amplitude"_a = 0.25, nb::call_guard<release_gil>(), "Adds a mono sine-tone source.")
         .def(
             "add_noise_source",
             [](PyAudioManager& self, const std::string& source_id, double amplitude, nb::int_ seed) {
@@ -532,28 +533,28 @@ void bind_audio_manager(nb::module_& m) {
                     throw nb::value_error(
                         ("seed must be 0 to 2**64-1, got " + nb::cast<std::string>(nb::str(seed))).c_str());
                 }
-                nb::gil_scoped_release released;
+                release_gil released;
                 self.add_noise_source(source_id, amplitude, static_cast<uint64_t>(value));
             },
             "source_id"_a, "amplitude"_a = 0.1, "seed"_a = 0, "Adds a mono white-noise source.")
         .def("remove_source", &PyAudioManager::remove_source, "source_id"_a,
-             nb::call_guard<nb::gil_scoped_release>(), "Removes a source and every route from it.")
-        .def("sources", &PyAudioManager::source_ids, nb::call_guard<nb::gil_scoped_release>(),
+             nb::call_guard<release_gil>(), "Removes a source and every route from it.")
+        .def("sources", &PyAudioManager::source_ids, nb::call_guard<release_gil>(),
              "The source ids, sorted.")
         .def("source_serial", &PyAudioManager::source_serial, "source_id"_a,
-             nb::call_guard<nb::gil_scoped_release>(),
+             nb::call_guard<release_gil>(),
              "A number unique to this source in the process: a source removed and added again under the same "
              "id gets another, so a feeder thread can tell it is no longer feeding the source it started with.")
         .def("connect", &PyAudioManager::connect, "source_id"_a, "sink_id"_a, "gain"_a = 1.0,
-             nb::call_guard<nb::gil_scoped_release>(), "Routes a source into a sink with a gain (0-10).")
+             nb::call_guard<release_gil>(), "Routes a source into a sink with a gain (0-10).")
         .def("disconnect", &PyAudioManager::disconnect, "source_id"_a, "sink_id"_a,
-             nb::call_guard<nb::gil_scoped_release>(), "Removes the route from a source into a sink.")
+             nb::call_guard<release_gil>(), "Removes the route from a source into a sink.")
         .def("set_gain", &PyAudioManager::set_gain, "source_id"_a, "sink_id"_a, "gain"_a,
-             nb::call_guard<nb::gil_scoped_release>(), "Sets the gain (0-10) of the route from a source into a sink.")
+             nb::call_guard<release_gil>(), "Sets the gain (0-10) of the route from a source into a sink.")
         .def("push", &push_samples, "source_id"_a, "samples"_a,
              "Queues PCM for a source: a numpy array of int16 (x/32768), int32 (x/2^31) or float32, shaped "
              "(frames, channels) or 1-D interleaved. Never blocks; a full queue drops its oldest audio.")
-        .def("flush", &PyAudioManager::flush, "source_id"_a, nb::call_guard<nb::gil_scoped_release>(),
+        .def("flush", &PyAudioManager::flush, "source_id"_a, nb::call_guard<release_gil>(),
              "Plays out everything pushed so far, for the end of a clip or stream: the resampler's last "
              "few milliseconds, and audio still short of jitter_ms. More may be pushed afterwards.")
         .def("render", &render_frames, "sink_id"_a, "frames"_a, "out"_a = nb::none(),
@@ -566,14 +567,14 @@ void bind_audio_manager(nb::module_& m) {
             [](PyAudioManager& self, const std::string& sink_id, double seconds) {
                 return self.open_tap(sink_id, seconds);
             },
-            "sink_id"_a, "seconds"_a = 2.0, nb::call_guard<nb::gil_scoped_release>(),
+            "sink_id"_a, "seconds"_a = 2.0, nb::call_guard<release_gil>(),
             "A PcmTap receiving the sink's mixed output from now on, holding up to `seconds` unread.")
         .def(
             "stats",
             [](PyAudioManager& self) {
                 EngineStats stats;
                 {
-                    nb::gil_scoped_release released;
+                    release_gil released;
                     stats = self.stats();
                 }
                 return stats_to_dict(stats);

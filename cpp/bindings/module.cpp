@@ -12,6 +12,7 @@
 #include "bindings/errors.h"
 #include "bindings/numpy_array.h"
 #include "bindings/py_audio_manager.h"
+#include "bindings/release_gil.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -25,7 +26,17 @@ NB_MODULE(_sinkcast, m) {
     // Live engines stop before the interpreter finalizes, so no engine thread
     // ever calls into a dying interpreter.
     nb::module_::import_("atexit").attr("register")(
-        nb::cpp_function([] { sinkcast::bindings::shutdown_all_managers(); }, nb::name("_shutdown_all_managers")));
+        nb::cpp_function(
+            [] {
+                sinkcast::bindings::shutdown_all_managers();
+                sinkcast::bindings::finish_released_calls(10.0);  // daemon threads still in a call
+                // Daemon threads still running are never unwound: what their
+                // frames hold (an engine, its functions) is never freed, and
+                // nanobind's leak report would blame the bindings for it.
+                if (nb::cast<int>(nb::module_::import_("threading").attr("active_count")()) > 1)
+                    nb::set_leak_warnings(false);
+            },
+            nb::name("_shutdown_all_managers")));
     // In a child of fork(), what the parent's other threads held (an engine a
     // reader thread was using, their frames) is never released: those threads
     // are not there to let go. The engine keeps what it inherited on purpose
@@ -39,7 +50,7 @@ NB_MODULE(_sinkcast, m) {
                 throw nb::value_error("_benchmark_mixer: sources >= 1, channels 1-2, periods >= 1, repeats >= 1");
             sinkcast::MixerBenchmarkResult r;
             {
-                nb::gil_scoped_release released;
+                sinkcast::bindings::release_gil released;
                 r = sinkcast::benchmark_mixer(sources, channels, periods, repeats);
             }
             nb::dict d;
@@ -59,7 +70,7 @@ NB_MODULE(_sinkcast, m) {
                 throw nb::value_error("_benchmark_opus_encode: frames >= 1, gap_ms 0-1000");
             sinkcast::OpusBenchmarkResult r;
             {
-                nb::gil_scoped_release released;
+                sinkcast::bindings::release_gil released;
                 r = sinkcast::benchmark_opus_encode(frames, bitrate, complexity, gap_ms);
             }
             nb::dict d;
@@ -77,8 +88,8 @@ NB_MODULE(_sinkcast, m) {
                                        "Test utility: a receive-only libdatachannel listener that counts RTP packets.")
         .def(nb::init<const std::string&>(), "bind_address"_a = "127.0.0.1")
         .def("create_offer", &sinkcast::ReceiveProbe::create_offer, "timeout"_a = 5.0,
-             nb::call_guard<nb::gil_scoped_release>())
-        .def("accept_answer", &sinkcast::ReceiveProbe::accept_answer, "sdp"_a, nb::call_guard<nb::gil_scoped_release>())
+             nb::call_guard<sinkcast::bindings::release_gil>())
+        .def("accept_answer", &sinkcast::ReceiveProbe::accept_answer, "sdp"_a, nb::call_guard<sinkcast::bindings::release_gil>())
         .def_prop_ro("packets", &sinkcast::ReceiveProbe::packets)
         .def_prop_ro("bytes", &sinkcast::ReceiveProbe::bytes)
         .def_prop_ro("connected", &sinkcast::ReceiveProbe::connected)
@@ -87,7 +98,7 @@ NB_MODULE(_sinkcast, m) {
             [](sinkcast::ReceiveProbe& self) {
                 std::vector<sinkcast::ProbePacket> packets;
                 {
-                    nb::gil_scoped_release released;
+                    sinkcast::bindings::release_gil released;
                     packets = self.take_packets();
                 }
                 nb::list out;
@@ -96,7 +107,7 @@ NB_MODULE(_sinkcast, m) {
             },
             nb::sig("def take_packets(self) -> list[tuple[int, int]]"),
             "(arrival monotonic ns, RTP bytes) of each packet since the last call.")
-        .def("close", &sinkcast::ReceiveProbe::close, nb::call_guard<nb::gil_scoped_release>());
+        .def("close", &sinkcast::ReceiveProbe::close, nb::call_guard<sinkcast::bindings::release_gil>());
     m.def("_shutdown_all_managers", &sinkcast::bindings::shutdown_all_managers,
           "Shuts down every live AudioManager (also run at interpreter exit).");
 }

@@ -10,6 +10,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "bindings/py_audio_manager.h"
+#include "bindings/release_gil.h"
 #include "engine/fork_guard.h"
 #include "webrtc/signaling_message.h"
 
@@ -123,12 +124,12 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
            "called on an engine thread. None clears it. Once this returns the previous callback never runs "
            "again. Exceptions it raises go to sys.unraisablehook.")
         .def("handle_incoming_webrtc_signaling_message", &PyAudioManager::handle_incoming_signaling, "target"_a,
-             "type"_a, "message"_a, nb::call_guard<nb::gil_scoped_release>(),
+             "type"_a, "message"_a, nb::call_guard<release_gil>(),
              "Routes a signaling message from a listener to its session. target is '<sink_id>' (the sink's "
              "default session) or '<sink_id>/<listener_id>'; type is offer, answer, candidate, bye or "
              "request_offer. Raises UnknownSinkError or SignalingError; then nothing has changed, except that "
              "an answer refused once partly applied closes its session (with a bye).")
-        .def("listeners", &PyAudioManager::listener_targets, nb::call_guard<nb::gil_scoped_release>(),
+        .def("listeners", &PyAudioManager::listener_targets, nb::call_guard<release_gil>(),
              "The targets of the open WebRTC sessions, sorted.")
         .def(
             "candidate_problem",

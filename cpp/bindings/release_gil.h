@@ -1,0 +1,35 @@
+// The GIL released around engine work, as nb::gil_scoped_release does, made
+// safe for daemon threads at interpreter exit.
+//
+// CPython before 3.14 ends a thread that asks for the GIL back while the
+// interpreter finalizes with pthread_exit(). From the destructor of a guard
+// (noexcept) that unwinding calls std::terminate: a daemon thread inside
+// render() when the program ended aborted the process ("terminate called
+// without an active exception"). So the engine's exit hook calls
+// finish_released_calls(): it waits until every thread has its GIL back,
+// and from then on these guards keep the GIL (nobody is left to give it to).
+// A thread that still comes back during finalization parks until the process
+// is gone, instead of being unwound.
+#pragma once
+
+#include <Python.h>
+
+namespace sinkcast::bindings {
+
+class release_gil {
+public:
+    release_gil();
+    ~release_gil();
+    release_gil(const release_gil&) = delete;
+    release_gil& operator=(const release_gil&) = delete;
+
+private:
+    PyThreadState* state_ = nullptr;  // null: the GIL was kept
+};
+
+// Called with the GIL held, from the exit hook: waits (up to timeout_s, with
+// the GIL released) for calls that released it to have it back, then makes
+// every later release_gil keep it.
+void finish_released_calls(double timeout_s);
+
+}  // namespace sinkcast::bindings
