@@ -8,8 +8,8 @@
 // without an active exception"). So the engine's exit hook calls
 // finish_released_calls(): it waits until every thread has its GIL back,
 // and from then on these guards keep the GIL (nobody is left to give it to).
-// A thread that still comes back during finalization parks until the process
-// is gone, instead of being unwound.
+// A call still out when that wait gives up parks its thread when it ends,
+// until the process is gone, instead of asking for the GIL and being unwound.
 #pragma once
 
 #include <Python.h>
@@ -27,9 +27,10 @@ private:
     PyThreadState* state_ = nullptr;  // null: the GIL was kept
 };
 
-// Called with the GIL held, from the exit hook: waits (up to timeout_s, with
-// the GIL released) for calls that released it to have it back, then makes
-// every later release_gil keep it.
+// Called with the GIL held, from the exit hook: makes every later release_gil
+// keep the GIL, then waits (up to timeout_s, with the GIL released) for calls
+// that released it to have it back. Calls still out after that park when they
+// end. A forked child starts afresh (nothing is out in it).
 void finish_released_calls(double timeout_s);
 
 }  // namespace sinkcast::bindings
