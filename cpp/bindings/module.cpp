@@ -89,7 +89,8 @@ NB_MODULE(_sinkcast, m) {
         .def(nb::init<const std::string&>(), "bind_address"_a = "127.0.0.1")
         .def("create_offer", &sinkcast::ReceiveProbe::create_offer, "timeout"_a = 5.0,
              nb::call_guard<sinkcast::bindings::release_gil>())
-        .def("accept_answer", &sinkcast::ReceiveProbe::accept_answer, "sdp"_a, nb::call_guard<sinkcast::bindings::release_gil>())
+        .def("accept_answer", &sinkcast::ReceiveProbe::accept_answer, "sdp"_a,
+             nb::call_guard<sinkcast::bindings::release_gil>())
         .def_prop_ro("packets", &sinkcast::ReceiveProbe::packets)
         .def_prop_ro("bytes", &sinkcast::ReceiveProbe::bytes)
         .def_prop_ro("connected", &sinkcast::ReceiveProbe::connected)
