@@ -60,12 +60,17 @@ async def whep_offer() -> tuple[Listener, str]:
     return listener, await listener.offer()
 
 
+async def post_offer(http: ClientSession, offer: str) -> str:
+    """POSTs an offer to 'tone'; returns the new session's Location."""
+    async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
+        assert r.status == 201, await r.text()
+        return r.headers["Location"]
+
+
 async def open_session(http: ClientSession) -> tuple[Listener, str]:
     """A listener with a WHEP session on 'tone', and the session's Location."""
     listener, offer = await whep_offer()
-    async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
-        assert r.status == 201, await r.text()
-        return listener, r.headers["Location"]
+    return listener, await post_offer(http, offer)
 
 
 ONE_CANDIDATE = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
@@ -696,9 +701,7 @@ async def test_a_patch_is_checked_whole_before_any_of_it_is_applied(server: tupl
     _, http = server
     listener, offer = await whep_offer()
     try:
-        async with http.post("/whep/tone", data=offer, headers={"Content-Type": "application/sdp"}) as r:
-            assert r.status == 201
-            location = r.headers["Location"]
+        location = await post_offer(http, offer)
         in_offer = offer.count("a=candidate:")
         async with http.patch(location, data="a=mid:0\r\n" + candidates(0, 4) + "a=candidate:garbage\r\n",
                               headers=TRICKLE) as r:
