@@ -100,7 +100,7 @@ std::vector<AudioManager*> AudioManager::live_managers() {
 
 void AudioManager::ensure_open() const {
     if (made_before_fork()) throw_made_before_fork();
-    if (closed()) throw EngineClosedError();
+    if (closed_.load(std::memory_order_acquire)) throw EngineClosedError();
 }
 
 void AudioManager::throw_made_before_fork() const {
