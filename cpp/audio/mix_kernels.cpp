@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "audio/hot_loop.h"
@@ -71,27 +72,35 @@ template <int K, bool kFirst, bool kPairs>
 // and adds the number of samples beyond full scale to *clipped; both are judged
 // on the float value (a sum beyond 1 by less than float resolution rounds to
 // exactly 1.0: the output is the same, and it is not counted).
-// The loop only stores and tracks the extremes, so it runs at the speed of a
-// copy; the clip is a second pass over the output, in the rare periods that
-// need one.
+// The loop only stores and tracks the largest magnitude, so it runs at the
+// speed of a copy; the clip is a second pass over the output, in the rare
+// periods that need one.
+// The magnitude is tracked as bits: without the sign bit a finite float's bits
+// order as its magnitude does, and an integer max takes one cycle where a float
+// max takes four on Intel cores. In a chain of one max per vector that latency
+// set the loop's speed: a one-source mix took 4.7x a memcpy on a Xeon, against
+// 1.7x on an EPYC (where a float max takes one cycle too).
 template <typename Sample>
 [[gnu::always_inline]] inline float store_and_clip(size_t n, Sample&& sample, float* out, uint64_t* clipped) {
-    float hi = 0, lo = 0;
+    uint32_t top = 0;
 #pragma GCC unroll 4
     for (size_t i = 0; i < n; ++i) {
         float v = sample(i);
-        hi = hi > v ? hi : v;
-        lo = lo < v ? lo : v;
         out[i] = v;
+        uint32_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        bits &= 0x7fffffffu;
+        top = top > bits ? top : bits;
     }
-    float peak = hi > -lo ? hi : -lo;
+    float peak;
+    std::memcpy(&peak, &top, sizeof peak);
     if (peak > 1.0f) {
         uint32_t over = 0;  // n is at most one block, far below 2^32
-        for (size_t i = 0; i < n; ++i) {
-            float v = out[i];
+        for (size_t k = 0; k < n; ++k) {
+            float v = out[k];
             over += (v > 1.0f) | (v < -1.0f);
             v = v < -1.0f ? -1.0f : v;
-            out[i] = v > 1.0f ? 1.0f : v;
+            out[k] = v > 1.0f ? 1.0f : v;
         }
         *clipped += over;
     }

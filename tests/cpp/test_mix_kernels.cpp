@@ -195,6 +195,47 @@ void check_clip() {
     check(std::fabs(peak - 1.4) < 1e-6, "peak is the largest |sum| before clipping");
 }
 
+// The largest magnitude is tracked in vectors (as bits, see store_and_clip), so
+// every length, every position of the peak and either sign must give the
+// exact max |value|, and the clip count must agree with it.
+void check_peak_at_every_position() {
+    std::printf("peak and clip count, one source, every length 1-80 and position\n");
+    int wrong_peak = 0, wrong_clip = 0, wrong_out = 0, cases = 0;
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> quiet(-0.25f, 0.25f);
+    for (size_t n = 1; n <= 80; ++n) {
+        for (size_t at = 0; at < n; ++at) {
+            for (float loud : {0.75f, -0.75f, 1.5f, -1.5f, FLT_MAX}) {
+                std::vector<float> in(n), out(n);
+                for (float& v : in) v = quiet(rng);
+                in[at] = loud;
+                sinkcast::SourceGroup g;
+                g.count = 1;
+                g.in[0] = in.data();
+                g.gain[0] = 2.0;  // FLT_MAX * 2 overflows: infinity, clipped
+                g.peak[0] = std::fabs(loud);
+                uint64_t clipped = 0;
+                double peak = sinkcast::finish_group(g, n, nullptr, 1.0, out.data(), &clipped, GroupSum::in_double);
+                float largest = 0;
+                uint64_t beyond = 0;
+                for (float v : in) {
+                    float scaled = 2.0f * v;
+                    largest = std::max(largest, std::fabs(scaled));
+                    beyond += std::fabs(scaled) > 1.0f;
+                }
+                wrong_peak += peak != static_cast<double>(largest);
+                wrong_clip += clipped != beyond;
+                for (size_t i = 0; i < n; ++i) wrong_out += out[i] != std::clamp(2.0f * in[i], -1.0f, 1.0f);
+                ++cases;
+            }
+        }
+    }
+    check(wrong_peak == 0, "peak exact in all " + std::to_string(cases) + " cases (" + std::to_string(wrong_peak) +
+                               " wrong)");
+    check(wrong_clip == 0, "clip count exact (" + std::to_string(wrong_clip) + " wrong)");
+    check(wrong_out == 0, "output clipped gain * input (" + std::to_string(wrong_out) + " samples wrong)");
+}
+
 }  // namespace
 
 int main() {
@@ -203,6 +244,7 @@ int main() {
     check_float_path_error(2);
     check_float_path_error(3);
     check_clip();
+    check_peak_at_every_position();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
