@@ -159,6 +159,17 @@ def test_the_program_may_end_while_a_daemon_thread_renders() -> None:
         assert not forbidden_in(child.stderr), describe(child)
 
 
+@pytest.mark.parametrize("mode", ["shutdown", "collect", "allocate"])
+def test_program_ends_while_a_daemon_thread_makes_and_drops_engines(mode: str) -> None:
+    """A daemon thread setting callbacks and shutting engines down (itself, or
+    through the cycle collector) as the program ends. It used to abort the
+    process in every run."""
+    for run in range(4):
+        child = run_until_marker("exit_while_churning_engines.py", [mode], "EXITING", 30.0, EXIT_BUDGET_S)
+        assert child.returncode == 0 and not child.timed_out, describe(child)
+        assert not forbidden_in(child.stderr), describe(child)
+
+
 def test_the_leak_check_can_see_a_leak() -> None:
     """Positive control: a child that leaks an AudioManager on purpose trips the stderr check."""
     child = run_until_marker("leak_control.py", [], "EXITING", setup_timeout=30.0, exit_budget=EXIT_BUDGET_S)

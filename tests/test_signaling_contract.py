@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,22 +221,122 @@ def test_outgoing_messages_carry_the_target_they_were_opened_with(eng: sinkcast.
 
 
 def test_closing_the_adapter_lets_a_dropped_engine_go() -> None:
-    # AsyncSignaling's callback refers back to the engine; the engine holds
-    # the callback in C++, where Python's collector cannot see the cycle (a
-    # first try at collecting it called callbacks into half-cleared objects).
-    # README: close the adapter, or shut the engine down. Closing it clears
-    # the callback, and the engine then goes with its last reference.
+    # Closing the adapter clears the callback, and the engine then goes with its
+    # last reference, without waiting for the cycle collector.
     before = threads_named("sinkcast")
+    gc.disable()  # so only reference counting can free the engines
+    try:
 
-    async def use_and_close() -> None:
+        async def use_and_close() -> None:
+            eng = sinkcast.AudioManager(bind_address="127.0.0.1")
+            eng.add_sink("s")
+            eng.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
+            AsyncSignaling(eng).close()
+
+        for _ in range(3):
+            asyncio.run(use_and_close())
+        wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
+    finally:
+        gc.enable()
+
+
+class EngineOwner:
+    """Holds an engine whose callback is one of its own methods: a cycle."""
+
+    def __init__(self, heard: list[tuple[str, str]]) -> None:
+        self.heard = heard
+        self.engine = sinkcast.AudioManager(bind_address="127.0.0.1")
+        self.engine.add_sink("s")
+        self.engine.set_python_webrtc_signaling_callback(self.on_message)
+
+    def on_message(self, target: str, type: str, message: str) -> None:
+        self.heard.append((target, type))  # an attribute lookup: fails on a half-cleared object
+
+
+def test_an_engine_in_a_cycle_with_its_callback_is_collected() -> None:
+    # The engine holds its callback in C++; the collector sees it through the
+    # engine. The thread that runs the collection holds a lock the callback
+    # takes (as logging's would be): the engine lets go of the callback before
+    # it shuts down, so the shutdown waits for no Python code (it used to wait
+    # for the bye's delivery, for ever).
+    before = threads_named("sinkcast")
+    lock = threading.Lock()
+    heard: list[tuple[str, str]] = []
+    problems: list[Any] = []
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = problems.append
+
+    class LockingOwner(EngineOwner):
+        def on_message(self, target: str, type: str, message: str) -> None:
+            with lock:
+                super().on_message(target, type, message)
+
+    collected = threading.Event()
+
+    def collect_holding_the_lock() -> None:
+        with lock:
+            gc.collect()
+        collected.set()
+
+    try:
+        owner = LockingOwner(heard)
+        owner.engine.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
+        wait_until(lambda: ("s/l", "offer") in heard, timeout=10)
+        gone = weakref.ref(owner)
+        del owner
+        threading.Thread(target=collect_holding_the_lock, daemon=True).start()
+        assert collected.wait(20), "the collection never ended: the shutdown waited for the callback"
+        assert gone() is None, "the owner and its engine were not collected"
+        assert ("s/l", "bye") not in heard, "a callback ran while its objects were being collected"
+        wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
+    finally:
+        sys.unraisablehook = previous_hook
+    assert problems == [], [(p.exc_type, p.exc_value) for p in problems]
+
+
+def test_a_collected_wrapper_leaves_the_default_engine_and_its_callback_alone() -> None:
+    # get_instance()'s engine is C++'s: a Python wrapper of it collected in a
+    # cycle with its callback must neither shut it down nor take its callback.
+    heard: list[str] = []
+
+    def install() -> None:
+        eng = sinkcast.AudioManager.get_instance()
+        eng.add_sink("gc-default")
+        eng.set_python_webrtc_signaling_callback(lambda target, type, message: heard.append(type) or eng.closed)
+
+    install()
+    gc.collect()
+    eng = sinkcast.AudioManager.get_instance()
+    try:
+        assert "gc-default" in eng.stats()["sinks"]
+        eng.handle_incoming_webrtc_signaling_message("gc-default/l", "request_offer", "")
+        wait_until(lambda: "offer" in heard, timeout=10)
+    finally:
+        eng.set_python_webrtc_signaling_callback(None)
+        eng.remove_sink("gc-default")
+
+
+def test_an_adapter_left_open_is_collected_with_its_engine() -> None:
+    before = threads_named("sinkcast")
+    problems: list[Any] = []
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = problems.append
+
+    async def use_and_drop() -> None:
         eng = sinkcast.AudioManager(bind_address="127.0.0.1")
         eng.add_sink("s")
-        eng.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
-        AsyncSignaling(eng).close()
+        adapter = AsyncSignaling(eng)
+        offer = await adapter.request_offer("s/l", timeout=10)
+        assert offer.startswith("v=0")
 
-    for _ in range(3):
-        asyncio.run(use_and_close())
-    wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
+    try:
+        for _ in range(3):
+            asyncio.run(use_and_drop())
+        gc.collect()
+        wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
+    finally:
+        sys.unraisablehook = previous_hook
+    assert problems == [], [(p.exc_type, p.exc_value) for p in problems]
 
 
 def test_a_callback_that_raises_goes_to_unraisablehook(eng: sinkcast.AudioManager) -> None:

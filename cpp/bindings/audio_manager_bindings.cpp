@@ -304,9 +304,16 @@ void PyAudioManager::shutdown_from_python() {
     // Also when closed() already: another thread's shutdown may still be
     // delivering callbacks, and shutdown() waits for it to end.
     if (!shutdown_finished()) {
-        nb::gil_scoped_release released;
+        // release_gil, not nb::gil_scoped_release: a daemon thread shutting an
+        // engine down (or dropping one, or collecting one) as the program ends
+        // would be unwound asking for the GIL back, and abort the process. Once
+        // the exit hook has run it keeps the GIL, and the dispatcher delivers
+        // nothing more to Python (PythonSignalingHandler::deliver).
+        release_gil released;
         shutdown();
     }
+    // The engine has let go of its callback; its Python side does too.
+    if (shutdown_finished()) python_handler_.reset();
 }
 
 void shutdown_all_managers() {
@@ -363,7 +370,7 @@ void shutdown_all_managers() {
 }
 
 void bind_audio_manager(nb::module_& m) {
-    auto cls = nb::class_<PyAudioManager>(m, "AudioManager",
+    auto cls = nb::class_<PyAudioManager>(m, "AudioManager", nb::type_slots(audio_manager_gc_slots()),
                                "The sinkcast engine: sources mixed into named sinks, each streamed to its "
                                "listeners. realtime=False gives a manual clock driven by render(). ICE: bind_address (an IP address; \"\" for all interfaces), "
                                "port_range=(first, last), ice_servers (stun:/turn: URLs), ice_udp_mux=True to put "

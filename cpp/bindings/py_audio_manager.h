@@ -5,9 +5,13 @@
 
 #include <nanobind/nanobind.h>
 
+#include <memory>
+
 #include "engine/audio_manager.h"
 
 namespace sinkcast::bindings {
+
+class PythonSignalingHandler;  // signaling_bindings.cpp
 
 class PyAudioManager : public AudioManager {
 public:
@@ -23,9 +27,21 @@ public:
     // deallocated, so nothing may take a new reference to it. Read with the GIL.
     bool python_alive() const { return python_alive_; }
 
+    // The handler carrying the Python callback the engine was last given, kept
+    // here too so the garbage collector can see the callback through the
+    // engine (a callback that refers back to its engine makes a cycle). Read
+    // and written with the GIL held only.
+    PythonSignalingHandler* python_handler() const { return python_handler_.get(); }
+    void set_python_handler(std::shared_ptr<PythonSignalingHandler> handler) { python_handler_ = std::move(handler); }
+
 private:
     bool python_alive_ = true;
+    std::shared_ptr<PythonSignalingHandler> python_handler_;
 };
+
+// tp_traverse and tp_clear for AudioManager: the callback is the one Python
+// object an engine holds.
+PyType_Slot* audio_manager_gc_slots();
 
 void bind_signaling(nanobind::class_<PyAudioManager>& cls);
 

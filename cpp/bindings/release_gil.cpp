@@ -68,6 +68,8 @@ release_gil::~release_gil() {
     g_returning.fetch_sub(1, std::memory_order_acq_rel);
 }
 
+bool python_is_exiting() { return g_exiting.load(std::memory_order_acquire); }
+
 void finish_released_calls(double timeout_s) {
     g_exiting.store(true, std::memory_order_release);  // from now on the count only goes down
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);

@@ -33,4 +33,8 @@ private:
 // end. A forked child starts afresh (nothing is out in it).
 void finish_released_calls(double timeout_s);
 
+// True once finish_released_calls() has begun: the program is ending, and a
+// thread that gives the GIL away may not get it back.
+bool python_is_exiting();
+
 }  // namespace sinkcast::bindings

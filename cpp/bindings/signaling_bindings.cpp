@@ -29,6 +29,8 @@ bool interpreter_is_usable() {
 #endif
 }
 
+}  // namespace
+
 class PythonSignalingHandler final : public SignalingHandler {
 public:
     explicit PythonSignalingHandler(nb::object callback) : callback_(std::move(callback)) {}
@@ -43,7 +45,9 @@ public:
     }
 
     void deliver(const SignalingMessage& m) override {
-        if (!interpreter_is_usable()) return;
+        // Past the exit hook, a thread may shut an engine down keeping the GIL
+        // (release_gil): waiting for it here would never end.
+        if (!interpreter_is_usable() || python_is_exiting()) return;
         nb::gil_scoped_acquire gil;
         // Checked again now: the wait for the GIL can be long, and the call that
         // replaced this message's session needs the GIL to return to Python. So
@@ -55,9 +59,13 @@ public:
             m.session->wait_until_settled();
         }
         if (m.stale()) return;
+        // Our own reference for the call: the garbage collector may drop the
+        // handler's (forget_callback) while the callback has released the GIL.
+        nb::object callback = callback_;
+        if (!callback.is_valid()) return;
         const uint64_t generation = fork_generation();
         try {
-            callback_(m.target, m.type, m.message);
+            callback(m.target, m.type, m.message);
         } catch (nb::python_error& e) {
             if (fork_generation() != generation) end_forked_child(&e);
             // The context object names where it happened; err_msg stays Python's default.
@@ -67,9 +75,20 @@ public:
             PyObject* text = PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())), "replace");
             PyErr_SetObject(PyExc_RuntimeError, text ? text : Py_None);
             Py_XDECREF(text);
-            PyErr_WriteUnraisable(callback_.ptr());
+            PyErr_WriteUnraisable(callback.ptr());
         }
         if (fork_generation() != generation) end_forked_child(nullptr);
+    }
+
+    // For the garbage collector, with the GIL held.
+    int visit_callback(visitproc visit, void* arg) const {
+        Py_VISIT(callback_.ptr());
+        return 0;
+    }
+    // Breaks a cycle through the callback: the engine is garbage, and from now
+    // on its messages are dropped.
+    void forget_callback() {
+        nb::object dropped = std::move(callback_);  // released last: its finalizer may run any code
     }
 
 private:
@@ -89,13 +108,79 @@ private:
     nb::object callback_;
 };
 
+// An engine and its callback in a cycle (a bound method of an object that
+// holds the engine, a closure, AsyncSignaling left open) were never freed: the
+// engine keeps the callback in C++, where the collector could not see it, so
+// its threads and listeners lived until exit. Now the collector sees the
+// callback through the engine (traverse). Before it clears anything it
+// finalizes the garbage, and the engine's finalizer lets go of the callback
+// and then shuts the engine down.
+//
+// In that order, so that no Python code runs while the finalizer waits: the
+// collector runs on whatever thread allocated at that moment, which may hold
+// a lock the callback takes (logging's, the application's own), and a
+// shutdown that waited for the callback to deliver the byes would wait for
+// ever. So the byes of an engine dropped this way reach no callback (one
+// dropped by its last reference still delivers them: that moment is the
+// program's choice). The earlier try at this (reliability.md, items 12 and
+// 15) shut down in tp_clear, where a bye could reach a half-cleared object.
+namespace {
+
+// Only a Python object that owns its engine holds the callback. The
+// process-wide default engine (get_instance()) is C++'s and outlives any of its
+// Python wrappers: a wrapper collected with a callback that refers to it must
+// not shut that engine down, nor take its callback.
+bool owns_its_engine(PyObject* self) {
+    auto [ready, destruct] = nb::inst_state(self);
+    return ready && destruct;
+}
+
+int audio_manager_traverse(PyObject* self, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(self));  // an instance holds its heap type
+    if (!owns_its_engine(self)) return 0;
+    if (PythonSignalingHandler* handler = nb::inst_ptr<PyAudioManager>(self)->python_handler())
+        return handler->visit_callback(visit, arg);
+    return 0;
+}
+
+void audio_manager_finalize(PyObject* self) {
+    if (!owns_its_engine(self)) return;
+    nb::error_scope keep;  // a finalizer leaves the current exception as it found it
+    auto* engine = nb::inst_ptr<PyAudioManager>(self);
+    // A delivery waiting for the GIL now finds no callback, and none starts.
+    if (PythonSignalingHandler* handler = engine->python_handler()) handler->forget_callback();
+    try {
+        engine->shutdown_from_python();
+    } catch (nb::python_error& e) {
+        e.discard_as_unraisable("sinkcast AudioManager shutting down as garbage");
+    } catch (...) {
+        // Nothing to report to; the engine's destructor tries again.
+    }
+}
+
+int audio_manager_clear(PyObject* self) {
+    if (!owns_its_engine(self)) return 0;
+    if (PythonSignalingHandler* handler = nb::inst_ptr<PyAudioManager>(self)->python_handler())
+        handler->forget_callback();
+    return 0;
+}
+
+PyType_Slot gc_slots[] = {
+    {Py_tp_traverse, reinterpret_cast<void*>(audio_manager_traverse)},
+    {Py_tp_finalize, reinterpret_cast<void*>(audio_manager_finalize)},
+    {Py_tp_clear, reinterpret_cast<void*>(audio_manager_clear)},
+    {0, nullptr},
+};
+
 }  // namespace
+
+PyType_Slot* audio_manager_gc_slots() { return gc_slots; }
 
 void bind_signaling(nb::class_<PyAudioManager>& cls) {
     cls.def(
            "set_python_webrtc_signaling_callback",
            [](PyAudioManager& self, nb::object callback) {
-               std::shared_ptr<SignalingHandler> handler;
+               std::shared_ptr<PythonSignalingHandler> handler;
                if (!callback.is_none()) {
                    if (!PyCallable_Check(callback.ptr()))
                        throw nb::type_error("the signaling callback must be callable(target, type, message) or None");
@@ -106,6 +191,7 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
                            "the signaling callback is an async function, which the engine cannot await (it "
                            "calls it on its own thread); use sinkcast.aio.AsyncSignaling to receive messages "
                            "in an asyncio loop, or a plain function");
+                   self.ensure_open_public();
                    handler = std::make_shared<PythonSignalingHandler>(std::move(callback));
                } else if (self.closed()) {
                    // Nothing to clear, but a shutdown under way on another thread may
@@ -113,7 +199,15 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
                    self.shutdown_from_python();
                    return;
                }
-               nb::gil_scoped_release released;  // may wait for a callback in flight, which needs the GIL
+               // Before the GIL is released, so the collector never sees a callback
+               // the engine holds that this does not show (two threads setting
+               // callbacks at once may leave the other one here: that one is then
+               // only never collected through the engine).
+               self.set_python_handler(handler);
+               // May wait for a callback in flight, which needs the GIL. release_gil: a
+               // daemon thread here as the program ends must not be unwound asking for
+               // the GIL back (past the exit hook it keeps it, and no delivery needs it).
+               release_gil released;
                self.ensure_open_public();
                self.set_signaling_handler(std::move(handler));
            },
