@@ -294,6 +294,22 @@ def test_an_engine_in_a_cycle_with_its_callback_is_collected() -> None:
     assert problems == [], [(p.exc_type, p.exc_value) for p in problems]
 
 
+def test_a_subclass_dropped_by_its_last_reference_still_says_bye() -> None:
+    # A Python subclass's deallocation runs the collector's finalizer too; a
+    # drop by the last reference must still shut down the usual way.
+    class Engine(sinkcast.AudioManager):
+        pass
+
+    heard: list[str] = []
+    eng = Engine(bind_address="127.0.0.1")
+    eng.add_sink("s")
+    eng.set_python_webrtc_signaling_callback(lambda target, type, message: heard.append(type))
+    eng.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
+    wait_until(lambda: "offer" in heard, timeout=10)
+    del eng
+    assert "bye" in heard
+
+
 def test_a_collected_wrapper_leaves_the_default_engine_and_its_callback_alone() -> None:
     # get_instance()'s engine is C++'s: a Python wrapper of it collected in a
     # cycle with its callback must neither shut it down nor take its callback.

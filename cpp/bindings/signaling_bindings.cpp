@@ -145,6 +145,10 @@ int audio_manager_traverse(PyObject* self, visitproc visit, void* arg) {
 
 void audio_manager_finalize(PyObject* self) {
     if (!owns_its_engine(self)) return;
+    // A Python subclass's deallocation calls this too, with the count at 1;
+    // the collector holds a reference of its own beside the cycle's. That is
+    // a drop by the last reference: the destructor shuts down, byes included.
+    if (Py_REFCNT(self) == 1) return;
     nb::error_scope keep;  // a finalizer leaves the current exception as it found it
     auto* engine = nb::inst_ptr<PyAudioManager>(self);
     // A delivery waiting for the GIL now finds no callback, and none starts.
