@@ -243,17 +243,19 @@ def test_closing_the_adapter_lets_a_dropped_engine_go() -> None:
 class EngineOwner:
     """Holds an engine whose callback is one of its own methods: a cycle."""
 
-    def __init__(self, heard: list[tuple[str, str]]) -> None:
+    def __init__(self, heard: list[tuple[str, str]], lock: threading.Lock) -> None:
         self.heard = heard
+        self.lock = lock
         self.engine = sinkcast.AudioManager(bind_address="127.0.0.1")
         self.engine.add_sink("s")
         self.engine.set_python_webrtc_signaling_callback(self.on_message)
 
     def on_message(self, target: str, type: str, message: str) -> None:
-        self.heard.append((target, type))  # an attribute lookup: fails on a half-cleared object
+        with self.lock:
+            self.heard.append((target, type))  # attribute lookups: they fail on a half-cleared object
 
 
-def test_an_engine_in_a_cycle_with_its_callback_is_collected() -> None:
+def test_an_engine_in_a_cycle_with_its_callback_is_collected(monkeypatch: pytest.MonkeyPatch) -> None:
     # The engine holds its callback in C++; the collector sees it through the
     # engine. The thread that runs the collection holds a lock the callback
     # takes (as logging's would be): the engine lets go of the callback before
@@ -263,14 +265,7 @@ def test_an_engine_in_a_cycle_with_its_callback_is_collected() -> None:
     lock = threading.Lock()
     heard: list[tuple[str, str]] = []
     problems: list[Any] = []
-    previous_hook = sys.unraisablehook
-    sys.unraisablehook = problems.append
-
-    class LockingOwner(EngineOwner):
-        def on_message(self, target: str, type: str, message: str) -> None:
-            with lock:
-                super().on_message(target, type, message)
-
+    monkeypatch.setattr(sys, "unraisablehook", problems.append)
     collected = threading.Event()
 
     def collect_holding_the_lock() -> None:
@@ -278,19 +273,16 @@ def test_an_engine_in_a_cycle_with_its_callback_is_collected() -> None:
             gc.collect()
         collected.set()
 
-    try:
-        owner = LockingOwner(heard)
-        owner.engine.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
-        wait_until(lambda: ("s/l", "offer") in heard, timeout=10)
-        gone = weakref.ref(owner)
-        del owner
-        threading.Thread(target=collect_holding_the_lock, daemon=True).start()
-        assert collected.wait(20), "the collection never ended: the shutdown waited for the callback"
-        assert gone() is None, "the owner and its engine were not collected"
-        assert ("s/l", "bye") not in heard, "a callback ran while its objects were being collected"
-        wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
-    finally:
-        sys.unraisablehook = previous_hook
+    owner = EngineOwner(heard, lock)
+    owner.engine.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
+    wait_until(lambda: ("s/l", "offer") in heard, timeout=10)
+    gone = weakref.ref(owner)
+    del owner
+    threading.Thread(target=collect_holding_the_lock, daemon=True).start()
+    assert collected.wait(20), "the collection never ended: the shutdown waited for the callback"
+    assert gone() is None, "the owner and its engine were not collected"
+    assert ("s/l", "bye") not in heard, "a callback ran while its objects were being collected"
+    wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
     assert problems == [], [(p.exc_type, p.exc_value) for p in problems]
 
 
@@ -332,11 +324,10 @@ def test_a_collected_wrapper_leaves_the_default_engine_and_its_callback_alone() 
         eng.remove_sink("gc-default")
 
 
-def test_an_adapter_left_open_is_collected_with_its_engine() -> None:
+def test_an_adapter_left_open_is_collected_with_its_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     before = threads_named("sinkcast")
     problems: list[Any] = []
-    previous_hook = sys.unraisablehook
-    sys.unraisablehook = problems.append
+    monkeypatch.setattr(sys, "unraisablehook", problems.append)
 
     async def use_and_drop() -> None:
         eng = sinkcast.AudioManager(bind_address="127.0.0.1")
@@ -345,13 +336,10 @@ def test_an_adapter_left_open_is_collected_with_its_engine() -> None:
         offer = await adapter.request_offer("s/l", timeout=10)
         assert offer.startswith("v=0")
 
-    try:
-        for _ in range(3):
-            asyncio.run(use_and_drop())
-        gc.collect()
-        wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
-    finally:
-        sys.unraisablehook = previous_hook
+    for _ in range(3):
+        asyncio.run(use_and_drop())
+    gc.collect()
+    wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
     assert problems == [], [(p.exc_type, p.exc_value) for p in problems]
 
 

@@ -96,11 +96,11 @@ template <typename Sample>
     std::memcpy(&peak, &top, sizeof peak);
     if (peak > 1.0f) {
         uint32_t over = 0;  // n is at most one block, far below 2^32
-        for (size_t k = 0; k < n; ++k) {
-            float v = out[k];
+        for (size_t i = 0; i < n; ++i) {
+            float v = out[i];
             over += (v > 1.0f) | (v < -1.0f);
             v = v < -1.0f ? -1.0f : v;
-            out[k] = v > 1.0f ? 1.0f : v;
+            out[i] = v > 1.0f ? 1.0f : v;
         }
         *clipped += over;
     }

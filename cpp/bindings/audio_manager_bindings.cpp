@@ -312,8 +312,6 @@ void PyAudioManager::shutdown_from_python() {
         release_gil released;
         shutdown();
     }
-    // The engine has let go of its callback; its Python side does too.
-    if (shutdown_finished()) python_handler_.reset();
 }
 
 void shutdown_all_managers() {

@@ -5,13 +5,9 @@
 
 #include <nanobind/nanobind.h>
 
-#include <memory>
-
 #include "engine/audio_manager.h"
 
 namespace sinkcast::bindings {
-
-class PythonSignalingHandler;  // signaling_bindings.cpp
 
 class PyAudioManager : public AudioManager {
 public:
@@ -27,16 +23,13 @@ public:
     // deallocated, so nothing may take a new reference to it. Read with the GIL.
     bool python_alive() const { return python_alive_; }
 
-    // The handler carrying the Python callback the engine was last given, kept
-    // here too so the garbage collector can see the callback through the
-    // engine (a callback that refers back to its engine makes a cycle). Read
-    // and written with the GIL held only.
-    PythonSignalingHandler* python_handler() const { return python_handler_.get(); }
-    void set_python_handler(std::shared_ptr<PythonSignalingHandler> handler) { python_handler_ = std::move(handler); }
+    // Drops the Python callback of the handler the engine holds (the cycle
+    // collector's finalizer and clear): its messages reach no Python code any
+    // more. With the GIL.
+    void forget_python_callback();
 
 private:
     bool python_alive_ = true;
-    std::shared_ptr<PythonSignalingHandler> python_handler_;
 };
 
 // tp_traverse and tp_clear for AudioManager: the callback is the one Python

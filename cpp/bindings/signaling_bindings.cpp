@@ -29,8 +29,6 @@ bool interpreter_is_usable() {
 #endif
 }
 
-}  // namespace
-
 class PythonSignalingHandler final : public SignalingHandler {
 public:
     explicit PythonSignalingHandler(nb::object callback) : callback_(std::move(callback)) {}
@@ -60,7 +58,7 @@ public:
         }
         if (m.stale()) return;
         // Our own reference for the call: the garbage collector may drop the
-        // handler's (forget_callback) while the callback has released the GIL.
+        // handler's (take_callback) while the callback has released the GIL.
         nb::object callback = callback_;
         if (!callback.is_valid()) return;
         const uint64_t generation = fork_generation();
@@ -86,10 +84,8 @@ public:
         return 0;
     }
     // Breaks a cycle through the callback: the engine is garbage, and from now
-    // on its messages are dropped.
-    void forget_callback() {
-        nb::object dropped = std::move(callback_);  // released last: its finalizer may run any code
-    }
+    // on its messages are dropped. The caller releases it.
+    nb::object take_callback() { return std::move(callback_); }
 
 private:
     // The callback forked, and this is the child: its one thread is this
@@ -124,7 +120,10 @@ private:
 // dropped by its last reference still delivers them: that moment is the
 // program's choice). The earlier try at this (reliability.md, items 12 and
 // 15) shut down in tp_clear, where a bye could reach a half-cleared object.
-namespace {
+//
+// The collector reads the callback from the handler the engine holds, under
+// the engine's lock on it: a copy kept on the Python side went stale when two
+// threads set callbacks at once, and left engines uncollected.
 
 // Only a Python object that owns its engine holds the callback. The
 // process-wide default engine (get_instance()) is C++'s and outlives any of its
@@ -138,9 +137,11 @@ bool owns_its_engine(PyObject* self) {
 int audio_manager_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(Py_TYPE(self));  // an instance holds its heap type
     if (!owns_its_engine(self)) return 0;
-    if (PythonSignalingHandler* handler = nb::inst_ptr<PyAudioManager>(self)->python_handler())
-        return handler->visit_callback(visit, arg);
-    return 0;
+    int result = 0;
+    nb::inst_ptr<PyAudioManager>(self)->with_signaling_handler([&](SignalingHandler* handler) {
+        if (auto* python = dynamic_cast<PythonSignalingHandler*>(handler)) result = python->visit_callback(visit, arg);
+    });
+    return result;
 }
 
 void audio_manager_finalize(PyObject* self) {
@@ -151,8 +152,7 @@ void audio_manager_finalize(PyObject* self) {
     if (Py_REFCNT(self) == 1) return;
     nb::error_scope keep;  // a finalizer leaves the current exception as it found it
     auto* engine = nb::inst_ptr<PyAudioManager>(self);
-    // A delivery waiting for the GIL now finds no callback, and none starts.
-    if (PythonSignalingHandler* handler = engine->python_handler()) handler->forget_callback();
+    engine->forget_python_callback();  // a delivery waiting for the GIL now finds none
     try {
         engine->shutdown_from_python();
     } catch (nb::python_error& e) {
@@ -163,9 +163,7 @@ void audio_manager_finalize(PyObject* self) {
 }
 
 int audio_manager_clear(PyObject* self) {
-    if (!owns_its_engine(self)) return 0;
-    if (PythonSignalingHandler* handler = nb::inst_ptr<PyAudioManager>(self)->python_handler())
-        handler->forget_callback();
+    if (owns_its_engine(self)) nb::inst_ptr<PyAudioManager>(self)->forget_python_callback();
     return 0;
 }
 
@@ -180,11 +178,18 @@ PyType_Slot gc_slots[] = {
 
 PyType_Slot* audio_manager_gc_slots() { return gc_slots; }
 
+void PyAudioManager::forget_python_callback() {
+    nb::object dropped;  // released after the lock: its finalizer may run any code, set a callback too
+    with_signaling_handler([&](SignalingHandler* handler) {
+        if (auto* python = dynamic_cast<PythonSignalingHandler*>(handler)) dropped = python->take_callback();
+    });
+}
+
 void bind_signaling(nb::class_<PyAudioManager>& cls) {
     cls.def(
            "set_python_webrtc_signaling_callback",
            [](PyAudioManager& self, nb::object callback) {
-               std::shared_ptr<PythonSignalingHandler> handler;
+               std::shared_ptr<SignalingHandler> handler;
                if (!callback.is_none()) {
                    if (!PyCallable_Check(callback.ptr()))
                        throw nb::type_error("the signaling callback must be callable(target, type, message) or None");
@@ -195,7 +200,6 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
                            "the signaling callback is an async function, which the engine cannot await (it "
                            "calls it on its own thread); use sinkcast.aio.AsyncSignaling to receive messages "
                            "in an asyncio loop, or a plain function");
-                   self.ensure_open_public();
                    handler = std::make_shared<PythonSignalingHandler>(std::move(callback));
                } else if (self.closed()) {
                    // Nothing to clear, but a shutdown under way on another thread may
@@ -203,11 +207,6 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
                    self.shutdown_from_python();
                    return;
                }
-               // Before the GIL is released, so the collector never sees a callback
-               // the engine holds that this does not show (two threads setting
-               // callbacks at once may leave the other one here: that one is then
-               // only never collected through the engine).
-               self.set_python_handler(handler);
                // May wait for a callback in flight, which needs the GIL. release_gil: a
                // daemon thread here as the program ends must not be unwound asking for
                // the GIL back (past the exit hook it keeps it, and no delivery needs it).

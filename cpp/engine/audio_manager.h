@@ -149,6 +149,16 @@ public:
     // (unless this is called from inside the handler itself). nullptr clears.
     void set_signaling_handler(std::shared_ptr<SignalingHandler> handler);
 
+    // Calls f(handler) with the handler held now (nullptr if none), under the
+    // lock that guards it, so that it cannot be swapped or freed meanwhile. f
+    // must neither block nor set a handler. For the Python bindings' support of
+    // the cycle collector.
+    template <typename F>
+    void with_signaling_handler(F&& f) const {
+        std::lock_guard<std::mutex> lock(handler_slot_->mutex);
+        f(handler_slot_->handler.get());
+    }
+
     // Routes one incoming message to its session. Throws UnknownIdError for an
     // unknown sink and SignalingError for anything malformed, unsupported,
     // oversized or out of state; then nothing has changed.
