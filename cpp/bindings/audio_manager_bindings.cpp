@@ -66,13 +66,13 @@ std::optional<SampleFormat> format_of(const AnyCpuArray& a) {
 std::string dtype_name(nb::handle samples, const AnyCpuArray& dlpack) {
     try {
         return nb::cast<std::string>(samples.attr("dtype").attr("name"));
-    } catch (...) {
+    } catch (const std::exception&) {  // not (...): the unwinding that ends a thread at exit goes on
     }
     if (PyMemoryView_Check(samples.ptr())) {  // its struct format, as numpy reads it ('d' -> float64)
         try {
             return nb::cast<std::string>(
                 nb::module_::import_("numpy").attr("dtype")(samples.attr("format")).attr("name"));
-        } catch (...) {
+        } catch (const std::exception&) {
         }
     }
     if (dlpack.is_valid()) {

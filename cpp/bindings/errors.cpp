@@ -2,9 +2,14 @@
 
 #include <cstring>
 
+#if defined(__GLIBCXX__)
+#include <cxxabi.h>
+#endif
+
 #include "engine/errors.h"
 #include "net/net_input.h"
 #include "webrtc/signaling_message.h"
+#include "bindings/release_gil.h"
 
 namespace nb = nanobind;
 
@@ -54,10 +59,37 @@ void raise(const char* class_name, const char* message) {
     set_error(PyExc_RuntimeError, message);
 }
 
+// nanobind's catch (...) around every bound call also catches the unwinding
+// of pthread_exit(), which CPython before 3.14 uses to end a thread that waits
+// for the GIL once the interpreter finalizes: a daemon thread running Python
+// code inside one of our calls (inspect's, in the callback setter) as the
+// program ends. That unwinding is no C++ exception, so the translators get a
+// null exception_ptr, and rethrowing it crashed the process (SIGSEGV, about
+// one exit in seven). It may not be stopped either (glibc aborts: "exception
+// not rethrown"). Parking the thread is what CPython 3.14 does to such threads:
+// it holds no GIL, and the process ends around it.
+void end_of_foreign_unwinding() {
+#if defined(__GLIBCXX__)
+    try {
+        throw;  // what nanobind's catch (...) is handling
+    } catch (abi::__forced_unwind&) {
+        park_until_the_process_ends();
+    } catch (...) {
+        // Another runtime's exception (another language's panic): it cannot be
+        // described, and returning ends its handling.
+    }
+#endif
+    PyErr_SetString(PyExc_SystemError, "sinkcast: a foreign (non-C++) exception crossed a bound call");
+}
+
 }  // namespace
 
 void register_error_translator() {
     nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+        if (!p) {
+            end_of_foreign_unwinding();
+            return;
+        }
         try {
             std::rethrow_exception(p);
         } catch (const UnknownIdError& e) {

@@ -22,10 +22,6 @@ std::atomic<bool> g_exiting{false};
 constexpr int kGaveUp = 1 << 30;
 std::atomic<int> g_returning{0};
 
-[[noreturn]] void park_until_the_process_ends() {
-    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
-}
-
 // With the GIL released, so that calls on their way back can have it.
 template <typename Done, typename TimePoint>
 void wait_without_the_gil(Done done, TimePoint give_up) {
@@ -66,6 +62,10 @@ release_gil::~release_gil() {
     PyEval_RestoreThread(state_);
     g_out.fetch_sub(1, std::memory_order_acq_rel);
     g_returning.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void park_until_the_process_ends() {
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 bool python_is_exiting() { return g_exiting.load(std::memory_order_acquire); }

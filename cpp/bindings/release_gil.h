@@ -37,4 +37,8 @@ void finish_released_calls(double timeout_s);
 // thread that gives the GIL away may not get it back.
 bool python_is_exiting();
 
+// Never returns. For a thread the ending interpreter would otherwise unwind
+// through frames that cannot take it (CPython 3.14 hangs such threads too).
+[[noreturn]] void park_until_the_process_ends();
+
 }  // namespace sinkcast::bindings
