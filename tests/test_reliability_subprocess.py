@@ -243,15 +243,18 @@ def test_thread_storm_has_no_deadlock_and_no_crash() -> None:
     assert not forbidden_in(err), describe(child)
 
 
-def test_the_default_engine_is_shut_down_at_exit_without_a_python_object() -> None:
+def test_the_default_engine_is_shut_down_at_exit_and_no_new_engine_starts_after() -> None:
     child = subprocess.run(
         [sys.executable, str(HELPERS / "default_instance_exit.py")],
         cwd=HELPERS, env=child_env(), capture_output=True, text=True, timeout=60,
     )
     assert child.returncode == 0, child.stderr
     assert "BEFORE-EXIT sinks=['kitchen']" in child.stdout, child.stdout
-    # Still listing its sink would mean the exit hook left it running.
-    assert "AFTER-HOOK sinks=[]" in child.stdout, child.stdout + child.stderr
+    # Open would mean the exit hook left it running.
+    assert "AFTER-HOOK closed=True" in child.stdout, child.stdout + child.stderr
+    # A new engine there would outlive the hook: its threads met the interpreter finalizing (an abort).
+    refusals = [line for line in child.stdout.splitlines() if line.startswith("NEW-ENGINE")]
+    assert len(refusals) == 2 and all("the program is ending" in line for line in refusals), child.stdout
     assert not forbidden_in(child.stderr), child.stderr
 
 

@@ -9,6 +9,8 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -291,6 +293,24 @@ FloatFrames read_tap(PcmTap& tap, std::optional<int64_t> max_frames) {
 
 PyAudioManager* default_instance = nullptr;
 
+// Set by the exit hook before it shuts the engines down; read and written with
+// the GIL held, as is the registration of a new engine. An engine made after
+// that (by a daemon thread, while the program ends) was never shut down: its
+// dispatcher could be waiting for the GIL when the interpreter finalized, and
+// CPython unwinds such a thread, which aborted the process ("terminate called
+// without an active exception", about one exit in 150).
+bool g_program_is_ending = false;
+const bool g_reset_in_forked_children = [] {
+    pthread_atfork(nullptr, nullptr, [] { g_program_is_ending = false; });
+    return true;
+}();
+
+void refuse_new_engines_at_exit() {
+    if (g_program_is_ending)
+        throw EngineClosedError("the program is ending (sinkcast's exit hook has shut its engines down): no new "
+                                "AudioManager can start now, its threads would outlive the interpreter");
+}
+
 }  // namespace
 
 PyAudioManager::~PyAudioManager() {
@@ -315,6 +335,7 @@ void PyAudioManager::shutdown_from_python() {
 }
 
 void shutdown_all_managers() {
+    g_program_is_ending = true;
     // At exit, with the GIL held. shutdown_from_python() releases it, and then
     // another thread could drop the last reference to the engine and free it
     // under our feet: each engine Python owns is pinned by a reference of our
@@ -401,6 +422,7 @@ void bind_audio_manager(nb::module_& m) {
                 } else {
                     config.connect_timeout.reset();
                 }
+                refuse_new_engines_at_exit();
                 new (self) PyAudioManager(std::move(config));
             },
             nb::kw_only(), "realtime"_a = true, "bind_address"_a = "127.0.0.1", "port_range"_a = nb::none(),
@@ -411,7 +433,11 @@ void bind_audio_manager(nb::module_& m) {
             []() -> PyAudioManager* {
                 // The process-wide default (the seed's singleton). Never freed: Python
                 // wrappers may still point at it; it is shut down at exit.
-                if (!default_instance || default_instance->closed()) default_instance = new PyAudioManager({});
+                // Once the program is ending, the closed one is returned: its calls say so.
+                if (default_instance && (!default_instance->closed() || g_program_is_ending))
+                    return default_instance;
+                refuse_new_engines_at_exit();
+                default_instance = new PyAudioManager({});
                 return default_instance;
             },
             nb::rv_policy::reference, "The process-wide default AudioManager (real time, ICE on 127.0.0.1).")

@@ -6,7 +6,9 @@ AudioManager.get_instance() hands out an engine that C++ owns: once the
 caller's Python object is dropped, nothing on the Python side refers to it.
 The engine's atexit hook must still shut it down. An atexit function
 registered before sinkcast is imported runs after that hook, and reports
-whether the engine is closed by then.
+whether the engine is closed by then, and what making a new engine does
+there (it is refused: nothing would shut it down before the interpreter
+finalizes under its threads).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import gc
 def after_sinkcast_exit_hook() -> None:
     import sinkcast
 
-    # A closed default is replaced by a new, empty one; the old one still open
-    # would still list its sink.
-    sinks = sinkcast.AudioManager.get_instance().sinks()
-    print(f"AFTER-HOOK sinks={sinks}", flush=True)
-    sinkcast.AudioManager.get_instance().shutdown()  # the new one, made just now
+    engine = sinkcast.AudioManager.get_instance()
+    print(f"AFTER-HOOK closed={engine.closed}", flush=True)
+    for make in (sinkcast.AudioManager, lambda: sinkcast.AudioManager(realtime=False)):
+        try:
+            make()
+            print("NEW-ENGINE made", flush=True)
+        except sinkcast.EngineClosedError as e:
+            print(f"NEW-ENGINE refused: {e}", flush=True)
 
 
 atexit.register(after_sinkcast_exit_hook)
