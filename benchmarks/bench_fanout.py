@@ -15,7 +15,9 @@ per listener-second. Each figure is measured in WINDOWS windows in a row; the
 table gives their median, and the best window beside it: on a shared machine a
 neighbour only ever adds CPU time (cache and memory contention), so the best
 window is the closest to the undisturbed cost. Both servers are read the same way.
-Run: ./run python benchmarks/bench_fanout.py [--counts 1,10,50,100,200]
+push->wire latency is read on the wire (the kernel's time stamp on the loopback
+interface, loopback_capture.py, which needs root) and at the listener.
+Run: ./run python benchmarks/bench_fanout.py [--counts 1,10,50,100,200] [--latency-only]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import fractions
 import json
 import multiprocessing as mp
 import os
+import re
 import statistics
 import threading
 import time
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 
 import sinkcast
+from loopback_capture import LoopbackCapture, rtp_sizes
 from sinkcast.aio import merge_candidates
 
 WINDOW_S = 3.0
@@ -298,10 +302,22 @@ def sink_floor_ms_per_s(frames: int = 150) -> dict[str, float]:
     }
 
 
-def measure_latency(probes: Probes, listeners: int = 1, bursts: int = 100) -> tuple[list[float], int]:
-    """push() of a loud burst after silence -> arrival of its first packet at the last of `listeners`
-    listeners (the sink sends to them in turn, in the order they joined), in ms; and how many bursts
-    never showed up within 0.5 s (counted, never left out quietly)."""
+def candidate_port(sdp: str) -> int:
+    """The UDP port of an SDP's host candidate on 127.0.0.1 (the probes gather just that one)."""
+    match = re.search(r"a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1 (\d+) typ host", sdp, re.IGNORECASE)
+    if match is None:
+        raise RuntimeError("no 127.0.0.1 host candidate in the probe's offer")
+    return int(match.group(1))
+
+
+def measure_latency(probes: Probes, listeners: int = 1, bursts: int = 100) -> dict[str, Any]:
+    """push() of a loud burst after silence -> its first packet to the last of `listeners` listeners
+    (the sink sends to them in turn, in the order they joined), in ms, read two ways:
+      wire      the kernel's time stamp as the packet comes off the loopback interface (loopback_capture;
+                None without CAP_NET_RAW);
+      listener  its arrival at the probe's callback, after the probe process's own receive work (it
+                decrypts the frame's packets to the other listeners too, one after another).
+    And how many bursts never showed up within 0.5 s (counted, never left out quietly)."""
     eng = sinkcast.AudioManager(bind_address="127.0.0.1")
     eng.add_sink("s", channels=1, frame_ms=20)
     eng.add_source("mic", sample_rate=48000, channels=1, jitter_ms=0)
@@ -309,6 +325,7 @@ def measure_latency(probes: Probes, listeners: int = 1, bursts: int = 100) -> tu
     sig = SyncSignaling(eng)
     rng = np.random.default_rng(3)
     burst = (rng.uniform(-0.8, 0.8, 960)).astype(np.float32)
+    capture = None
     try:
         offers = probes.call("offers", listeners)
         answers = []
@@ -318,10 +335,14 @@ def measure_latency(probes: Probes, listeners: int = 1, bursts: int = 100) -> tu
         probes.call("answers", answers)
         probes.wait_all_receiving(listeners)
         last = listeners - 1
+        capture = LoopbackCapture.open(candidate_port(offers[last]))
         time.sleep(0.3)
         silent = [size for _, size in probes.call("take", last)]
         threshold = max(silent) * 3 if silent else 100
+        wire_silent = [size for _, size in rtp_sizes(capture.take())] if capture else []
+        wire_threshold = max(wire_silent) * 2 if wire_silent else 100
         latencies: list[float] = []
+        wire: list[float] = []
         missed = 0
         while len(latencies) + missed < bursts:
             # Opus keeps spending bits for a while after loud audio: wait until the
@@ -330,7 +351,10 @@ def measure_latency(probes: Probes, listeners: int = 1, bursts: int = 100) -> tu
             tail = probes.call("take", last)
             if not tail or tail[-1][1] > threshold:
                 continue
-            t0 = time.monotonic_ns()
+            if capture:
+                capture.take()
+            t0_wall = time.time_ns()  # the capture's clock
+            t0 = time.monotonic_ns()  # the probe's
             eng.push("mic", burst)
             loud: list[int] = []
             for _ in range(5):  # up to 0.5 s
@@ -340,10 +364,15 @@ def measure_latency(probes: Probes, listeners: int = 1, bursts: int = 100) -> tu
                     break
             if loud:
                 latencies.append((min(loud) - t0) / 1e6)
+                if capture:
+                    on_wire = [t for t, size in rtp_sizes(capture.take()) if t > t0_wall and size > wire_threshold]
+                    wire.append((min(on_wire) - t0_wall) / 1e6 if on_wire else float("inf"))
             else:
                 missed += 1
-        return latencies, missed
+        return {"listener": latencies, "wire": wire if capture else None, "missed": missed}
     finally:
+        if capture:
+            capture.close()
         probes.call("close")
         eng.shutdown()
 
@@ -446,13 +475,38 @@ def measure_aiortc(probes: Probes, n: int, encode_once: bool = False) -> dict[st
 # ---------------------------------------------------------------------------- main
 
 
+def print_latency(probes: Probes, counts: list[int]) -> None:
+    for listeners in counts:
+        result = measure_latency(probes, listeners)
+        missed = result["missed"]
+        where = "the listener" if listeners == 1 else f"the last of {listeners} listeners"
+        print(f"push->wire latency: push() to the first loud RTP packet to {where}, jitter_ms=0, 20 ms frames, "
+              f"{len(result['listener']) + missed} bursts, {missed} not seen within 0.5 s (goal p99 <= 22 ms):")
+        for label, lat in (("on the wire (kernel stamp on lo)", result["wire"]),
+                           ("at the listener (after its receive work)", result["listener"])):
+            if lat is None:
+                print(f"  {label}: not measured (a packet socket needs CAP_NET_RAW)")
+            elif lat:
+                # A missed burst counts as infinitely late: it can only raise the percentiles.
+                q = np.percentile(lat + [float("inf")] * missed, [50, 99])
+                print(f"  {label}: p50 {q[0]:.1f} ms, p99 {q[1]:.1f} ms, max {max(lat):.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--counts", default="1,10,50,100,200")
     parser.add_argument("--aiortc-max", type=int, default=100, help="largest listener count to try with aiortc")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only push->wire latency, at 1 listener and at the largest count (100 at most)")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     probes = Probes()
+    if args.latency_only:
+        try:
+            print_latency(probes, sorted({1, min(100, max(counts)), max(counts)}))
+        finally:
+            probes.close()
+        return
     try:
         idle = idle_sinkcast_cpu()
         floor = sink_floor_ms_per_s()
@@ -554,15 +608,7 @@ def main() -> None:
               f"{mux['ice_ms_per_s']:.1f} ms/s")
         print(f"offer->answer (handle_incoming_webrtc_signaling_message to the answer callback): "
               f"median of medians {statistics.median(offer_answer):.2f} ms")
-        for listeners in sorted({1, min(100, n), n}):
-            lat, missed = measure_latency(probes, listeners)
-            if lat:
-                # A missed burst counts as infinitely late: it can only raise the percentiles.
-                q = np.percentile(lat + [float("inf")] * missed, [50, 99])
-                where = "the listener" if listeners == 1 else f"the last of {listeners} listeners"
-                print(f"push->wire latency (push() to the first loud RTP packet at {where}, jitter_ms=0, "
-                      f"20 ms frames, {len(lat) + missed} bursts, {missed} not seen within 0.5 s): p50 {q[0]:.1f} "
-                      f"ms, p99 {q[1]:.1f} ms, max {max(lat):.1f} ms (goal p99 <= 22 ms)")
+        print_latency(probes, sorted({1, min(100, n), n}))
     finally:
         probes.close()
 
