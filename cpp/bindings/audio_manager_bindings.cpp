@@ -104,7 +104,41 @@ bool is_raw_bytes(nb::handle samples) {
 // holds. A DLPack import cost a numpy push ~250 ns, a third of the call.
 bool view_samples(nb::handle samples, SamplesView& view, AnyCpuArray& dlpack) {
     if (view_numpy_samples(samples, view)) return true;
-    if (!nb::try_cast(samples, dlpack, false)) return false;
+    // __dlpack__ is called here rather than by nanobind, whose conversion is
+    // noexcept: it is Python code (torch's), and CPython ends a daemon thread
+    // running it as the program ends by unwinding, which aborted the process
+    // there. From here the unwinding reaches our translator, which parks it.
+    // As nanobind does: the plain capsule first, then the versioned one, which
+    // a read-only source needs (BufferError) and an older one refuses
+    // (TypeError). Raw calls, so no object of ours is freed without the GIL
+    // on the way (call_python_or_park). If both fail, nanobind's own ways
+    // (the buffer protocol) get the object itself.
+    nb::object exported = nb::borrow(samples);
+    if (!PyCapsule_CheckExact(samples.ptr())) {
+        PyObject* capsule = call_python_or_park([&]() -> PyObject* {
+            PyObject* method = PyObject_GetAttrString(samples.ptr(), "__dlpack__");
+            if (method == nullptr) {
+                PyErr_Clear();
+                return nullptr;
+            }
+            PyObject* result = PyObject_CallNoArgs(method);
+            if (result == nullptr &&
+                (PyErr_ExceptionMatches(PyExc_BufferError) || PyErr_ExceptionMatches(PyExc_TypeError))) {
+                PyErr_Clear();
+                PyObject* no_args = PyTuple_New(0);
+                PyObject* keywords = Py_BuildValue("{s:(ii)}", "max_version", int(nb::dlpack::major_version),
+                                                   int(nb::dlpack::minor_version));
+                if (no_args != nullptr && keywords != nullptr) result = PyObject_Call(method, no_args, keywords);
+                Py_XDECREF(keywords);
+                Py_XDECREF(no_args);
+            }
+            Py_DECREF(method);
+            if (result == nullptr) PyErr_Clear();
+            return result;
+        });
+        if (capsule != nullptr) exported = nb::steal(capsule);
+    }
+    if (!nb::try_cast(exported, dlpack, false)) return false;
     view = SamplesView{};
     view.data = dlpack.data();
     view.format = format_of(dlpack);
@@ -293,12 +327,12 @@ FloatFrames read_tap(PcmTap& tap, std::optional<int64_t> max_frames) {
 
 PyAudioManager* default_instance = nullptr;
 
-// Set by the exit hook before it shuts the engines down; read and written with
-// the GIL held, as is the registration of a new engine. An engine made after
-// that (by a daemon thread, while the program ends) was never shut down: its
-// dispatcher could be waiting for the GIL when the interpreter finalized, and
-// CPython unwinds such a thread, which aborted the process ("terminate called
-// without an active exception", about one exit in 150).
+// Set by the exit hook (stop_making_engines) before it shuts the engines
+// down; read and written with the GIL held, as is the registration of a new
+// engine. An engine made after that (by a daemon thread, while the program
+// ends) was never shut down: its dispatcher could be waiting for the GIL when
+// the interpreter finalized, and CPython unwinds such a thread, which aborted
+// the process ("terminate called without an active exception", 1 exit in 300).
 bool g_program_is_ending = false;
 const bool g_reset_in_forked_children = [] {
     pthread_atfork(nullptr, nullptr, [] { g_program_is_ending = false; });
@@ -334,8 +368,9 @@ void PyAudioManager::shutdown_from_python() {
     }
 }
 
+void stop_making_engines() { g_program_is_ending = true; }
+
 void shutdown_all_managers() {
-    g_program_is_ending = true;
     // At exit, with the GIL held. shutdown_from_python() releases it, and then
     // another thread could drop the last reference to the engine and free it
     // under our feet: each engine Python owns is pinned by a reference of our

@@ -28,6 +28,7 @@ NB_MODULE(_sinkcast, m) {
     nb::module_::import_("atexit").attr("register")(
         nb::cpp_function(
             [] {
+                sinkcast::bindings::stop_making_engines();  // an engine made after this would outlive the hook
                 sinkcast::bindings::shutdown_all_managers();
                 sinkcast::bindings::finish_released_calls(10.0);  // daemon threads still in a call
                 // Daemon threads still running are never unwound: what their

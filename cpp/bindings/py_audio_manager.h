@@ -41,6 +41,10 @@ void bind_signaling(nanobind::class_<PyAudioManager>& cls);
 void bind_audio_manager(nanobind::module_& m);
 void bind_pcm_tap(nanobind::module_& m);
 
+// From the exit hook, with the GIL held: from now on making an engine raises
+// EngineClosedError, and get_instance() returns the closed default.
+void stop_making_engines();
+
 // Shuts down every live manager; registered with atexit so no engine thread
 // outlives the interpreter.
 void shutdown_all_managers();

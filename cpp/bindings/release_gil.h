@@ -14,6 +14,10 @@
 
 #include <Python.h>
 
+#if defined(__GLIBCXX__)
+#include <cxxabi.h>
+#endif
+
 namespace sinkcast::bindings {
 
 class release_gil {
@@ -40,5 +44,55 @@ bool python_is_exiting();
 // Never returns. For a thread the ending interpreter would otherwise unwind
 // through frames that cannot take it (CPython 3.14 hangs such threads too).
 [[noreturn]] void park_until_the_process_ends();
+
+// Calls f, which runs Python code through the C API with the GIL held and
+// makes no object that frees itself (no nb::object): a daemon thread that
+// CPython ends there as the program ends is parked at this point. Unwinding
+// further would free Python objects of the frames above without the GIL (a
+// SIGSEGV), or meet nanobind's noexcept conversions (an abort).
+template <typename F>
+decltype(auto) call_python_or_park(F&& f) {
+#if defined(__GLIBCXX__)
+    try {
+        return f();
+    } catch (abi::__forced_unwind&) {
+        park_until_the_process_ends();
+    }
+#else
+    return f();
+#endif
+}
+
+// Runs f with the GIL on a thread Python did not start (the engine's
+// dispatcher). CPython may end the thread while it waits for
+// the GIL, or while f runs Python code that gives the GIL away, once the
+// interpreter finalizes (a callback still running at exit). Unwinding then
+// would release a GIL the thread no longer holds ("Fatal Python error:
+// PyGILState_Release"), or meet nanobind's noexcept GIL guard (an abort): the
+// thread is parked at that point instead, like park_until_the_process_ends().
+template <typename F>
+void with_gil_or_park(F&& f) {
+#if defined(__GLIBCXX__)
+    PyGILState_STATE state{};
+    try {
+        state = PyGILState_Ensure();
+    } catch (abi::__forced_unwind&) {
+        park_until_the_process_ends();
+    }
+    try {
+        f();
+    } catch (abi::__forced_unwind&) {
+        park_until_the_process_ends();
+    } catch (...) {
+        PyGILState_Release(state);
+        throw;
+    }
+    PyGILState_Release(state);
+#else
+    PyGILState_STATE state = PyGILState_Ensure();
+    f();
+    PyGILState_Release(state);
+#endif
+}
 
 }  // namespace sinkcast::bindings

@@ -38,44 +38,14 @@ public:
             (void)callback_.release();  // too late to decref safely; the process is ending
             return;
         }
-        nb::gil_scoped_acquire gil;
-        callback_.reset();
+        with_gil_or_park([this] { callback_.reset(); });
     }
 
     void deliver(const SignalingMessage& m) override {
         // Past the exit hook, a thread may shut an engine down keeping the GIL
         // (release_gil): waiting for it here would never end.
         if (!interpreter_is_usable() || python_is_exiting()) return;
-        nb::gil_scoped_acquire gil;
-        // Checked again now: the wait for the GIL can be long, and the call that
-        // replaced this message's session needs the GIL to return to Python. So
-        // once that call has returned, nothing of the old session starts here.
-        // Should such a call be under way, its outcome decides (and it needs
-        // neither the GIL nor this thread to end).
-        if (m.session && m.session->undecided()) {
-            nb::gil_scoped_release released;
-            m.session->wait_until_settled();
-        }
-        if (m.stale()) return;
-        // Our own reference for the call: the garbage collector may drop the
-        // handler's (take_callback) while the callback has released the GIL.
-        nb::object callback = callback_;
-        if (!callback.is_valid()) return;
-        const uint64_t generation = fork_generation();
-        try {
-            callback(m.target, m.type, m.message);
-        } catch (nb::python_error& e) {
-            if (fork_generation() != generation) end_forked_child(&e);
-            // The context object names where it happened; err_msg stays Python's default.
-            e.discard_as_unraisable("sinkcast WebRTC signaling callback");
-        } catch (const std::exception& e) {
-            // e.g. a message that is not valid UTF-8 could not become a str
-            PyObject* text = PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())), "replace");
-            PyErr_SetObject(PyExc_RuntimeError, text ? text : Py_None);
-            Py_XDECREF(text);
-            PyErr_WriteUnraisable(callback.ptr());
-        }
-        if (fork_generation() != generation) end_forked_child(nullptr);
+        with_gil_or_park([&] { deliver_with_gil(m); });
     }
 
     // For the garbage collector, with the GIL held.
@@ -88,6 +58,49 @@ public:
     nb::object take_callback() { return std::move(callback_); }
 
 private:
+    void deliver_with_gil(const SignalingMessage& m) {
+        // Checked again now: the wait for the GIL can be long, and the call that
+        // replaced this message's session needs the GIL to return to Python. So
+        // once that call has returned, nothing of the old session starts here.
+        // Should such a call be under way, its outcome decides (and it needs
+        // neither the GIL nor this thread to end). Not nanobind's guard: its
+        // destructor is noexcept, and taking the GIL back may end the thread.
+        if (m.session && m.session->undecided()) {
+            PyThreadState* state = PyEval_SaveThread();
+            m.session->wait_until_settled();
+            PyEval_RestoreThread(state);
+        }
+        if (m.stale()) return;
+        // Our own reference for the call: the garbage collector may drop the
+        // handler's (take_callback) while the callback has released the GIL.
+        nb::object callback = callback_;
+        if (!callback.is_valid()) return;
+        const uint64_t generation = fork_generation();
+        try {
+            nb::str target(m.target.data(), m.target.size()), type(m.type.data(), m.type.size()),
+                message(m.message.data(), m.message.size());
+            // Called raw: the callback may be running as the interpreter
+            // finalizes, and this thread is then parked inside the call, before
+            // any of these objects would be freed without the GIL.
+            PyObject* args[] = {target.ptr(), type.ptr(), message.ptr()};
+            PyObject* result =
+                call_python_or_park([&] { return PyObject_Vectorcall(callback.ptr(), args, 3, nullptr); });
+            if (result == nullptr) throw nb::python_error();
+            Py_DECREF(result);
+        } catch (nb::python_error& e) {
+            if (fork_generation() != generation) end_forked_child(&e);
+            // The context object names where it happened; err_msg stays Python's default.
+            e.discard_as_unraisable("sinkcast WebRTC signaling callback");
+        } catch (const std::exception& e) {
+            // Not expected (a message that is not valid UTF-8 raises UnicodeDecodeError above)
+            PyObject* text = PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())), "replace");
+            PyErr_SetObject(PyExc_RuntimeError, text ? text : Py_None);
+            Py_XDECREF(text);
+            PyErr_WriteUnraisable(callback.ptr());
+        }
+        if (fork_generation() != generation) end_forked_child(nullptr);
+    }
+
     // The callback forked, and this is the child: its one thread is this
     // dispatcher thread, whose engine exists only in the parent. Nothing here
     // can go on delivering (the next GIL acquisition aborts Python, as its
@@ -129,6 +142,23 @@ private:
 // process-wide default engine (get_instance()) is C++'s and outlives any of its
 // Python wrappers: a wrapper collected with a callback that refers to it must
 // not shut that engine down, nor take its callback.
+// inspect.iscoroutinefunction(callback): Python code, so called raw
+// (call_python_or_park). Raises what it raised.
+bool is_async_function(PyObject* callback) {
+    const int answer = call_python_or_park([callback]() -> int {
+        PyObject* inspect = PyImport_ImportModule("inspect");
+        if (inspect == nullptr) return -1;
+        PyObject* result = PyObject_CallMethod(inspect, "iscoroutinefunction", "O", callback);
+        Py_DECREF(inspect);
+        if (result == nullptr) return -1;
+        const int truth = PyObject_IsTrue(result);
+        Py_DECREF(result);
+        return truth;
+    });
+    if (answer < 0) throw nb::python_error();
+    return answer == 1;
+}
+
 bool owns_its_engine(PyObject* self) {
     auto [ready, destruct] = nb::inst_state(self);
     return ready && destruct;
@@ -195,7 +225,7 @@ void bind_signaling(nb::class_<PyAudioManager>& cls) {
                        throw nb::type_error("the signaling callback must be callable(target, type, message) or None");
                    // An async def would only make a coroutine that nothing awaits: the
                    // messages would be lost, with a RuntimeWarning at exit at best.
-                   if (nb::cast<bool>(nb::module_::import_("inspect").attr("iscoroutinefunction")(callback)))
+                   if (is_async_function(callback.ptr()))
                        throw nb::type_error(
                            "the signaling callback is an async function, which the engine cannot await (it "
                            "calls it on its own thread); use sinkcast.aio.AsyncSignaling to receive messages "
