@@ -99,45 +99,47 @@ bool is_raw_bytes(nb::handle samples) {
            std::strcmp(format, "c") == 0;
 }
 
+// The object's DLPack capsule (a new reference), or nullptr with no error
+// set if it has no __dlpack__ or refuses both kinds. Called here rather than
+// by nanobind, whose conversion is noexcept: __dlpack__ is Python code
+// (torch's), and CPython ends a daemon thread running it as the program ends
+// by unwinding, which aborted the process there (call_python_or_park parks
+// it). As nanobind does: looked up on the type, so a buffer without one pays
+// for no AttributeError, and called with the object as first argument, so no
+// bound method is made; the plain capsule first, then the versioned one, which
+// a read-only source needs (BufferError) and an older one refuses (TypeError).
+PyObject* export_dlpack(PyObject* samples) {
+    static PyObject* const name = PyUnicode_InternFromString("__dlpack__");
+    static PyObject* const max_version_kw = Py_BuildValue("(s)", "max_version");
+    static PyObject* const max_version =
+        Py_BuildValue("(ii)", int(nb::dlpack::major_version), int(nb::dlpack::minor_version));
+    PyObject* method = name ? _PyType_Lookup(Py_TYPE(samples), name) : nullptr;  // borrowed
+    if (method == nullptr || max_version_kw == nullptr || max_version == nullptr) return nullptr;
+    Py_INCREF(method);  // the call may change the type's attributes
+    PyObject* capsule = call_python_or_park([&]() -> PyObject* {
+        PyObject* args[] = {samples, max_version};
+        PyObject* result = PyObject_Vectorcall(method, args, 1, nullptr);
+        if (result == nullptr &&
+            (PyErr_ExceptionMatches(PyExc_BufferError) || PyErr_ExceptionMatches(PyExc_TypeError))) {
+            PyErr_Clear();
+            result = PyObject_Vectorcall(method, args, 1, max_version_kw);
+        }
+        if (result == nullptr) PyErr_Clear();
+        return result;
+    });
+    Py_DECREF(method);
+    return capsule;
+}
+
 // numpy arrays are read through numpy's C API; anything else that speaks
 // DLPack (a CPU torch tensor, say) through nanobind, which `dlpack` then
 // holds. A DLPack import cost a numpy push ~250 ns, a third of the call.
 bool view_samples(nb::handle samples, SamplesView& view, AnyCpuArray& dlpack) {
     if (view_numpy_samples(samples, view)) return true;
-    // __dlpack__ is called here rather than by nanobind, whose conversion is
-    // noexcept: it is Python code (torch's), and CPython ends a daemon thread
-    // running it as the program ends by unwinding, which aborted the process
-    // there. From here the unwinding reaches our translator, which parks it.
-    // As nanobind does: the plain capsule first, then the versioned one, which
-    // a read-only source needs (BufferError) and an older one refuses
-    // (TypeError). Raw calls, so no object of ours is freed without the GIL
-    // on the way (call_python_or_park). If both fail, nanobind's own ways
-    // (the buffer protocol) get the object itself.
+    // If the export fails, nanobind's own ways (the buffer protocol) get the object itself.
     nb::object exported = nb::borrow(samples);
-    if (!PyCapsule_CheckExact(samples.ptr())) {
-        PyObject* capsule = call_python_or_park([&]() -> PyObject* {
-            PyObject* method = PyObject_GetAttrString(samples.ptr(), "__dlpack__");
-            if (method == nullptr) {
-                PyErr_Clear();
-                return nullptr;
-            }
-            PyObject* result = PyObject_CallNoArgs(method);
-            if (result == nullptr &&
-                (PyErr_ExceptionMatches(PyExc_BufferError) || PyErr_ExceptionMatches(PyExc_TypeError))) {
-                PyErr_Clear();
-                PyObject* no_args = PyTuple_New(0);
-                PyObject* keywords = Py_BuildValue("{s:(ii)}", "max_version", int(nb::dlpack::major_version),
-                                                   int(nb::dlpack::minor_version));
-                if (no_args != nullptr && keywords != nullptr) result = PyObject_Call(method, no_args, keywords);
-                Py_XDECREF(keywords);
-                Py_XDECREF(no_args);
-            }
-            Py_DECREF(method);
-            if (result == nullptr) PyErr_Clear();
-            return result;
-        });
-        if (capsule != nullptr) exported = nb::steal(capsule);
-    }
+    if (!PyCapsule_CheckExact(samples.ptr()))
+        if (PyObject* capsule = export_dlpack(samples.ptr())) exported = nb::steal(capsule);
     if (!nb::try_cast(exported, dlpack, false)) return false;
     view = SamplesView{};
     view.data = dlpack.data();

@@ -62,12 +62,13 @@ void raise(const char* class_name, const char* message) {
 // nanobind's catch (...) around every bound call also catches the unwinding
 // of pthread_exit(), which CPython before 3.14 uses to end a thread that waits
 // for the GIL once the interpreter finalizes: a daemon thread running Python
-// code inside one of our calls (inspect's, in the callback setter) as the
-// program ends. That unwinding is no C++ exception, so the translators get a
-// null exception_ptr, and rethrowing it crashed the process (SIGSEGV, about
-// one exit in seven). It may not be stopped either (glibc aborts: "exception
-// not rethrown"). Parking the thread is what CPython 3.14 does to such threads:
-// it holds no GIL, and the process ends around it.
+// code inside one of our calls as the program ends. That unwinding is no C++
+// exception, so the translators get a null exception_ptr, and rethrowing it
+// crashed the process (SIGSEGV). It may not be stopped either (glibc aborts:
+// "exception not rethrown"). Parking the thread is what CPython 3.14 does to
+// such threads: it holds no GIL, and the process ends around it. The calls
+// known to run Python code park where they call it (call_python_or_park),
+// before destructors free objects without the GIL; this is the last resort.
 void end_of_foreign_unwinding() {
 #if defined(__GLIBCXX__)
     try {

@@ -138,10 +138,6 @@ private:
 // the engine's lock on it: a copy kept on the Python side went stale when two
 // threads set callbacks at once, and left engines uncollected.
 
-// Only a Python object that owns its engine holds the callback. The
-// process-wide default engine (get_instance()) is C++'s and outlives any of its
-// Python wrappers: a wrapper collected with a callback that refers to it must
-// not shut that engine down, nor take its callback.
 // inspect.iscoroutinefunction(callback): Python code, so called raw
 // (call_python_or_park). Raises what it raised.
 bool is_async_function(PyObject* callback) {
@@ -159,6 +155,10 @@ bool is_async_function(PyObject* callback) {
     return answer == 1;
 }
 
+// Only a Python object that owns its engine holds the callback. The
+// process-wide default engine (get_instance()) is C++'s and outlives any of its
+// Python wrappers: a wrapper collected with a callback that refers to it must
+// not shut that engine down, nor take its callback.
 bool owns_its_engine(PyObject* self) {
     auto [ready, destruct] = nb::inst_state(self);
     return ready && destruct;

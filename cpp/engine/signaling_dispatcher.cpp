@@ -2,10 +2,6 @@
 
 #include "engine/thread_name.h"
 
-#if defined(__GLIBCXX__)
-#include <cxxabi.h>
-#endif
-
 namespace sinkcast {
 
 SignalingDispatcher::SignalingDispatcher(std::function<void(const SignalingMessage&)> deliver)
@@ -61,13 +57,6 @@ void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
         // Never let an exception escape into this thread (it would terminate the process).
         try {
             state->deliver(item);
-#if defined(__GLIBCXX__)
-        } catch (abi::__forced_unwind&) {
-            // The thread is being ended (CPython ends a thread that asks for the
-            // GIL while the interpreter finalizes): that unwinding may not be
-            // stopped, or glibc aborts the process.
-            throw;
-#endif
         } catch (...) {
         }
         item = SignalingMessage{};  // release the session it names before taking the lock again
