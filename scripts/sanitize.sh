@@ -35,9 +35,10 @@ if [ $# -eq 0 ]; then
            tests/test_signaling_contract.py tests/test_webrtc.py \
            --deselect tests/test_signaling_contract.py::test_out_of_file_descriptors_the_engine_says_so_and_no_refused_session_speaks_or_replaces
 fi
+# -v: each test's name is in the log as it starts, so a hang names its test.
 # libstdc++ is preloaded too: python does not link it, and ASan must find the
 # real __cxa_throw when it starts, or the first C++ exception aborts.
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    "$PY" -m pytest -v -p no:cacheprovider "$@"
