@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -222,8 +223,12 @@ async def test_ten_listeners_all_receive_and_one_leaving_disturbs_none(engine: s
 
 async def test_listeners_sharing_one_udp_port_each_hear_the_tone() -> None:
     # A one-port range: the README's way to know the muxed port in advance
-    # (libjuice picks it at random within a larger range).
-    eng = sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(20140, 20140), ice_udp_mux=True)
+    # (libjuice picks it at random within a larger range). A port free now,
+    # not a fixed one: another run of this suite on the machine may hold that.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    eng = sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(port, port), ice_udp_mux=True)
     eng.add_sink("a440", channels=2)
     eng.add_tone_source("tone440", frequency_hz=440.0, amplitude=0.4)
     eng.connect("tone440", "a440")
