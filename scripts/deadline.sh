@@ -10,7 +10,9 @@
 set -uo pipefail
 limit=$1
 shift
-"$@" &
+# A background command of a script starts with SIGINT and SIGQUIT ignored, and
+# Python then leaves SIGINT ignored too (no KeyboardInterrupt): put them back.
+( trap - INT QUIT; exec "$@" ) &
 child=$!
 
 descendants() {  # the process and all below it, parents first
@@ -19,8 +21,10 @@ descendants() {  # the process and all below it, parents first
     for kid in $(pgrep -P "$pid"); do descendants "$kid"; done
 }
 
-# Ctrl-C or a kill of this script ends the command too.
-trap 'kill -TERM $(descendants "$child") 2>/dev/null; exit 130' INT TERM
+# Ctrl-C reaches the command itself (same process group): wait for it to end
+# as it chooses. A kill of this script ends the command too.
+trap '' INT
+trap 'kill -TERM $(descendants "$child") 2>/dev/null; exit 143' TERM
 
 waited=0
 while kill -0 "$child" 2>/dev/null; do
