@@ -26,9 +26,9 @@ descendants() {  # the process and all below it, parents first
 trap '' INT
 trap 'kill -TERM $(descendants "$child") 2>/dev/null; exit 143' TERM
 
-waited=0
+SECONDS=0  # bash's clock of elapsed seconds
 while kill -0 "$child" 2>/dev/null; do
-    if [ "$waited" -ge "$limit" ]; then
+    if [ "$SECONDS" -ge "$limit" ]; then
         echo "[deadline] still running after ${limit} s: $*" >&2
         pids=$(descendants "$child")
         for pid in $pids; do
@@ -39,12 +39,11 @@ while kill -0 "$child" 2>/dev/null; do
             fi
         done
         kill -TERM $pids 2>/dev/null
-        sleep 5
+        for _ in 1 2 3 4 5; do kill -0 "$child" 2>/dev/null || break; sleep 1; done
         kill -KILL $pids 2>/dev/null
         wait "$child" 2>/dev/null
         exit 124
     fi
     sleep 1
-    waited=$((waited + 1))
 done
 wait "$child"
