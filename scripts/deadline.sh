@@ -12,7 +12,11 @@ limit=$1
 shift
 # A background command of a script starts with SIGINT and SIGQUIT ignored, and
 # Python then leaves SIGINT ignored too (no KeyboardInterrupt): put them back.
-( trap - INT QUIT; exec "$@" ) &
+# `trap -` cannot when this shell itself started with them ignored (run from a
+# background job); env can (coreutils 8.31 and later).
+reset_signals=()
+env --default-signal=INT true 2>/dev/null && reset_signals=(env --default-signal=INT,QUIT)
+( trap - INT QUIT; exec "${reset_signals[@]}" "$@" ) &
 child=$!
 
 descendants() {  # the process and all below it, parents first

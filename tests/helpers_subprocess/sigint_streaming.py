@@ -15,6 +15,7 @@ shuts the engine down and returns 0. Prints "INTERRUPTED packets=<n>".
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -26,6 +27,9 @@ from common import Collector, connect_probe, probe_offer
 
 def main() -> int:
     mode = sys.argv[1]
+    # As in a terminal, whatever this child inherited: started from a
+    # background job, SIGINT comes ignored and Python then installs no handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     eng = sinkcast.AudioManager(bind_address="127.0.0.1")
     eng.add_sink("s", channels=2)
     eng.add_tone_source("t", frequency_hz=440.0)
