@@ -28,6 +28,14 @@ def snapshot(e: sinkcast.AudioManager) -> Any:
     return s, e.sinks(), e.sources()
 
 
+def stale_serial(e: sinkcast.AudioManager) -> int:
+    """The serial of a source that was under the id 'x' and is gone."""
+    e.add_source("x", channels=1)
+    serial = e.source_serial("x")
+    e.remove_source("x")
+    return serial
+
+
 async def _async_callback(target: str, type: str, message: str) -> None:
     """An async def the engine could only turn into coroutines nobody awaits."""
 
@@ -99,6 +107,13 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
     # Ids swapped, or a sink where a source belongs: the message says what the id is.
     ("push to a sink", lambda e: e.push("out", np.zeros(4, np.float32)), sinkcast.UnknownSourceError,
      "unknown source 'out' ('out' is a sink)"),
+    # A feeder names the source it started with; one added later under the same id is another.
+    ("push, another source's serial", lambda e: e.push("mic", np.ones(4, np.float32), source_serial=stale_serial(e)),
+     sinkcast.UnknownSourceError, "'mic' now names another source, of serial"),
+    ("flush, another source's serial", lambda e: e.flush("mic", source_serial=stale_serial(e)),
+     sinkcast.UnknownSourceError, "not the one of serial"),
+    ("source_serial 0", lambda e: e.push("mic", np.ones(4, np.float32), source_serial=0), ValueError,
+     "source_serial is a value from source_serial() (1 or more), got 0"),
     ("swapped route", lambda e: e.connect("out", "mic"), sinkcast.UnknownSourceError, "'out' is a sink"),
     ("render a source", lambda e: e.render("mic", 10), sinkcast.UnknownSinkError, "'mic' is a source"),
     # The value as given: six decimals read "got 1.000000" for a value refused for being above 1.

@@ -893,6 +893,53 @@ def test_pipe_reader_stops_when_its_source_is_replaced_while_data_flows() -> Non
         e.shutdown()
 
 
+class ReplacesTheSourceBeforeEachPush:
+    """An engine whose source is removed and added again under its id just as a
+    push or flush reaches it: after any check the reader could make first."""
+
+    def __init__(self, engine: sinkcast.AudioManager) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def _replace(self, source_id: str) -> None:
+        self._engine.remove_source(source_id)
+        self._engine.add_source(source_id, channels=1)
+
+    def push(self, source_id: str, samples: Any, **kwargs: Any) -> None:
+        self._replace(source_id)
+        self._engine.push(source_id, samples, **kwargs)
+
+    def flush(self, source_id: str, **kwargs: Any) -> None:
+        self._replace(source_id)
+        self._engine.flush(source_id, **kwargs)
+
+
+@pytest.mark.parametrize("frames", [480, 100], ids=["a block", "less than a block, pushed at the end"])
+def test_pipe_reader_never_pushes_into_a_source_that_replaced_its_own(frames: int) -> None:
+    # The deterministic form of the test above, which failed now and then
+    # (one block, 480 frames, in the new source): the reader checked
+    # source_serial() and then pushed, and a source replaced between the two got
+    # the block. The engine now checks the serial with the push itself.
+    e = sinkcast.AudioManager(realtime=False)
+    try:
+        e.add_source("line", channels=1)
+        r = pipe_holding(np.full(frames, 16384, "<i2").tobytes())
+        try:
+            pipe = PipeInput(ReplacesTheSourceBeforeEachPush(e), "line", r,  # type: ignore[arg-type]
+                             sample_rate=48000, channels=1)
+            assert pipe.wait(5.0)
+        finally:
+            os.close(r)
+        st = pipe.stats()
+        assert st["error"] == "the source 'line' was removed", st
+        assert (st["frames"], st["blocks"], st["eof"]) == (0, 0, False), st
+        assert e.stats()["sources"]["line"]["frames_in"] == 0
+    finally:
+        e.shutdown()
+
+
 def pipe_holding(data: bytes) -> int:
     """The read end of a pipe that holds `data` and whose writer has closed."""
     r, w = os.pipe()

@@ -153,9 +153,21 @@ bool view_samples(nb::handle samples, SamplesView& view, AnyCpuArray& dlpack) {
     return true;
 }
 
+// source_serial=: a value from source_serial(), checked by the engine against the
+// source the id names when the audio is queued.
+std::optional<uint64_t> checked_serial(std::optional<int64_t> serial) {
+    if (serial && *serial < 1)
+        throw nb::value_error(
+            ("source_serial is a value from source_serial() (1 or more), got " + std::to_string(*serial)).c_str());
+    if (!serial) return std::nullopt;
+    return static_cast<uint64_t>(*serial);
+}
+
 // Validates the array's type and shape and pushes it; the samples are read in
 // place (no copy before the one into the source's ring) with the GIL released.
-void push_samples(PyAudioManager& engine, const std::string& source_id, nb::handle samples) {
+void push_samples(PyAudioManager& engine, const std::string& source_id, nb::handle samples,
+                  std::optional<int64_t> source_serial) {
+    const std::optional<uint64_t> serial = checked_serial(source_serial);
     SamplesView view;
     AnyCpuArray dlpack;
     if (!view_samples(samples, view, dlpack))
@@ -199,9 +211,9 @@ void push_samples(PyAudioManager& engine, const std::string& source_id, nb::hand
     release_gil released;
     if (view.ndim == 1) {
         // 1-D is interleaved, frame-major; the engine splits it by the source's channel count.
-        engine.push_interleaved(source_id, view.data, *view.format, view.shape[0]);
+        engine.push_interleaved(source_id, view.data, *view.format, view.shape[0], serial);
     } else {
-        engine.push(source_id, view.data, *view.format, view.shape[0], static_cast<int>(view.shape[1]));
+        engine.push(source_id, view.data, *view.format, view.shape[0], static_cast<int>(view.shape[1]), serial);
     }
 }
 
@@ -619,12 +631,22 @@ void bind_audio_manager(nb::module_& m) {
              nb::call_guard<release_gil>(), "Removes the route from a source into a sink.")
         .def("set_gain", &PyAudioManager::set_gain, "source_id"_a, "sink_id"_a, "gain"_a,
              nb::call_guard<release_gil>(), "Sets the gain (0-10) of the route from a source into a sink.")
-        .def("push", &push_samples, "source_id"_a, "samples"_a,
+        .def("push", &push_samples, "source_id"_a, "samples"_a, nb::kw_only(), "source_serial"_a = nb::none(),
              "Queues PCM for a source: a numpy array of int16 (x/32768), int32 (x/2^31) or float32, shaped "
-             "(frames, channels) or 1-D interleaved. Never blocks; a full queue drops its oldest audio.")
-        .def("flush", &PyAudioManager::flush, "source_id"_a, nb::call_guard<release_gil>(),
-             "Plays out everything pushed so far, for the end of a clip or stream: the resampler's last "
-             "few milliseconds, and audio still short of jitter_ms. More may be pushed afterwards.")
+             "(frames, channels) or 1-D interleaved. Never blocks; a full queue drops its oldest audio. "
+             "With source_serial (from source_serial()), only into that source: if the id now names another, "
+             "UnknownSourceError and nothing is queued.")
+        .def(
+            "flush",
+            [](PyAudioManager& self, const std::string& source_id, std::optional<int64_t> source_serial) {
+                const std::optional<uint64_t> serial = checked_serial(source_serial);
+                release_gil released;
+                self.flush(source_id, serial);
+            },
+            "source_id"_a, nb::kw_only(), "source_serial"_a = nb::none(),
+            "Plays out everything pushed so far, for the end of a clip or stream: the resampler's last "
+            "few milliseconds, and audio still short of jitter_ms. More may be pushed afterwards. "
+            "source_serial as for push().")
         .def("render", &render_frames, "sink_id"_a, "frames"_a, "out"_a = nb::none(),
              nb::sig("def render(self, sink_id: str, frames: int, out: numpy.typing.NDArray[numpy.float32] | None = None) "
                      "-> numpy.typing.NDArray[numpy.float32]"),

@@ -349,19 +349,32 @@ void AudioManager::set_gain(const std::string& source_id, const std::string& sin
 
 // ---- audio in and out ----
 
-std::shared_ptr<Source> AudioManager::find_source(const std::string& source_id) const {
+std::shared_ptr<Source> AudioManager::find_source(const std::string& source_id,
+                                                  std::optional<uint64_t> serial) const {
     ensure_open();
-    std::shared_lock<std::shared_mutex> lock(registry_mutex_);
-    return find_source_locked(source_id);
+    std::shared_ptr<Source> source;
+    {
+        std::shared_lock<std::shared_mutex> lock(registry_mutex_);
+        source = find_source_locked(source_id);
+    }
+    // The caller then works on this object, so checking its serial is enough: if it
+    // is removed from now on, what is pushed into it goes nowhere, as for any push
+    // racing remove_source().
+    if (serial && source->serial() != *serial)
+        throw UnknownIdError("source", source_id,
+                             "'" + source_id + "' now names another source, of serial " +
+                                 std::to_string(source->serial()) + ", not the one of serial " +
+                                 std::to_string(*serial));
+    return source;
 }
 
 void AudioManager::push(const std::string& source_id, const void* data, SampleFormat format, size_t frames,
-                        int channels) {
-    push_into(source_id, *find_source(source_id), data, format, frames, channels);
+                        int channels, std::optional<uint64_t> serial) {
+    push_into(source_id, *find_source(source_id, serial), data, format, frames, channels);
 }
 
-void AudioManager::flush(const std::string& source_id) {
-    auto source = find_source(source_id);
+void AudioManager::flush(const std::string& source_id, std::optional<uint64_t> serial) {
+    auto source = find_source(source_id, serial);
     auto* pushable = dynamic_cast<PushSource*>(source.get());
     if (!pushable)
         throw std::invalid_argument("source '" + source_id + "' is a " + source->kind() +
@@ -370,8 +383,8 @@ void AudioManager::flush(const std::string& source_id) {
 }
 
 void AudioManager::push_interleaved(const std::string& source_id, const void* data, SampleFormat format,
-                                    size_t samples) {
-    auto source = find_source(source_id);  // one lookup: the source also says how to read the samples
+                                    size_t samples, std::optional<uint64_t> serial) {
+    auto source = find_source(source_id, serial);  // one lookup: the source also says how to read the samples
     const size_t channels = static_cast<size_t>(source->channels());
     if (samples % channels != 0)
         throw std::invalid_argument("a 1-D push to source '" + source_id + "' is read as interleaved " +

@@ -123,12 +123,16 @@ public:
 
     // Throws std::invalid_argument for a wrong channel count or non-finite samples,
     // before anything is queued. `samples` = frames * channels.
-    void push(const std::string& source_id, const void* data, SampleFormat format, size_t frames,
-              int channels);
+    // serial: when given, the Source::serial() the caller started feeding. If the id
+    // now names another source (removed and added again), UnknownIdError and nothing
+    // is queued: a feeder thread checking source_serial() first could still race.
+    void push(const std::string& source_id, const void* data, SampleFormat format, size_t frames, int channels,
+              std::optional<uint64_t> serial = std::nullopt);
     // The same for 1-D interleaved samples: the source's channel count splits them into frames.
-    void push_interleaved(const std::string& source_id, const void* data, SampleFormat format, size_t samples);
+    void push_interleaved(const std::string& source_id, const void* data, SampleFormat format, size_t samples,
+                          std::optional<uint64_t> serial = std::nullopt);
     // PushSource::flush(): play out everything pushed so far (the end of a clip).
-    void flush(const std::string& source_id);
+    void flush(const std::string& source_id, std::optional<uint64_t> serial = std::nullopt);
     int source_channels(const std::string& source_id) const;
     uint64_t source_serial(const std::string& source_id) const;  // see Source::serial()
 
@@ -191,7 +195,8 @@ private:
 
     std::shared_ptr<Sink> find_sink_locked(const std::string& id) const;
     std::shared_ptr<Source> find_source_locked(const std::string& id) const;
-    std::shared_ptr<Source> find_source(const std::string& id) const;
+    // With a serial: that very source, or UnknownIdError if the id now names another.
+    std::shared_ptr<Source> find_source(const std::string& id, std::optional<uint64_t> serial = std::nullopt) const;
     void push_into(const std::string& source_id, Source& source, const void* data, SampleFormat format,
                    size_t frames, int channels);
     void add_source_object(const std::string& id, std::shared_ptr<Source> source);

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from sinkcast._errors import UnknownSourceError
 from sinkcast._sinkcast import AudioManager
 
 # Readers still running. At exit they are stopped before the interpreter
@@ -218,12 +219,15 @@ class PipeInput:
         gone: bool
         try:
             gone = self.engine.source_serial(self.source_id) != self._source_serial
-        except KeyError:  # UnknownSourceError
+        except UnknownSourceError:
             gone = True
         if gone:
-            with self._lock:
-                self._stats["error"] = f"the source '{self.source_id}' was removed"
+            self._say_source_gone()
         return gone
+
+    def _say_source_gone(self) -> None:
+        with self._lock:
+            self._stats["error"] = f"the source '{self.source_id}' was removed"
 
     def _run(self) -> None:
         pending = b""
@@ -254,7 +258,11 @@ class PipeInput:
             def readable(timeout_s: float) -> bool:
                 return True  # BytesIO and the like: reads never wait
 
-        def push(data: bytes) -> None:
+        # push() and flush() name the source this reader started with: the engine
+        # refuses them if the id now names another (removed, then added again),
+        # which a source_serial() check before them could miss.
+        def push(data: bytes) -> bool:
+            """False when the source is gone."""
             nonlocal pushed_frames
             samples = np.frombuffer(data, dtype=self._wire).astype(self._native, copy=False)
             nonfinite = 0
@@ -265,7 +273,11 @@ class PipeInput:
                 if not finite.all():
                     nonfinite = int(finite.size - np.count_nonzero(finite))
                     samples = np.where(finite, samples, np.float32(0))
-            self.engine.push(self.source_id, samples.reshape(-1, self.channels))
+            try:
+                self.engine.push(self.source_id, samples.reshape(-1, self.channels), source_serial=self._source_serial)
+            except UnknownSourceError:
+                self._say_source_gone()
+                return False
             frames = len(data) // self._frame_bytes
             pushed_frames += frames
             with self._lock:
@@ -273,6 +285,16 @@ class PipeInput:
                 self._stats["frames"] += frames
                 self._stats["bytes"] += len(data)
                 self._stats["blocks"] += 1
+            return True
+
+        def flush() -> bool:
+            """False when the source is gone."""
+            try:
+                self.engine.flush(self.source_id, source_serial=self._source_serial)
+            except UnknownSourceError:
+                self._say_source_gone()
+                return False
+            return True
 
         try:
             while not self._stop.is_set() and not self.engine.closed:
@@ -294,13 +316,12 @@ class PipeInput:
                     # frames still pending are audio too, and flush() plays out the
                     # resampler's tail and whatever is still short of the source's jitter_ms.
                     usable = len(pending) - len(pending) % self._frame_bytes
-                    if self._source_is_gone():
-                        break
                     if usable:
-                        push(pending[:usable])
+                        if not push(pending[:usable]):
+                            break
                         pending = pending[usable:]
-                    if seen_data:
-                        self.engine.flush(self.source_id)
+                    if seen_data and not flush():
+                        break
                     if not self._live_fifo:
                         break
                     # A partial frame is not carried over: the next writer starts on a frame.
@@ -320,11 +341,9 @@ class PipeInput:
                         continue
                 if usable == 0:
                     continue
-                # Removed, and perhaps added again under the same id: this audio is not the new source's.
-                if self._source_is_gone():
+                if not push(pending[:usable]):  # removed, perhaps added again: this audio is not the new source's
                     break
-                block, pending = pending[:usable], pending[usable:]
-                push(block)
+                pending = pending[usable:]
                 if self.pace:
                     # Stay at most ~block ahead of real time.
                     ahead = pushed_frames / self.sample_rate - (time.monotonic() - start)
