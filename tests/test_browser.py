@@ -219,7 +219,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def driver(webdriver_mod: Any) -> Iterator[Any]:
+def driver(webdriver_mod: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
@@ -243,7 +243,10 @@ def driver(webdriver_mod: Any) -> Iterator[Any]:
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     try:
-        drv = webdriver_mod.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+        # Chromium leaves its singleton socket's directory in TMPDIR when it
+        # exits; in pytest's own temporary directory, which pytest prunes.
+        env = dict(os.environ, TMPDIR=str(tmp_path_factory.mktemp("chromium-tmp")))
+        drv = webdriver_mod.Chrome(service=Service(executable_path=CHROMEDRIVER, env=env), options=opts)
     except Exception as e:  # noqa: BLE001 - report whatever selenium raises
         pytest.fail(f"could not start headless Chromium through {CHROMEDRIVER}: {e}")
     drv.set_script_timeout(10)
