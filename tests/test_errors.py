@@ -109,11 +109,12 @@ CASES: list[tuple[str, Callable[[Any], object], type[BaseException], str]] = [
      "unknown source 'out' ('out' is a sink)"),
     # A feeder names the source it started with; one added later under the same id is another.
     ("push, another source's serial", lambda e: e.push("mic", np.ones(4, np.float32), source_serial=stale_serial(e)),
-     sinkcast.UnknownSourceError, "'mic' now names another source, of serial"),
+     sinkcast.UnknownSourceError, ": removed, or never was; 'mic' is now the source of serial"),
     ("flush, another source's serial", lambda e: e.flush("mic", source_serial=stale_serial(e)),
-     sinkcast.UnknownSourceError, "not the one of serial"),
+     sinkcast.UnknownSourceError, "unknown source 'mic' (of serial"),
     ("source_serial 0", lambda e: e.push("mic", np.ones(4, np.float32), source_serial=0), ValueError,
-     "source_serial is a value from source_serial() (1 or more), got 0"),
+     "source_serial is a value from source_serial() (1 to 2**64-1), got 0"),
+    ("source_serial 2**64", lambda e: e.flush("mic", source_serial=2**64), ValueError, "got 18446744073709551616"),
     ("swapped route", lambda e: e.connect("out", "mic"), sinkcast.UnknownSourceError, "'out' is a sink"),
     ("render a source", lambda e: e.render("mic", 10), sinkcast.UnknownSinkError, "'mic' is a source"),
     # The value as given: six decimals read "got 1.000000" for a value refused for being above 1.

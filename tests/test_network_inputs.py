@@ -893,12 +893,13 @@ def test_pipe_reader_stops_when_its_source_is_replaced_while_data_flows() -> Non
         e.shutdown()
 
 
-class ReplacesTheSourceBeforeEachPush:
+class ReplacesTheSourceBeforeEachCall:
     """An engine whose source is removed and added again under its id just as a
-    push or flush reaches it: after any check the reader could make first."""
+    push or flush (those named in `on`) reaches it: after any check the reader could make first."""
 
-    def __init__(self, engine: sinkcast.AudioManager) -> None:
+    def __init__(self, engine: sinkcast.AudioManager, on: str) -> None:
         self._engine = engine
+        self._on = on
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
@@ -908,16 +909,19 @@ class ReplacesTheSourceBeforeEachPush:
         self._engine.add_source(source_id, channels=1)
 
     def push(self, source_id: str, samples: Any, **kwargs: Any) -> None:
-        self._replace(source_id)
+        if "push" in self._on:
+            self._replace(source_id)
         self._engine.push(source_id, samples, **kwargs)
 
     def flush(self, source_id: str, **kwargs: Any) -> None:
-        self._replace(source_id)
+        if "flush" in self._on:
+            self._replace(source_id)
         self._engine.flush(source_id, **kwargs)
 
 
-@pytest.mark.parametrize("frames", [480, 100], ids=["a block", "less than a block, pushed at the end"])
-def test_pipe_reader_never_pushes_into_a_source_that_replaced_its_own(frames: int) -> None:
+@pytest.mark.parametrize(("frames", "on"), [(480, "push"), (100, "push"), (480, "flush")],
+                         ids=["a block", "less than a block, pushed at the end", "the flush at the end"])
+def test_pipe_reader_never_pushes_into_a_source_that_replaced_its_own(frames: int, on: str) -> None:
     # The deterministic form of the test above, which failed now and then
     # (one block, 480 frames, in the new source): the reader checked
     # source_serial() and then pushed, and a source replaced between the two got
@@ -927,16 +931,44 @@ def test_pipe_reader_never_pushes_into_a_source_that_replaced_its_own(frames: in
         e.add_source("line", channels=1)
         r = pipe_holding(np.full(frames, 16384, "<i2").tobytes())
         try:
-            pipe = PipeInput(ReplacesTheSourceBeforeEachPush(e), "line", r,  # type: ignore[arg-type]
+            pipe = PipeInput(ReplacesTheSourceBeforeEachCall(e, on), "line", r,  # type: ignore[arg-type]
                              sample_rate=48000, channels=1)
             assert pipe.wait(5.0)
         finally:
             os.close(r)
         st = pipe.stats()
-        assert st["error"] == "the source 'line' was removed", st
-        assert (st["frames"], st["blocks"], st["eof"]) == (0, 0, False), st
+        assert (st["error"], st["eof"]) == ("the source 'line' was removed", False), st
+        if on == "push":  # refused: read, and dropped
+            assert (st["frames"], st["blocks"], st["dropped_bytes"]) == (0, 0, frames * 2), st
+        else:  # the block went into the first source, before it was replaced
+            assert (st["frames"], st["blocks"], st["dropped_bytes"]) == (frames, 1, 0), st
         assert e.stats()["sources"]["line"]["frames_in"] == 0
     finally:
+        e.shutdown()
+
+
+def test_pipe_reader_ends_on_an_empty_pipe_and_notices_a_removed_source_on_a_fifo_with_no_writer(
+        tmp_path: Path) -> None:
+    # An anonymous pipe whose writer closed with nothing written has ended. A
+    # FIFO handed over by descriptor may still get its first writer: its reader
+    # waits, yet stops when its source is removed (it used to spin for good).
+    e = sinkcast.AudioManager(realtime=False)
+    r = pipe_holding(b"")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fifo_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        empty = add_pipe_source(e, "empty", r, sample_rate=48000, channels=1)
+        assert empty.wait(5.0)
+        assert (empty.stats()["eof"], empty.stats()["error"]) == (True, None)
+        waiting = add_pipe_source(e, "waiting", fifo_fd, sample_rate=48000, channels=1)
+        assert not waiting.wait(0.3)
+        e.remove_source("waiting")
+        assert waiting.wait(5.0)
+        assert waiting.stats()["error"] == "the source 'waiting' was removed"
+    finally:
+        os.close(r)
+        os.close(fifo_fd)
         e.shutdown()
 
 

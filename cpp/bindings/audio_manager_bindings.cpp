@@ -154,19 +154,22 @@ bool view_samples(nb::handle samples, SamplesView& view, AnyCpuArray& dlpack) {
 }
 
 // source_serial=: a value from source_serial(), checked by the engine against the
-// source the id names when the audio is queued.
-std::optional<uint64_t> checked_serial(std::optional<int64_t> serial) {
-    if (serial && *serial < 1)
-        throw nb::value_error(
-            ("source_serial is a value from source_serial() (1 or more), got " + std::to_string(*serial)).c_str());
+// source the id names when the audio is queued. Any Python int: one beyond
+// int64 would otherwise get nanobind's signature dump, naming no argument.
+std::optional<uint64_t> checked_serial(const std::optional<nb::int_>& serial) {
     if (!serial) return std::nullopt;
-    return static_cast<uint64_t>(*serial);
+    const unsigned long long value = PyLong_AsUnsignedLongLong(serial->ptr());
+    if (value == static_cast<unsigned long long>(-1) && PyErr_Occurred()) PyErr_Clear();
+    else if (value != 0) return value;
+    throw nb::value_error(("source_serial is a value from source_serial() (1 to 2**64-1), got " +
+                           nb::cast<std::string>(nb::str(*serial)))
+                              .c_str());
 }
 
 // Validates the array's type and shape and pushes it; the samples are read in
 // place (no copy before the one into the source's ring) with the GIL released.
 void push_samples(PyAudioManager& engine, const std::string& source_id, nb::handle samples,
-                  std::optional<int64_t> source_serial) {
+                  const std::optional<nb::int_>& source_serial) {
     const std::optional<uint64_t> serial = checked_serial(source_serial);
     SamplesView view;
     AnyCpuArray dlpack;
@@ -638,7 +641,7 @@ void bind_audio_manager(nb::module_& m) {
              "UnknownSourceError and nothing is queued.")
         .def(
             "flush",
-            [](PyAudioManager& self, const std::string& source_id, std::optional<int64_t> source_serial) {
+            [](PyAudioManager& self, const std::string& source_id, const std::optional<nb::int_>& source_serial) {
                 const std::optional<uint64_t> serial = checked_serial(source_serial);
                 release_gil released;
                 self.flush(source_id, serial);

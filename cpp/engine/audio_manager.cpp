@@ -362,9 +362,8 @@ std::shared_ptr<Source> AudioManager::find_source(const std::string& source_id,
     // racing remove_source().
     if (serial && source->serial() != *serial)
         throw UnknownIdError("source", source_id,
-                             "'" + source_id + "' now names another source, of serial " +
-                                 std::to_string(source->serial()) + ", not the one of serial " +
-                                 std::to_string(*serial));
+                             "of serial " + std::to_string(*serial) + ": removed, or never was; '" + source_id +
+                                 "' is now the source of serial " + std::to_string(source->serial()));
     return source;
 }
 

@@ -151,6 +151,10 @@ class PipeInput:
         # Only a FIFO we opened by name outlives its writer: stdin or a pipe
         # handed over as a descriptor ends with its writer, as a shell pipeline does.
         self._live_fifo = self._is_fifo and self._path is not None
+        # A FIFO handed over by descriptor reads empty until its first writer
+        # opens it. An anonymous pipe (a shell pipeline's stdin, os.pipe()) has
+        # its writer from the start: read empty, it has ended, even with no data.
+        self._waits_for_first_writer = self._is_fifo and not self._live_fifo and not _is_anonymous_pipe(self._fd)
         if pace is None:  # files play at their pace; pipes come at their writer's
             pace = stat.S_ISREG(mode) if mode is not None else True  # no descriptor: BytesIO and the like
         self.pace = pace
@@ -171,7 +175,7 @@ class PipeInput:
         samples, pushed as silence), eof (input ended; never for a FIFO opened by
         name), error (why the reader stopped, or None), writers_ended (writers
         of such a FIFO that came and went), dropped_bytes (partial frames left
-        at an end of input)."""
+        at an end of input, and audio read after the source was removed)."""
         with self._lock:
             return dict(self._stats)
 
@@ -309,8 +313,12 @@ class PipeInput:
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    if self._is_fifo and not seen_data and not self._live_fifo:
-                        time.sleep(0.05)  # no writer has opened the FIFO yet
+                    if self._waits_for_first_writer and not seen_data:
+                        # No writer has opened the FIFO yet. poll() says a FIFO
+                        # without writers is readable, so look for the source here.
+                        if self._source_is_gone():
+                            break
+                        time.sleep(0.05)
                         continue
                     # The end (of the input, or of a live FIFO's writer): the whole
                     # frames still pending are audio too, and flush() plays out the
@@ -384,6 +392,14 @@ class PipeInput:
                 os.close(self._fd)
             except OSError:
                 pass
+
+
+def _is_anonymous_pipe(fd: int) -> bool:
+    """A pipe made by pipe(2), not a FIFO in the file system (Linux names it pipe:[inode])."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+    except OSError:  # no /proc: take it for a FIFO, which waits for its first writer
+        return False
 
 
 def _descriptor(f: Any) -> int | None:
