@@ -246,11 +246,13 @@ class EngineOwner:
     def __init__(self, heard: list[tuple[str, str]], lock: threading.Lock) -> None:
         self.heard = heard
         self.lock = lock
+        self.waiting = threading.Event()  # set by each callback as it starts waiting for the lock
         self.engine = sinkcast.AudioManager(bind_address="127.0.0.1")
         self.engine.add_sink("s")
         self.engine.set_python_webrtc_signaling_callback(self.on_message)
 
     def on_message(self, target: str, type: str, message: str) -> None:
+        self.waiting.set()
         with self.lock:
             self.heard.append((target, type))  # attribute lookups: they fail on a half-cleared object
 
@@ -282,6 +284,64 @@ def test_an_engine_in_a_cycle_with_its_callback_is_collected(monkeypatch: pytest
     assert collected.wait(20), "the collection never ended: the shutdown waited for the callback"
     assert gone() is None, "the owner and its engine were not collected"
     assert ("s/l", "bye") not in heard, "a callback ran while its objects were being collected"
+    wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
+    assert problems == [], [(p.exc_type, p.exc_value) for p in problems]
+
+
+class StallsTheCollection:
+    """Garbage finalized before the engine it refers to (it was made first):
+    its __del__ makes the engine send a message, and returns once the callback
+    has started on it and waits for the lock the collecting thread holds."""
+
+    def __init__(self, seen: list[bool]) -> None:
+        self.seen = seen
+        self.owner: EngineOwner | None = None
+
+    def __del__(self) -> None:
+        assert self.owner is not None
+        self.owner.engine.handle_incoming_webrtc_signaling_message("s/l2", "request_offer", "")
+        self.seen.append(self.owner.waiting.wait(10))
+
+
+def test_a_collected_engine_does_not_wait_for_a_callback_already_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As above, but a callback is already running when the engine's finalizer
+    # comes: the collector ran other finalizers first, and one let the
+    # dispatcher take the GIL and start a delivery, which now waits for the
+    # lock the collecting thread holds. The shutdown used to wait for that
+    # delivery, and both threads waited for ever (seen in CI, under ASan).
+    # Now it lets the delivery finish on its own; the engine it kept alive is
+    # collected by a later collection.
+    before = threads_named("sinkcast")
+    lock = threading.Lock()
+    heard: list[tuple[str, str]] = []
+    seen: list[bool] = []
+    problems: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", problems.append)
+    collected = threading.Event()
+    stall = StallsTheCollection(seen)
+    owner = EngineOwner(heard, lock)
+    waiting = owner.waiting
+    stall.owner, owner.stall = owner, stall  # type: ignore[attr-defined]
+    owner.engine.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
+    wait_until(lambda: ("s/l", "offer") in heard, timeout=10)
+
+    def collect_holding_the_lock() -> None:
+        with lock:
+            waiting.clear()  # from now on a callback that starts waits for the lock
+            gc.collect()
+        collected.set()
+
+    gone = weakref.ref(owner)
+    del owner, stall
+    threading.Thread(target=collect_holding_the_lock, daemon=True).start()
+    finished = collected.wait(20)
+    if not finished:
+        lock.release()  # lets the stuck threads go, so the rest of the suite can run
+    assert finished, "the collection never ended: the engine's shutdown waited for the callback in progress"
+    assert seen == [True], "the callback was not running when the engine was finalized"
+    wait_until(lambda: gc.collect() >= 0 and gone() is None, timeout=10)
+    assert ("s/l2", "offer") in heard, "the callback in progress did not finish"
+    assert ("s/l", "bye") not in heard, "a callback started while its objects were being collected"
     wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
     assert problems == [], [(p.exc_type, p.exc_value) for p in problems]
 

@@ -385,6 +385,13 @@ void PyAudioManager::shutdown_from_python() {
     }
 }
 
+void PyAudioManager::shutdown_as_garbage() {
+    if (!shutdown_finished()) {
+        release_gil released;
+        shutdown_without_waiting_for_callback();
+    }
+}
+
 void stop_making_engines() { g_program_is_ending = true; }
 
 void shutdown_all_managers() {

@@ -17,6 +17,9 @@ public:
     // Shuts the engine down with the GIL released (engine threads may need it
     // to finish), then drops the Python objects the engine held. Idempotent.
     void shutdown_from_python();
+    // The same for the cycle collector's finalizer: waits for no callback
+    // (AudioManager::shutdown_without_waiting_for_callback).
+    void shutdown_as_garbage();
     void ensure_open_public() const { ensure_open(); }
 
     // False from the start of the destructor on: its Python object is being

@@ -131,7 +131,12 @@ private:
 // shutdown that waited for the callback to deliver the byes would wait for
 // ever. So the byes of an engine dropped this way reach no callback (one
 // dropped by its last reference still delivers them: that moment is the
-// program's choice). The earlier try at this (reliability.md, items 12 and
+// program's choice). Nor does that shutdown wait for a callback already
+// running: the collector may have run other finalizers first, and one of them
+// let the dispatcher take the GIL and start a delivery that now waits for
+// that same lock. The delivery holds a reference to the callback, so the
+// collector finds the engine alive again after its finalizer, and a later
+// collection frees it once the delivery has ended. The earlier try at this (reliability.md, items 12 and
 // 15) shut down in tp_clear, where a bye could reach a half-cleared object.
 //
 // The collector reads the callback from the handler the engine holds, under
@@ -184,7 +189,7 @@ void audio_manager_finalize(PyObject* self) {
     auto* engine = nb::inst_ptr<PyAudioManager>(self);
     engine->forget_python_callback();  // a delivery waiting for the GIL now finds none
     try {
-        engine->shutdown_from_python();
+        engine->shutdown_as_garbage();
     } catch (nb::python_error& e) {
         e.discard_as_unraisable("sinkcast AudioManager shutting down as garbage");
     } catch (...) {

@@ -479,7 +479,7 @@ EngineStats AudioManager::stats() const {
     return s;
 }
 
-void AudioManager::shutdown() {
+void AudioManager::shut_down(bool wait_for_callback) {
     if (made_before_fork()) return abandon_after_fork();
     // Declared before the lock, so released after it: dropping the Python
     // callback takes the GIL, and a thread holding the GIL may be waiting for
@@ -512,7 +512,11 @@ void AudioManager::shutdown() {
     for (auto& [id, sink] : sinks) sink->stop();
     sources.clear();
     tasks_->stop();  // no engine lock held: a reap in progress takes signaling_mutex_ (and finds nothing)
-    dispatcher_->stop();  // delivers what is queued, then joins: no callback runs after this
+    if (wait_for_callback) {
+        dispatcher_->stop();  // delivers what is queued, then joins: no callback runs after this
+    } else {
+        dispatcher_->abandon();
+    }
     {
         std::lock_guard<std::mutex> lock(handler_slot_->mutex);
         handler.swap(handler_slot_->handler);

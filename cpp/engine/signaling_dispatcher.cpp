@@ -46,6 +46,25 @@ void SignalingDispatcher::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
+void SignalingDispatcher::abandon() {
+    bool delivering = false;
+    {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->stopping = true;
+        state_->queue.clear();
+        delivering = state_->delivering;
+    }
+    state_->wake.notify_all();
+    if (on_dispatcher_thread() || !thread_.joinable()) return;
+    // Idle, it ends at once (its queue is empty and it is stopping): joined,
+    // so its end is certain. Busy, it ends after the delivery: let go.
+    if (delivering) {
+        thread_.detach();
+    } else {
+        thread_.join();
+    }
+}
+
 void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
     std::unique_lock<std::mutex> lock(state->mutex);
     for (;;) {
@@ -53,6 +72,7 @@ void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
         if (state->queue.empty()) return;  // stopping and drained
         auto item = std::move(state->queue.front());
         state->queue.pop_front();
+        state->delivering = true;
         lock.unlock();
         // Never let an exception escape into this thread (it would terminate the process).
         try {
@@ -61,6 +81,7 @@ void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
         }
         item = SignalingMessage{};  // release the session it names before taking the lock again
         lock.lock();
+        state->delivering = false;
     }
 }
 

@@ -98,6 +98,13 @@ public:
     // what is queued and lets the thread finish after the current item.
     void stop();
 
+    // For a caller that must not wait for the application (the cycle
+    // collector's thread may hold a lock the callback is waiting for): what is
+    // queued is dropped, and a delivery in progress is not waited for. The
+    // thread is let go and finishes it alone, on its own reference to State.
+    // Idempotent; stop() afterwards does nothing more.
+    void abandon();
+
     bool on_dispatcher_thread() const { return std::this_thread::get_id() == thread_id_; }
 
     // Messages posted and not yet handed to `deliver` (the one being delivered
@@ -114,6 +121,7 @@ private:
         std::condition_variable wake;
         std::deque<SignalingMessage> queue;
         bool stopping = false;
+        bool delivering = false;  // an item is out of the queue and in deliver()
     };
     static void run(const std::shared_ptr<State>& state);
 
