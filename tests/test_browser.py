@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers_subprocess.common import free_port
 
 # Module-level check: selenium is installed by the `selenium_mod` fixture when
 # it is missing here.
@@ -118,12 +119,6 @@ def webdriver_mod() -> Any:
 # ------------------------------------------------------------------------------ server
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get_json(url: str, timeout: float = 2.0, token: str | None = None) -> Any:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     with urllib.request.urlopen(req, timeout=timeout) as res:
@@ -199,7 +194,7 @@ class Server:
 @contextmanager
 def running_server(logdir: Path, extra_args: tuple[str, ...] = (), token: str | None = None) -> Iterator[Server]:
     """A server on a free port; on the way out it must exit cleanly on SIGINT."""
-    srv = Server(_free_port(), logdir, extra_args=extra_args, token=token)
+    srv = Server(free_port(), logdir, extra_args=extra_args, token=token)
     srv.start()
     try:
         yield srv

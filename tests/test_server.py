@@ -31,6 +31,7 @@ from sinkcast.inputs import PipeInput
 import sinkcast
 import sinkcast.server
 from sinkcast.server import SERVER_KEY, AcceptErrorReporter, describe_inputs, make_app, make_runner
+from helpers_subprocess.common import free_port
 from webrtc_peer import Listener, dominant_frequency
 
 
@@ -472,12 +473,6 @@ async def test_page_is_served(server: tuple[TestServer, ClientSession]) -> None:
         assert "<html" in (await r.text()).lower()
     async with http.get("/static/app.js") as r:
         assert r.status == 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def open_files_limit(pid: int) -> tuple[str, str]:

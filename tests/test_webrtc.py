@@ -20,7 +20,7 @@ import pytest_asyncio
 
 import sinkcast
 from sinkcast.aio import AsyncSignaling
-from helpers_subprocess.common import threads_named
+from helpers_subprocess.common import free_port, threads_named
 from webrtc_peer import Listener, dominant_frequency
 
 pytestmark = pytest.mark.asyncio
@@ -225,9 +225,7 @@ async def test_listeners_sharing_one_udp_port_each_hear_the_tone() -> None:
     # A one-port range: the README's way to know the muxed port in advance
     # (libjuice picks it at random within a larger range). A port free now,
     # not a fixed one: another run of this suite on the machine may hold that.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port(socket.SOCK_DGRAM)
     eng = sinkcast.AudioManager(bind_address="127.0.0.1", port_range=(port, port), ice_udp_mux=True)
     eng.add_sink("a440", channels=2)
     eng.add_tone_source("tone440", frequency_hz=440.0, amplitude=0.4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -23,6 +24,14 @@ from sinkcast.aio import merge_candidates
 TESTS = Path(__file__).resolve().parent.parent
 DATA = TESTS / "data"
 HELPERS = Path(__file__).resolve().parent
+
+
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A loopback port free now (TCP by default, or socket.SOCK_DGRAM); it may be
+    taken again before the caller binds it, which a test may retry on."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def thread_count() -> int:
