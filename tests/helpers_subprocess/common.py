@@ -46,7 +46,7 @@ def threads_named(prefix: str) -> int:
         try:
             with open(f"/proc/self/task/{tid}/comm") as f:
                 count += f.read().startswith(prefix)
-        except FileNotFoundError:  # the thread ended while we looked
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended while we looked (at open, or at read)
             pass
     return count
 
