@@ -325,9 +325,12 @@ def test_a_collected_engine_does_not_wait_for_a_callback_already_running(monkeyp
     owner.engine.handle_incoming_webrtc_signaling_message("s/l", "request_offer", "")
     wait_until(lambda: ("s/l", "offer") in heard, timeout=10)
 
+    heard_before: list[int] = []
+
     def collect_holding_the_lock() -> None:
         with lock:
             waiting.clear()  # from now on a callback that starts waits for the lock
+            heard_before.append(len(heard))
             gc.collect()
         collected.set()
 
@@ -340,7 +343,9 @@ def test_a_collected_engine_does_not_wait_for_a_callback_already_running(monkeyp
     assert finished, "the collection never ended: the engine's shutdown waited for the callback in progress"
     assert seen == [True], "the callback was not running when the engine was finalized"
     wait_until(lambda: gc.collect() >= 0 and gone() is None, timeout=10)
-    assert ("s/l2", "offer") in heard, "the callback in progress did not finish"
+    # The one in progress (the offer made in __del__, or a candidate queued
+    # before it) finished; whatever was queued behind it was dropped.
+    assert len(heard) == heard_before[0] + 1, ("the callback in progress did not finish, or more ran", heard)
     assert ("s/l", "bye") not in heard, "a callback started while its objects were being collected"
     wait_until(lambda: threads_named("sinkcast") <= before, timeout=10)
     assert problems == [], [(p.exc_type, p.exc_value) for p in problems]
