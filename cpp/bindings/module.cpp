@@ -13,6 +13,7 @@
 #include "bindings/numpy_array.h"
 #include "bindings/py_audio_manager.h"
 #include "bindings/release_gil.h"
+#include "engine/signaling_dispatcher.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -24,17 +25,22 @@ NB_MODULE(_sinkcast, m) {
     sinkcast::bindings::bind_pcm_tap(m);
     sinkcast::bindings::bind_audio_manager(m);
     // Live engines stop before the interpreter finalizes, so no engine thread
-    // ever calls into a dying interpreter.
+    // calls into a dying interpreter; a dispatcher let go inside a callback
+    // that outlasts the wait below is parked if it asks for the GIL again.
     nb::module_::import_("atexit").attr("register")(
         nb::cpp_function(
             [] {
                 sinkcast::bindings::stop_making_engines();  // an engine made after this would outlive the hook
                 sinkcast::bindings::shutdown_all_managers();
+                // Callbacks still running on the dispatcher of an engine the
+                // cycle collector shut down (it does not wait for them).
+                sinkcast::bindings::finish_let_go_deliveries(10.0);
                 sinkcast::bindings::finish_released_calls(10.0);  // daemon threads still in a call
-                // Daemon threads still running are never unwound: what their
-                // frames hold (an engine, its functions) is never freed, and
+                // Threads still running are never unwound: what their frames
+                // hold (an engine, its functions) is never freed, and
                 // nanobind's leak report would blame the bindings for it.
-                if (nb::cast<int>(nb::module_::import_("threading").attr("active_count")()) > 1)
+                if (nb::cast<int>(nb::module_::import_("threading").attr("active_count")()) > 1 ||
+                    sinkcast::SignalingDispatcher::let_go_running() > 0)
                     nb::set_leak_warnings(false);
             },
             nb::name("_shutdown_all_managers")));

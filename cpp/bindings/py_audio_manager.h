@@ -52,4 +52,9 @@ void stop_making_engines();
 // outlives the interpreter.
 void shutdown_all_managers();
 
+// From the exit hook, with the GIL held: waits, GIL released, up to
+// `timeout_s` for the dispatchers that an engine shut down by the cycle
+// collector let go inside a callback (SignalingDispatcher::abandon).
+void finish_let_go_deliveries(double timeout_s);
+
 }  // namespace sinkcast::bindings

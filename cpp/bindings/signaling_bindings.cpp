@@ -4,7 +4,9 @@
 // nothing ever propagates back into the engine or libdatachannel.
 #include <nanobind/nanobind.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/vector.h>
@@ -134,10 +136,13 @@ private:
 // program's choice). Nor does that shutdown wait for a callback already
 // running: the collector may have run other finalizers first, and one of them
 // let the dispatcher take the GIL and start a delivery that now waits for
-// that same lock. The delivery holds a reference to the callback, so the
-// collector finds the engine alive again after its finalizer, and a later
-// collection frees it once the delivery has ended. The earlier try at this (reliability.md, items 12 and
-// 15) shut down in tp_clear, where a bye could reach a half-cleared object.
+// that same lock. The delivery holds a reference to the callback: if that
+// refers to the engine, the collector finds the engine alive again after its
+// finalizer, and a later collection frees it once the delivery has ended;
+// if not, the engine is freed now, and the let-go thread touches nothing of
+// it. The exit hook waits for such a delivery (finish_let_go_deliveries).
+// The earlier try at this (reliability.md, items 12 and 15) shut down in
+// tp_clear, where a bye could reach a half-cleared object.
 //
 // The collector reads the callback from the handler the engine holds, under
 // the engine's lock on it: a copy kept on the Python side went stale when two
@@ -212,6 +217,14 @@ PyType_Slot gc_slots[] = {
 }  // namespace
 
 PyType_Slot* audio_manager_gc_slots() { return gc_slots; }
+
+void finish_let_go_deliveries(double timeout_s) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (SignalingDispatcher::let_go_running() > 0 && std::chrono::steady_clock::now() < give_up) {
+        nb::gil_scoped_release released;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
 
 void PyAudioManager::forget_python_callback() {
     nb::object dropped;  // released after the lock: its finalizer may run any code, set a callback too

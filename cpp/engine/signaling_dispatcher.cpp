@@ -4,10 +4,25 @@
 
 namespace sinkcast {
 
+namespace {
+std::atomic<int> g_let_go_running{0};
+}  // namespace
+
+int SignalingDispatcher::let_go_running() { return g_let_go_running.load(std::memory_order_acquire); }
+
 SignalingDispatcher::SignalingDispatcher(std::function<void(const SignalingMessage&)> deliver)
     : state_(std::make_shared<State>()) {
     state_->deliver = std::move(deliver);
-    thread_ = std::thread([state = state_] { run(state); });
+    thread_ = std::thread([state = state_]() mutable {
+        run(state);
+        bool let_go = false;
+        {
+            std::lock_guard<std::mutex> lock(state->mutex);
+            let_go = state->let_go;
+        }
+        state.reset();  // the last of State may go here: after this the thread runs nothing of it
+        if (let_go) g_let_go_running.fetch_sub(1, std::memory_order_acq_rel);
+    });
     name_thread(thread_, "sinkcast signal");
     thread_id_ = thread_.get_id();
 }
@@ -47,17 +62,23 @@ void SignalingDispatcher::stop() {
 }
 
 void SignalingDispatcher::abandon() {
+    if (!thread_.joinable()) return;  // joined or let go already
     bool delivering = false;
     {
         std::lock_guard<std::mutex> lock(state_->mutex);
         state_->stopping = true;
         state_->queue.clear();
         delivering = state_->delivering;
+        if (delivering && !state_->let_go) {
+            state_->let_go = true;
+            g_let_go_running.fetch_add(1, std::memory_order_acq_rel);
+        }
     }
     state_->wake.notify_all();
-    if (on_dispatcher_thread() || !thread_.joinable()) return;
     // Idle, it ends at once (its queue is empty and it is stopping): joined,
-    // so its end is certain. Busy, it ends after the delivery: let go.
+    // so its end is certain. Busy, it ends after the delivery: let go. On the
+    // dispatcher thread itself (a collection inside a callback) it is busy,
+    // and let go too, so that no later destructor joins it.
     if (delivering) {
         thread_.detach();
     } else {

@@ -105,6 +105,10 @@ public:
     // Idempotent; stop() afterwards does nothing more.
     void abandon();
 
+    // Threads let go by abandon() and still finishing their delivery, in the
+    // whole process: the interpreter-exit hook waits for them.
+    static int let_go_running();
+
     bool on_dispatcher_thread() const { return std::this_thread::get_id() == thread_id_; }
 
     // Messages posted and not yet handed to `deliver` (the one being delivered
@@ -122,6 +126,7 @@ private:
         std::deque<SignalingMessage> queue;
         bool stopping = false;
         bool delivering = false;  // an item is out of the queue and in deliver()
+        bool let_go = false;      // abandon() detached the thread: it counts in let_go_running()
     };
     static void run(const std::shared_ptr<State>& state);
 

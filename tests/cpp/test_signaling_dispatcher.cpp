@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -98,11 +99,13 @@ void test_abandon_leaves_a_delivery_in_progress() {
     dispatcher.abandon();
     check(std::chrono::steady_clock::now() - start < 2s, "abandon() returns with a delivery still held");
     check(held->returned.load() == 0, "the held delivery has not returned yet");
+    check(SignalingDispatcher::let_go_running() == 1, "the thread counts as let go");
     dispatcher.stop();  // and then the destructor: neither may wait for it either
   }
   check(held->returned.load() == 0, "destroying the dispatcher did not wait for it either");
   held->release();
   check(eventually([&] { return held->returned.load() == 1; }), "the let-go thread finishes the held delivery");
+  check(eventually([] { return SignalingDispatcher::let_go_running() == 0; }), "and then no longer counts");
   std::this_thread::sleep_for(50ms);
   std::lock_guard<std::mutex> lock(held->mutex);
   check(held->delivered == std::vector<std::string>{"offer"}, "what was queued behind it is dropped");
@@ -116,7 +119,9 @@ void test_abandon_when_idle_joins() {
   dispatcher.post(message("offer"));
   check(eventually([&] { return held->returned.load() == 1 && dispatcher.backlog() == 0; }),
         "the one message is delivered");
+  std::this_thread::sleep_for(100ms);  // back to waiting for the next message
   dispatcher.abandon();
+  check(SignalingDispatcher::let_go_running() == 0, "an idle thread is joined, not let go");
   dispatcher.post(message("late"));
   std::this_thread::sleep_for(20ms);
   check(held->returned.load() == 1, "nothing is delivered after abandon()");
@@ -125,6 +130,13 @@ void test_abandon_when_idle_joins() {
 }  // namespace
 
 int main() {
+  // A wrong abandon() would wait for the held delivery for ever: fail instead.
+  std::thread([] {
+    std::this_thread::sleep_for(60s);
+    std::printf("  FAIL  still running after 60 s: something waited for a held delivery\n");
+    std::fflush(stdout);
+    std::_Exit(1);
+  }).detach();
   test_stop_delivers_what_is_queued();
   test_abandon_leaves_a_delivery_in_progress();
   test_abandon_when_idle_joins();
