@@ -4,8 +4,8 @@
 // (The Python tests check the mix end to end against numpy; they cannot tell
 // which path ran.)
 //
-// No framework: prints each check and "N passed, M failed"; exit code 0 only
-// when everything passed.
+// No framework: checks.h prints each check and "N passed, M failed"; exit
+// code 0 only when everything passed.
 
 #include <algorithm>
 #include <cfloat>
@@ -16,16 +16,11 @@
 #include <vector>
 
 #include "audio/mix_kernels.h"
+#include "checks.h"
+
+using sinkcast_tests::check;
 
 namespace {
-
-int g_passed = 0;
-int g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-    (ok ? g_passed : g_failed) += 1;
-    std::printf("  %s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-}
 
 // K sources of equal gain, summing to `total_gain`, all with the same peak.
 sinkcast::SourceGroup group_of(int k, double total_gain, float peak) {
@@ -245,6 +240,5 @@ int main() {
     check_float_path_error(3);
     check_clip();
     check_peak_at_every_position();
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return sinkcast_tests::checks_summary();
 }

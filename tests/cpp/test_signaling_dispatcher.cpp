@@ -2,37 +2,31 @@
 // abandon() waits for no delivery in progress and drops what is queued, and
 // the thread it lets go still finishes that delivery.
 //
-// No framework: prints each check and "N passed, M failed"; exit code 0 only
-// when everything passed.
+// No framework: checks.h prints each check and "N passed, M failed"; exit
+// code 0 only when everything passed.
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "checks.h"
 #include "engine/signaling_dispatcher.h"
 
 using namespace std::chrono_literals;
 using sinkcast::SignalingDispatcher;
 using sinkcast::SignalingMessage;
 
+using sinkcast_tests::check;
+using sinkcast_tests::wait_until;
+
 namespace {
-
-int g_passed = 0;
-int g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  (ok ? g_passed : g_failed) += 1;
-  std::printf("  %s  %s\n", ok ? "ok  " : "FAIL", what.c_str());
-  std::fflush(stdout);
-}
 
 SignalingMessage message(const std::string& type) { return SignalingMessage{"s", type, "", nullptr}; }
 
@@ -66,14 +60,6 @@ struct HeldDelivery {
   }
 };
 
-bool eventually(const std::function<bool()>& f) {
-  for (auto give_up = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < give_up;) {
-    if (f()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return f();
-}
-
 void test_stop_delivers_what_is_queued() {
   std::printf("stop()\n");
   auto held = std::make_shared<HeldDelivery>();
@@ -104,8 +90,8 @@ void test_abandon_leaves_a_delivery_in_progress() {
   }
   check(held->returned.load() == 0, "destroying the dispatcher did not wait for it either");
   held->release();
-  check(eventually([&] { return held->returned.load() == 1; }), "the let-go thread finishes the held delivery");
-  check(eventually([] { return SignalingDispatcher::let_go_running() == 0; }), "and then no longer counts");
+  check(wait_until([&] { return held->returned.load() == 1; }, 5s), "the let-go thread finishes the held delivery");
+  check(wait_until([] { return SignalingDispatcher::let_go_running() == 0; }, 5s), "and then no longer counts");
   std::this_thread::sleep_for(50ms);
   std::lock_guard<std::mutex> lock(held->mutex);
   check(held->delivered == std::vector<std::string>{"offer"}, "what was queued behind it is dropped");
@@ -117,7 +103,7 @@ void test_abandon_when_idle_joins() {
   held->release();
   SignalingDispatcher dispatcher([held](const SignalingMessage& m) { held->deliver(m); });
   dispatcher.post(message("offer"));
-  check(eventually([&] { return held->returned.load() == 1 && dispatcher.backlog() == 0; }),
+  check(wait_until([&] { return held->returned.load() == 1 && dispatcher.backlog() == 0; }, 5s),
         "the one message is delivered");
   std::this_thread::sleep_for(100ms);  // back to waiting for the next message
   dispatcher.abandon();
@@ -140,6 +126,5 @@ int main() {
   test_stop_delivers_what_is_queued();
   test_abandon_leaves_a_delivery_in_progress();
   test_abandon_when_idle_joins();
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return sinkcast_tests::checks_summary();
 }

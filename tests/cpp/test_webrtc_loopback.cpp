@@ -2,8 +2,8 @@
 // OpusEncoder: a WebRTCSender and a plain rtc::PeerConnection listener
 // (recvonly Opus) talk over 127.0.0.1, in both offer directions.
 //
-// No framework: prints each check and "N passed, M failed"; exit code 0 only
-// when everything passed.
+// No framework: checks.h prints each check and "N passed, M failed"; exit
+// code 0 only when everything passed.
 
 #include <rtc/rtc.hpp>
 
@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "checks.h"
 #include "codec/opus_encoder.h"
 #include "webrtc/signaling_message.h"
 #include "webrtc/webrtc_sender.h"
@@ -29,21 +30,10 @@
 using namespace std::chrono_literals;
 using sinkcast::SignalingError;
 
+using sinkcast_tests::check;
+using sinkcast_tests::wait_until;
+
 namespace {
-
-int g_passed = 0;
-int g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-    std::printf("  ok    %s\n", what.c_str());
-  } else {
-    ++g_failed;
-    std::printf("  FAIL  %s\n", what.c_str());
-  }
-  std::fflush(stdout);
-}
 
 // Runs f, expects a SignalingError whose message contains `needle`.
 void expect_signaling_error(const std::string& what, const std::string& needle,
@@ -184,15 +174,6 @@ bool pump(Bus& bus, sinkcast::WebRTCSender& sender, Receiver& receiver,
     } catch (const std::exception& ex) {
       if (errors) errors->push_back(e.type + ": " + ex.what());
     }
-  }
-  return true;
-}
-
-bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
   }
   return true;
 }
@@ -648,6 +629,5 @@ int main() {
   test_listener_offers();
   test_sender_offers();
   test_churn();
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return sinkcast_tests::checks_summary();
 }
