@@ -18,7 +18,6 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <thread>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -385,13 +384,6 @@ void PyAudioManager::shutdown_from_python() {
     }
 }
 
-void PyAudioManager::shutdown_as_garbage() {
-    if (!shutdown_finished()) {
-        release_gil released;
-        shutdown_without_waiting_for_callback();
-    }
-}
-
 void stop_making_engines() { g_program_is_ending = true; }
 
 void shutdown_all_managers() {
@@ -433,18 +425,15 @@ void shutdown_all_managers() {
     // the GIL again to finish. Were the interpreter torn down meanwhile, those
     // would run against a finalizing runtime ("Fatal Python error" at exit).
     // Wait for it, GIL released, until it is gone from the list (10 s at most).
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    auto one_is_dying = [] {
-        for (AudioManager* manager : AudioManager::live_managers()) {
-            auto* py = dynamic_cast<PyAudioManager*>(manager);
-            if (py != nullptr && !py->python_alive()) return true;  // read with the GIL: not freed yet
-        }
-        return false;
-    };
-    while (one_is_dying() && std::chrono::steady_clock::now() < give_up) {
-        nb::gil_scoped_release released;
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
+    wait_with_the_gil_released(
+        [] {
+            for (AudioManager* manager : AudioManager::live_managers()) {
+                auto* py = dynamic_cast<PyAudioManager*>(manager);
+                if (py != nullptr && !py->python_alive()) return false;  // read with the GIL: not freed yet
+            }
+            return true;
+        },
+        10.0);
 }
 
 void bind_audio_manager(nb::module_& m) {

@@ -34,7 +34,8 @@ NB_MODULE(_sinkcast, m) {
                 sinkcast::bindings::shutdown_all_managers();
                 // Callbacks still running on the dispatcher of an engine the
                 // cycle collector shut down (it does not wait for them).
-                sinkcast::bindings::finish_let_go_deliveries(10.0);
+                sinkcast::bindings::wait_with_the_gil_released(
+                    [] { return sinkcast::SignalingDispatcher::let_go_running() == 0; }, 10.0);
                 sinkcast::bindings::finish_released_calls(10.0);  // daemon threads still in a call
                 // Threads still running are never unwound: what their frames
                 // hold (an engine, its functions) is never freed, and

@@ -17,9 +17,6 @@ public:
     // Shuts the engine down with the GIL released (engine threads may need it
     // to finish), then drops the Python objects the engine held. Idempotent.
     void shutdown_from_python();
-    // The same for the cycle collector's finalizer: waits for no callback
-    // (AudioManager::shutdown_without_waiting_for_callback).
-    void shutdown_as_garbage();
     void ensure_open_public() const { ensure_open(); }
 
     // False from the start of the destructor on: its Python object is being
@@ -51,10 +48,5 @@ void stop_making_engines();
 // Shuts down every live manager; registered with atexit so no engine thread
 // outlives the interpreter.
 void shutdown_all_managers();
-
-// From the exit hook, with the GIL held: waits, GIL released, up to
-// `timeout_s` for the dispatchers that an engine shut down by the cycle
-// collector let go inside a callback (SignalingDispatcher::abandon).
-void finish_let_go_deliveries(double timeout_s);
 
 }  // namespace sinkcast::bindings

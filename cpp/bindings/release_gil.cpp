@@ -76,6 +76,10 @@ void park_until_the_process_ends() {
 
 bool python_is_exiting() { return g_exiting.load(std::memory_order_acquire); }
 
+void wait_with_the_gil_released(const std::function<bool()>& done, double timeout_s) {
+    wait_without_the_gil(done, std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s));
+}
+
 void finish_released_calls(double timeout_s) {
     g_exiting.store(true, std::memory_order_release);  // from now on the count only goes down
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);

@@ -14,6 +14,8 @@
 
 #include <Python.h>
 
+#include <functional>
+
 #if defined(__GLIBCXX__)
 #include <cxxabi.h>
 #endif
@@ -36,6 +38,11 @@ private:
 // that released it to have it back. Calls still out after that park when they
 // end. A forked child starts afresh (nothing is out in it).
 void finish_released_calls(double timeout_s);
+
+// Called with the GIL held, from the exit hook: waits until done() (checked
+// with the GIL held) or until timeout_s has passed, with the GIL released in
+// between, so that the threads it waits for can have it.
+void wait_with_the_gil_released(const std::function<bool()>& done, double timeout_s);
 
 // True once finish_released_calls() has begun: the program is ending, and a
 // thread that gives the GIL away may not get it back.

@@ -4,9 +4,7 @@
 // nothing ever propagates back into the engine or libdatachannel.
 #include <nanobind/nanobind.h>
 
-#include <chrono>
 #include <cstring>
-#include <thread>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/vector.h>
@@ -140,7 +138,7 @@ private:
 // refers to the engine, the collector finds the engine alive again after its
 // finalizer, and a later collection frees it once the delivery has ended;
 // if not, the engine is freed now, and the let-go thread touches nothing of
-// it. The exit hook waits for such a delivery (finish_let_go_deliveries).
+// it. The exit hook waits for such a delivery (module.cpp).
 // The earlier try at this (reliability.md, items 12 and 15) shut down in
 // tp_clear, where a bye could reach a half-cleared object.
 //
@@ -194,7 +192,8 @@ void audio_manager_finalize(PyObject* self) {
     auto* engine = nb::inst_ptr<PyAudioManager>(self);
     engine->forget_python_callback();  // a delivery waiting for the GIL now finds none
     try {
-        engine->shutdown_as_garbage();
+        release_gil released;  // engine threads may need the GIL to finish
+        engine->shutdown_without_waiting_for_callback();
     } catch (nb::python_error& e) {
         e.discard_as_unraisable("sinkcast AudioManager shutting down as garbage");
     } catch (...) {
@@ -217,14 +216,6 @@ PyType_Slot gc_slots[] = {
 }  // namespace
 
 PyType_Slot* audio_manager_gc_slots() { return gc_slots; }
-
-void finish_let_go_deliveries(double timeout_s) {
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-    while (SignalingDispatcher::let_go_running() > 0 && std::chrono::steady_clock::now() < give_up) {
-        nb::gil_scoped_release released;
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-}
 
 void PyAudioManager::forget_python_callback() {
     nb::object dropped;  // released after the lock: its finalizer may run any code, set a callback too

@@ -479,7 +479,7 @@ EngineStats AudioManager::stats() const {
     return s;
 }
 
-void AudioManager::shut_down(bool wait_for_callback) {
+void AudioManager::shutdown_impl(bool wait_for_callback) {
     if (made_before_fork()) return abandon_after_fork();
     // Declared before the lock, so released after it: dropping the Python
     // callback takes the GIL, and a thread holding the GIL may be waiting for

@@ -175,13 +175,13 @@ public:
     // was under way (this one then waits for it). Other calls then throw
     // EngineClosedError. From inside a callback it returns at once when another
     // thread is shutting down: that shutdown ends once the callback returns.
-    void shutdown() { shut_down(true); }
+    void shutdown() { shutdown_impl(true); }
     // shutdown() for the cycle collector, once the engine is garbage and its
     // callback let go: the collecting thread may hold a lock that a callback
     // already running waits for. So what is still queued is dropped (it would
     // reach no callback anyway), and a delivery in progress is not waited for:
     // it ends on its own after this returns. The rest is as shutdown().
-    void shutdown_without_waiting_for_callback() { shut_down(false); }
+    void shutdown_without_waiting_for_callback() { shutdown_impl(false); }
     // True from the moment shutdown() begins, and in a child of fork() when the
     // engine was made before it (engine/fork_guard.h): it is never usable there.
     bool closed() const { return closed_.load(std::memory_order_acquire) || made_before_fork(); }
@@ -195,7 +195,7 @@ protected:
     void ensure_open() const;
 
 private:
-    void shut_down(bool wait_for_callback);
+    void shutdown_impl(bool wait_for_callback);
     bool made_before_fork() const { return fork_generation_ != fork_generation(); }
     [[noreturn]] void throw_made_before_fork() const;
     void abandon_after_fork();

@@ -14,12 +14,7 @@ SignalingDispatcher::SignalingDispatcher(std::function<void(const SignalingMessa
     : state_(std::make_shared<State>()) {
     state_->deliver = std::move(deliver);
     thread_ = std::thread([state = state_]() mutable {
-        run(state);
-        bool let_go = false;
-        {
-            std::lock_guard<std::mutex> lock(state->mutex);
-            let_go = state->let_go;
-        }
+        const bool let_go = run(state);
         state.reset();  // the last of State may go here: after this the thread runs nothing of it
         if (let_go) g_let_go_running.fetch_sub(1, std::memory_order_acq_rel);
     });
@@ -69,7 +64,7 @@ void SignalingDispatcher::abandon() {
         state_->stopping = true;
         state_->queue.clear();
         delivering = state_->delivering;
-        if (delivering && !state_->let_go) {
+        if (delivering) {  // once only: afterwards the thread is not joinable
             state_->let_go = true;
             g_let_go_running.fetch_add(1, std::memory_order_acq_rel);
         }
@@ -86,11 +81,11 @@ void SignalingDispatcher::abandon() {
     }
 }
 
-void SignalingDispatcher::run(const std::shared_ptr<State>& state) {
+bool SignalingDispatcher::run(const std::shared_ptr<State>& state) {
     std::unique_lock<std::mutex> lock(state->mutex);
     for (;;) {
         state->wake.wait(lock, [&] { return state->stopping || !state->queue.empty(); });
-        if (state->queue.empty()) return;  // stopping and drained
+        if (state->queue.empty()) return state->let_go;  // stopping and drained
         auto item = std::move(state->queue.front());
         state->queue.pop_front();
         state->delivering = true;

@@ -128,7 +128,8 @@ private:
         bool delivering = false;  // an item is out of the queue and in deliver()
         bool let_go = false;      // abandon() detached the thread: it counts in let_go_running()
     };
-    static void run(const std::shared_ptr<State>& state);
+    // Delivers until stopped and drained; returns whether abandon() let the thread go.
+    static bool run(const std::shared_ptr<State>& state);
 
     std::shared_ptr<State> state_;
     std::thread thread_;
